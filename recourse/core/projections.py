@@ -43,7 +43,20 @@ def project_l0_box(
     ``m`` is an int or a (B,) tensor of per-row budgets.  ``groups`` is a (D,) long tensor of
     group ids in ``[0, n_groups)``; ``None`` means every column is its own group.
     """
-    z = project_box(w, lower, upper)
+    return select_groups(w, project_box(w, lower, upper), m, groups, n_groups)
+
+
+def select_groups(
+    w: Tensor, z: Tensor, m: int | Tensor, groups: Tensor | None = None, n_groups: int | None = None
+) -> Tensor:
+    r"""Keep, per row, the ``m`` groups whose projection ``z`` gains most over ``w``; zero the rest.
+
+    ``z`` must be the exact projection of each group's block of ``w`` onto that group's own
+    feasible set (a box, a shifted simplex, ...), with 0 feasible.  Then the result is the exact
+    projection onto the intersection with :math:`\{\|w\|_{0,\mathcal G} \le m\}`, because the
+    squared distance splits over groups: :math:`\|w\|^2 - \sum_{g\in S} v_g` with
+    :math:`v_g = \|w_g\|^2 - \|w_g - z_g\|^2`.
+    """
     gain = w * w - (w - z) ** 2
     if groups is None:
         group_gain = gain
@@ -55,6 +68,40 @@ def project_l0_box(
     keep_groups = _top_m_mask(group_gain, m, n_groups)
     keep = keep_groups if groups is None else keep_groups[:, groups]
     return torch.where(keep, z, torch.zeros_like(z))
+
+
+def simplex_layout(groups: list[list[int]], device: torch.device | str | None = None) -> Tensor:
+    """(G, L) long tensor of column indices per simplex group, padded with -1 (for :func:`project_simplex_groups`)."""
+    width = max((len(g) for g in groups), default=0)
+    rows = [g + [-1] * (width - len(g)) for g in groups]
+    return torch.tensor(rows, dtype=torch.long, device=device).reshape(len(groups), width)
+
+
+def project_simplex_groups(v: Tensor, layout: Tensor) -> Tensor:
+    r"""Project each column group of ``v`` (B, D) listed in ``layout`` onto the unit simplex.
+
+    :math:`\Pi_\Delta(v_g) = \max(v_g - \theta, 0)` with :math:`\theta` from the sorted
+    cumulative sums (Held et al. 1974; Duchi et al. 2008).  Columns outside the layout are
+    returned unchanged.  Batched over rows and groups at once.
+    """
+    if layout.numel() == 0:
+        return v
+    valid = layout >= 0
+    cols = layout.clamp(min=0)
+    vals = v[:, cols]                                   # (B, G, L)
+    masked = torch.where(valid, vals, torch.full_like(vals, float("-inf")))
+    ordered = masked.sort(dim=-1, descending=True).values
+    finite = torch.isfinite(ordered)
+    cssv = torch.where(finite, ordered, torch.zeros_like(ordered)).cumsum(-1) - 1.0
+    k = torch.arange(1, ordered.shape[-1] + 1, device=v.device, dtype=v.dtype)
+    positive = finite & (ordered - cssv / k > 0)
+    rho = positive.sum(-1, keepdim=True).clamp(min=1)
+    theta = cssv.gather(-1, rho - 1) / rho.to(v.dtype)
+    projected = torch.clamp(vals - theta, min=0.0)
+    out = v.clone()
+    flat_cols = cols[valid]
+    out[:, flat_cols] = projected[:, valid]
+    return out
 
 
 def _top_m_mask(scores: Tensor, m: int | Tensor, n: int) -> Tensor:

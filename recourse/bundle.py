@@ -1,0 +1,231 @@
+"""Model bundles: everything needed to answer recourse questions, saved without pickle.
+
+A bundle is a directory::
+
+    metadata.json            format, data set, classes, training figures, SHA-256 of every file,
+                             and the bundle hash (SHA-256 over the sorted file hashes)
+    schema.json              the completed feature schema (ranges and cost scales filled from data)
+    model.json               layer spec of the classifier (plain JSON)
+    model.safetensors        its weights
+    density-<name>.json      hyper-parameters (given and chosen from data) of each density
+    density-<name>.safetensors   its fitted state
+    data.safetensors         scaled training rows and their class indices (for LOF and k-NN)
+
+Loading reads JSON and safetensors only (no code runs), and checks every file's hash.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+
+from .data import Dataset, load_dataset
+from .density import ClassConditionalDensity, fit_class_conditional
+from .encoding import TabularEncoder, complete_schema
+from .errors import BundleError
+from .model_io import file_sha256, load_classifier, save_classifier
+from .models import TorchClassifier, from_sklearn, train_logistic, train_mlp
+from .schema import FeatureSchema
+from .scfe import RecourseEngine, SCFEConfig
+
+FORMAT = "recourse-bundle/1"
+DENSITIES = ("kde", "gmm", "knn")
+DEFAULT_MAX_CHANGES = {"german_credit": 3, "wine": 2}
+
+
+def recourse_home() -> Path:
+    """Where built demo bundles live: ``$RECOURSE_HOME`` or ``~/.cache/recourse``."""
+    return Path(os.environ.get("RECOURSE_HOME", Path.home() / ".cache" / "recourse"))
+
+
+@dataclass
+class Bundle:
+    """A loaded bundle: schema, classifier, densities, training data and metadata."""
+
+    path: Path | None
+    schema: FeatureSchema
+    classifier: TorchClassifier
+    densities: dict[str, ClassConditionalDensity]
+    train_encoded: np.ndarray
+    train_labels: np.ndarray
+    metadata: dict[str, Any]
+
+    @property
+    def hash(self) -> str:
+        return self.metadata.get("hash", "")
+
+    def engine(self, config: SCFEConfig | None = None, device: str | torch.device | None = None) -> RecourseEngine:
+        """A :class:`RecourseEngine` with the bundle's defaults (m, density) unless ``config`` says otherwise."""
+        defaults = self.metadata.get("defaults", {})
+        config = config or SCFEConfig(max_changes=defaults.get("max_changes", 3), density=defaults.get("density", "kde"))
+        return RecourseEngine(self.schema, self.classifier, self.densities, self.train_encoded, self.train_labels,
+                              config=config, device=device)
+
+
+# ---------------------------------------------------------------------- building
+def to_classifier(model: Any, n_features: int) -> TorchClassifier:
+    """Accept a TorchClassifier, a torch module returning logits, or a fitted scikit-learn model."""
+    if isinstance(model, TorchClassifier):
+        return model
+    if isinstance(model, torch.nn.Module):
+        return TorchClassifier(model, output="logits", n_features=n_features)
+    if hasattr(model, "predict_proba"):
+        return from_sklearn(model)
+    raise TypeError(f"unsupported model {type(model).__name__}: give a torch nn.Module or a scikit-learn "
+                    "LogisticRegression / MLPClassifier (optionally after a scaler in a Pipeline)")
+
+
+def build_bundle(
+    schema: FeatureSchema,
+    train: pd.DataFrame,
+    labels: np.ndarray,
+    out: str | Path,
+    *,
+    model: str | Any = "mlp",
+    densities: Sequence[str] = DENSITIES,
+    test: tuple[pd.DataFrame, np.ndarray] | None = None,
+    max_changes: int = 3,
+    default_density: str = "kde",
+    seed: int = 0,
+    dataset: str | None = None,
+) -> Bundle:
+    """Fit (or wrap) a model and the densities on ``train`` and save a bundle to ``out``.
+
+    ``model``: "mlp" (d→20→20→1 ReLU network), "logistic", or an already-trained model
+    (see :func:`to_classifier`) which must take the schema's scaled encoding as input.
+    """
+    if schema.target is None:
+        raise BundleError("the schema needs a target (name, classes, favourable) to build a bundle")
+    schema = complete_schema(schema, train)
+    encoder = TabularEncoder(schema)
+    x = encoder.encode(train)
+    classes = list(schema.target.classes)
+    index = {str(c): i for i, c in enumerate(classes)}
+    unknown = sorted({str(v) for v in labels} - set(index))
+    if unknown:
+        raise BundleError(f"target values {unknown} are not among the schema's classes {classes}")
+    y_idx = np.array([index[str(v)] for v in labels])
+    y_values = np.array([classes[i] for i in y_idx])
+    started = time.perf_counter()
+    if model == "mlp":
+        clf = train_mlp(x, y_values, seed=seed)
+    elif model == "logistic":
+        clf = train_logistic(x, y_values, seed=seed)
+    else:
+        clf = to_classifier(model, encoder.n_columns)
+    if [str(c) for c in clf.classes] != [str(c) for c in classes]:
+        clf.classes = classes
+    fitted = {name: fit_class_conditional(name, x, y_idx, classes=range(len(classes))) for name in densities}
+    seconds = time.perf_counter() - started
+    metadata: dict[str, Any] = {
+        "format": FORMAT,
+        "dataset": dataset or schema.name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "classes": classes,
+        "columns": encoder.columns,
+        "model": model if isinstance(model, str) else type(model).__name__,
+        "densities": list(densities),
+        "defaults": {"max_changes": max_changes, "density": default_density if default_density in densities else (list(densities) or [None])[0]},
+        "training": {"rows": len(train), "seconds": round(seconds, 3), "seed": seed,
+                     "accuracy": _accuracy(clf, x, y_idx)},
+    }
+    if test is not None:
+        metadata["training"]["test_rows"] = len(test[0])
+        metadata["training"]["test_accuracy"] = _accuracy(clf, encoder.encode(test[0]), np.array([index[str(v)] for v in test[1]]))
+    bundle = Bundle(None, schema, clf, fitted, x, y_idx, metadata)
+    save_bundle(bundle, out)
+    return bundle
+
+
+def build_dataset_bundle(name: str, out: str | Path | None = None, model: str = "mlp", seed: int = 0) -> Bundle:
+    """Bundle for a bundled data set ("german" or "wine"), trained on its seeded training split."""
+    data: Dataset = load_dataset(name)
+    train, y_train, test, y_test = data.split()
+    out = Path(out) if out is not None else recourse_home() / "bundles" / (name if model == "mlp" else f"{name}-{model}")
+    return build_bundle(data.schema, train, y_train, out, model=model, test=(test, y_test),
+                        max_changes=DEFAULT_MAX_CHANGES.get(data.schema.name, 3), seed=seed, dataset=name)
+
+
+def _accuracy(clf: TorchClassifier, x: np.ndarray, y_idx: np.ndarray) -> float:
+    with torch.no_grad():
+        pred = clf.predict(torch.as_tensor(x, dtype=clf.dtype, device=clf.device)).cpu().numpy()
+    return round(float((pred == y_idx).mean()), 4)
+
+
+# ---------------------------------------------------------------------- saving / loading
+def save_bundle(bundle: Bundle, out: str | Path) -> Path:
+    """Write every file, then metadata.json with the file hashes and the bundle hash."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    bundle.schema.save(out / "schema.json")
+    save_classifier(bundle.classifier, out)
+    for name, density in bundle.densities.items():
+        (out / f"density-{name}.json").write_text(json.dumps(density.config(), indent=2) + "\n")
+        save_file({k: v.detach().cpu().contiguous() for k, v in density.tensors().items()}, str(out / f"density-{name}.safetensors"))
+    save_file({"x": torch.as_tensor(bundle.train_encoded, dtype=torch.float32).contiguous(),
+               "y": torch.as_tensor(bundle.train_labels, dtype=torch.long).contiguous()}, str(out / "data.safetensors"))
+    files = sorted(p.name for p in out.iterdir() if p.is_file() and p.name != "metadata.json")
+    hashes = {name: file_sha256(out / name) for name in files}
+    metadata = dict(bundle.metadata, files=hashes, hash=_bundle_hash(hashes))
+    (out / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    bundle.metadata, bundle.path = metadata, out
+    return out
+
+
+def _bundle_hash(hashes: dict[str, str]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(hashes):
+        digest.update(f"{name}:{hashes[name]}\n".encode())
+    return digest.hexdigest()
+
+
+def load_bundle(path: str | Path, device: str | torch.device | None = None) -> Bundle:
+    """Load and verify a bundle (no unpickling; every file's SHA-256 is checked)."""
+    path = Path(path)
+    meta_file = path / "metadata.json"
+    if not meta_file.is_file():
+        raise BundleError(f"{path}: not a bundle (no metadata.json); build one with `recourse train`")
+    try:
+        metadata = json.loads(meta_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{meta_file}: not valid JSON ({exc})") from None
+    if metadata.get("format") != FORMAT:
+        raise BundleError(f"{path}: unsupported bundle format {metadata.get('format')!r} (expected {FORMAT})")
+    for name, expected in metadata.get("files", {}).items():
+        file = path / name
+        if not file.is_file():
+            raise BundleError(f"{path}: missing file {name}")
+        if file_sha256(file) != expected:
+            raise BundleError(f"{path}: {name} does not match its recorded hash (modified or corrupt)")
+    schema = FeatureSchema.load(path / "schema.json")
+    try:
+        classifier = load_classifier(path, device=device)
+    except ValueError as exc:
+        raise BundleError(f"{path}: {exc}") from None
+    densities = {}
+    for name in metadata.get("densities", []):
+        config = json.loads((path / f"density-{name}.json").read_text())
+        densities[name] = ClassConditionalDensity.from_state(config, load_file(str(path / f"density-{name}.safetensors")))
+    data = load_file(str(path / "data.safetensors"))
+    return Bundle(path, schema, classifier, densities, data["x"].double().numpy(), data["y"].numpy(), metadata)
+
+
+def demo_bundle(name: str = "german", device: str | torch.device | None = None) -> Bundle:
+    """The demo bundle for a bundled data set, built on first use under :func:`recourse_home`."""
+    path = recourse_home() / "bundles" / name
+    if (path / "metadata.json").is_file():
+        try:
+            return load_bundle(path, device=device)
+        except BundleError:
+            pass
+    build_dataset_bundle(name, path)
+    return load_bundle(path, device=device)

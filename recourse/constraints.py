@@ -1,0 +1,74 @@
+"""Checks of decoded counterfactuals against the schema: the last gate before an answer leaves.
+
+A counterfactual violates its constraints when it changes an immutable feature, leaves a
+feature's range, moves against an allowed direction, exceeds ``max_change``, changes more than
+``m`` features (a categorical feature counting once), or breaks a type (a non-integral integer,
+an unknown level).  All checks are vectorised over rows.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .schema import Feature, FeatureSchema
+
+TOLERANCE = 1e-9
+
+
+def _ordered_values(feat: Feature, column: pd.Series) -> np.ndarray:
+    """Numeric view of a column in which the feature's direction can be compared."""
+    if feat.is_numeric:
+        return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
+    if feat.kind == "binary":
+        return column.astype(float).to_numpy()
+    return column.map({n: i for i, n in enumerate(feat.level_names)}).to_numpy(dtype=float)
+
+
+def changed_features(schema: FeatureSchema, originals: pd.DataFrame, counterfactuals: pd.DataFrame) -> np.ndarray:
+    """Boolean (N, F) matrix: which features differ between the two tables."""
+    a, b = originals.reset_index(drop=True), counterfactuals.reset_index(drop=True)
+    cols = []
+    for feat in schema.features:
+        if feat.is_numeric:
+            va, vb = _ordered_values(feat, a[feat.name]), _ordered_values(feat, b[feat.name])
+            cols.append(np.abs(va - vb) > TOLERANCE)
+        else:
+            cols.append(a[feat.name].to_numpy() != b[feat.name].to_numpy())
+    return np.stack(cols, axis=1) if cols else np.zeros((len(a), 0), dtype=bool)
+
+
+def violations(
+    schema: FeatureSchema, originals: pd.DataFrame, counterfactuals: pd.DataFrame, max_changes: int | None
+) -> list[list[str]]:
+    """Per row, the list of broken constraints (empty list = the counterfactual is admissible)."""
+    a, b = originals.reset_index(drop=True), counterfactuals.reset_index(drop=True)
+    n = len(a)
+    found: list[list[str]] = [[] for _ in range(n)]
+
+    def flag(mask: np.ndarray, message: str) -> None:
+        for r in np.flatnonzero(mask):
+            found[r].append(message)
+
+    changed = changed_features(schema, a, b)
+    for j, feat in enumerate(schema.features):
+        name = feat.name
+        moved = changed[:, j]
+        if feat.immutable:
+            flag(moved, f"{name}: immutable feature changed")
+            continue
+        va, vb = _ordered_values(feat, a[name]), _ordered_values(feat, b[name])
+        flag(np.isnan(vb), f"{name}: not a valid value")
+        if feat.is_numeric:
+            lo, hi = feat.range
+            flag((vb < lo - TOLERANCE) | (vb > hi + TOLERANCE), f"{name}: outside its range")
+            if feat.kind == "integer":
+                flag(np.abs(vb - np.round(vb)) > TOLERANCE, f"{name}: not a whole number")
+        if feat.direction == "increase":
+            flag(vb < va - TOLERANCE, f"{name}: decreased but may only increase")
+        elif feat.direction == "decrease":
+            flag(vb > va + TOLERANCE, f"{name}: increased but may only decrease")
+        if feat.max_change is not None and feat.kind != "categorical":
+            flag(np.abs(vb - va) > feat.max_change + TOLERANCE, f"{name}: changed by more than {feat.max_change}")
+    if max_changes is not None:
+        flag(changed.sum(axis=1) > max_changes, f"more than {max_changes} features changed")
+    return found

@@ -1,0 +1,343 @@
+"""Safe saving and loading of :class:`~recourse.models.TorchClassifier` models.
+
+Loading never unpickles anything: a model is a directory with
+
+* ``model.json`` -- plain JSON: format and version, output kind, classes, ``n_features``, dtype,
+  the layer spec (see :func:`module_to_spec`) and the SHA-256 of the tensor file;
+* ``model.safetensors`` -- the weights (a JSON header plus raw little-endian buffers, read with
+  ``safetensors.torch.load_file``, which cannot execute code).
+
+Only ``nn.Sequential`` models (nested Sequentials are flattened) built from ``nn.Linear``,
+:class:`~recourse.models.Affine`, ``nn.ReLU``, ``nn.Tanh``, ``nn.Sigmoid``, ``nn.Identity``,
+``nn.LeakyReLU``, ``nn.ELU``, ``nn.Softmax`` and ``nn.Flatten`` can be saved; layer types are matched
+exactly, so a subclass with a custom ``forward`` is refused.
+
+Why there is no ``torch.export`` fallback (checked against the torch 2.13 sources):
+``torch.export.load`` documents "uses pickle under the hood ... Never load data from an untrusted
+source", and indeed ``torch/export/pt2_archive/_package.py`` loads every weight or constant whose
+archive entry says ``use_pickle`` with ``torch.load(..., weights_only=False)`` and "opaque" constants
+with ``pickle.loads``, while ``torch/_export/serde/serialize.py::deserialize_torch_artifact`` retries
+a failed ``weights_only=True`` load with ``weights_only=False``.  Those paths are chosen by the
+*file's* contents, not by how we saved it, so a crafted ``.pt2`` runs arbitrary code on load
+(verified: flipping ``use_pickle`` to true in ``weights_config.json`` and storing a pickle with a
+malicious ``__reduce__`` as the weight executes it inside ``torch.export.load``).
+:func:`save_classifier` therefore raises ``TypeError`` for other modules (asking to express the
+model as a supported ``nn.Sequential``) and :func:`load_classifier` refuses ``"torch.export"``
+directories.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from recourse.models import Affine, TorchClassifier
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "MODEL_JSON",
+    "MODEL_TENSORS",
+    "module_to_spec",
+    "module_from_spec",
+    "save_classifier",
+    "load_classifier",
+    "file_sha256",
+]
+
+FORMAT = "recourse.sequential"
+FORMAT_VERSION = 1
+MODEL_JSON = "model.json"
+MODEL_TENSORS = "model.safetensors"
+
+_DTYPES: dict[str, torch.dtype] = {
+    "float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64,
+}
+_PLAIN: dict[str, type[nn.Module]] = {
+    "ReLU": nn.ReLU, "Tanh": nn.Tanh, "Sigmoid": nn.Sigmoid, "Identity": nn.Identity,
+}
+_SUPPORTED = "Linear, Affine, ReLU, Tanh, Sigmoid, Identity, LeakyReLU, ELU, Softmax, Flatten"
+# layer type -> (hyper-parameter keys, tensor names)
+_LAYER_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "Linear": (("in_features", "out_features", "bias"), ("weight", "bias")),
+    "Affine": (("n_features",), ("scale", "shift")),
+    "ReLU": ((), ()), "Tanh": ((), ()), "Sigmoid": ((), ()), "Identity": ((), ()),
+    "LeakyReLU": (("negative_slope",), ()),
+    "ELU": (("alpha",), ()),
+    "Softmax": (("dim",), ()),
+    "Flatten": (("start_dim", "end_dim"), ()),
+}
+
+
+# ---------------------------------------------------------------------- spec <-> module
+def _flatten(module: nn.Module) -> list[nn.Module]:
+    if type(module) is nn.Sequential:
+        return [leaf for child in module for leaf in _flatten(child)]
+    return [module]
+
+
+def _layer_spec(m: nn.Module) -> dict[str, Any]:
+    t = type(m)
+    if t is nn.Linear:
+        return {"type": "Linear", "in_features": int(m.in_features), "out_features": int(m.out_features),
+                "bias": m.bias is not None}
+    if t is Affine:
+        return {"type": "Affine", "n_features": m.n_features}
+    for name, cls in _PLAIN.items():
+        if t is cls:
+            return {"type": name}
+    if t is nn.LeakyReLU:
+        return {"type": "LeakyReLU", "negative_slope": float(m.negative_slope)}
+    if t is nn.ELU:
+        return {"type": "ELU", "alpha": float(m.alpha)}
+    if t is nn.Softmax:
+        return {"type": "Softmax", "dim": None if m.dim is None else int(m.dim)}
+    if t is nn.Flatten:
+        return {"type": "Flatten", "start_dim": int(m.start_dim), "end_dim": int(m.end_dim)}
+    raise TypeError(f"unsupported layer {t.__module__}.{t.__qualname__}; supported: {_SUPPORTED}")
+
+
+def module_to_spec(module: nn.Module) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """Describe an ``nn.Sequential`` of supported layers as ``(spec, tensors)``.
+
+    ``spec = {"type": "Sequential", "layers": [{"type": ..., <hyper-parameters>}, ...]}`` is
+    JSON-serialisable; ``tensors`` maps ``"<i>.<name>"`` (i = index in the flattened layer list,
+    the key of ``nn.Sequential(*layers).state_dict()``) to detached tensors.  A bare supported
+    layer counts as a one-layer Sequential.  Unsupported layer -> ``TypeError`` naming it.
+    """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    layers = _flatten(module)
+    specs = [_layer_spec(m) for m in layers]
+    tensors: dict[str, Tensor] = {}
+    for i, (m, s) in enumerate(zip(layers, specs)):
+        for name in _LAYER_KEYS[s["type"]][1]:
+            t = getattr(m, name)
+            if t is not None:
+                tensors[f"{i}.{name}"] = t.detach()
+    return {"type": "Sequential", "layers": specs}, tensors
+
+
+def _int(layer: dict[str, Any], key: str, i: int, minimum: int | None = None) -> int:
+    v = layer[key]
+    if isinstance(v, bool) or not isinstance(v, int) or (minimum is not None and v < minimum):
+        raise ValueError(f"layer {i} ({layer['type']}): {key} must be an int"
+                         + (f" >= {minimum}" if minimum is not None else "") + f", got {v!r}")
+    return v
+
+
+def _float(layer: dict[str, Any], key: str, i: int) -> float:
+    v = layer[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ValueError(f"layer {i} ({layer['type']}): {key} must be a finite number, got {v!r}")
+    return float(v)
+
+
+def module_from_spec(spec: dict[str, Any], tensors: dict[str, Tensor]) -> nn.Sequential:
+    """Rebuild the ``nn.Sequential`` described by :func:`module_to_spec`, strictly validated.
+
+    Checks layer types (unknown -> ``ValueError``), hyper-parameters, that ``tensors`` has exactly
+    the expected keys with the expected shapes and one floating dtype, and that consecutive
+    ``Linear``/``Affine`` widths agree.  The module is built in the tensors' dtype, on their device.
+    """
+    if not isinstance(spec, dict) or spec.get("type") != "Sequential" or not isinstance(spec.get("layers"), list):
+        raise ValueError("spec must be a dict {'type': 'Sequential', 'layers': [...]}")
+    if not spec["layers"]:
+        raise ValueError("spec has no layers")
+    if not isinstance(tensors, dict) or not all(isinstance(k, str) and isinstance(v, Tensor)
+                                                for k, v in tensors.items()):
+        raise ValueError("tensors must be a dict of str -> torch.Tensor")
+    dtypes = {t.dtype for t in tensors.values()}
+    if len(dtypes) > 1:
+        raise ValueError(f"tensors have mixed dtypes {sorted(map(str, dtypes))}")
+    dtype = dtypes.pop() if dtypes else torch.get_default_dtype()
+    if not dtype.is_floating_point:
+        raise ValueError(f"tensors must be floating point, got {dtype}")
+    device = next(iter(tensors.values())).device if tensors else None
+
+    layers: list[nn.Module] = []
+    shapes: dict[str, tuple[int, ...]] = {}
+    width: int | None = None
+    for i, layer in enumerate(spec["layers"]):
+        if not isinstance(layer, dict) or not isinstance(layer.get("type"), str):
+            raise ValueError(f"layer {i}: must be a dict with a string 'type', got {layer!r}")
+        kind = layer["type"]
+        if kind not in _LAYER_KEYS:
+            raise ValueError(f"layer {i}: unknown layer type {kind!r}; supported: {_SUPPORTED}")
+        keys = set(_LAYER_KEYS[kind][0])
+        if set(layer) - {"type"} != keys:
+            raise ValueError(f"layer {i} ({kind}): expected keys {sorted(keys)}, got {sorted(set(layer) - {'type'})}")
+        if kind == "Linear":
+            n_in, n_out = _int(layer, "in_features", i, 1), _int(layer, "out_features", i, 1)
+            if not isinstance(layer["bias"], bool):
+                raise ValueError(f"layer {i} (Linear): bias must be a bool, got {layer['bias']!r}")
+            if width is not None and width != n_in:
+                raise ValueError(f"layer {i} (Linear): in_features={n_in} but the previous layer outputs {width}")
+            width = n_out
+            shapes[f"{i}.weight"] = (n_out, n_in)
+            if layer["bias"]:
+                shapes[f"{i}.bias"] = (n_out,)
+            layers.append(nn.Linear(n_in, n_out, bias=layer["bias"], dtype=dtype, device=device))
+        elif kind == "Affine":
+            n = _int(layer, "n_features", i, 1)
+            if width is not None and width != n:
+                raise ValueError(f"layer {i} (Affine): n_features={n} but the previous layer outputs {width}")
+            width = n
+            shapes[f"{i}.scale"] = shapes[f"{i}.shift"] = (n,)
+            layers.append(Affine(torch.ones(n, dtype=dtype, device=device), torch.zeros(n, dtype=dtype, device=device)))
+        elif kind in _PLAIN:
+            layers.append(_PLAIN[kind]())
+        elif kind == "LeakyReLU":
+            layers.append(nn.LeakyReLU(_float(layer, "negative_slope", i)))
+        elif kind == "ELU":
+            layers.append(nn.ELU(_float(layer, "alpha", i)))
+        elif kind == "Softmax":
+            dim = None if layer["dim"] is None else _int(layer, "dim", i)
+            layers.append(nn.Softmax(dim=dim))
+        else:  # Flatten
+            layers.append(nn.Flatten(_int(layer, "start_dim", i), _int(layer, "end_dim", i)))
+
+    missing, extra = sorted(set(shapes) - set(tensors)), sorted(set(tensors) - set(shapes))
+    if missing or extra:
+        raise ValueError(f"tensors do not match the spec: missing {missing}, unexpected {extra}")
+    for key, shape in shapes.items():
+        if tuple(tensors[key].shape) != shape:
+            raise ValueError(f"tensor {key!r} has shape {tuple(tensors[key].shape)}, expected {shape}")
+        if not bool(torch.isfinite(tensors[key]).all()):
+            raise ValueError(f"tensor {key!r} contains non-finite values")
+    module = nn.Sequential(*layers)
+    module.load_state_dict(tensors, strict=True)
+    return module
+
+
+# ---------------------------------------------------------------------- files
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB chunks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    for name, dt in _DTYPES.items():
+        if dt == dtype:
+            return name
+    raise TypeError(f"cannot save dtype {dtype}; supported: {sorted(_DTYPES)}")
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def save_classifier(clf: TorchClassifier, directory: str | os.PathLike[str]) -> list[Path]:
+    """Write ``model.json`` and ``model.safetensors`` into ``directory`` (created if needed).
+
+    Returns the written paths ``[model.json, model.safetensors]``.  Tensors are stored contiguous,
+    on CPU, in the classifier's dtype.  A module that is not an ``nn.Sequential`` of supported
+    layers raises ``TypeError`` (see the module docstring for why ``torch.export`` is not used).
+    """
+    if not isinstance(clf, TorchClassifier):
+        raise TypeError(f"clf must be a TorchClassifier, got {type(clf).__name__}")
+    try:
+        spec, tensors = module_to_spec(clf.module)
+    except TypeError as e:
+        raise TypeError(
+            f"cannot save a {type(clf.module).__name__}: {e}. Only nn.Sequential models of supported "
+            "layers are saved (weights in safetensors, architecture in JSON); torch.export is not used "
+            "because torch.export.load unpickles data from the file. Express the model as an "
+            "nn.Sequential of these layers."
+        ) from e
+    dtype_name = _dtype_name(clf.dtype)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    st_path, json_path = directory / MODEL_TENSORS, directory / MODEL_JSON
+    cpu = {k: v.cpu().clone().contiguous() for k, v in tensors.items()}  # clone: no shared storage
+    _atomic_write(st_path, lambda p: save_file(cpu, str(p), metadata={"format": FORMAT}))
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "output": clf.output,
+        "classes": list(clf.classes),
+        "n_features": clf.n_features,
+        "n_classes": clf.n_classes,
+        "dtype": dtype_name,
+        "spec": spec,
+        "tensors_file": MODEL_TENSORS,
+        "tensors_sha256": file_sha256(st_path),
+    }
+    text = json.dumps(meta, indent=2, allow_nan=False)
+    _atomic_write(json_path, lambda p: p.write_text(text + "\n", encoding="utf-8"))
+    return [json_path, st_path]
+
+
+def _read_meta(json_path: Path) -> dict[str, Any]:
+    if not json_path.is_file():
+        raise ValueError(f"{json_path}: file is missing")
+    try:
+        meta = json.loads(json_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{json_path}: not valid JSON ({e})") from e
+    if not isinstance(meta, dict):
+        raise ValueError(f"{json_path}: top level must be a JSON object")
+    fmt = meta.get("format")
+    if fmt == "torch.export":
+        raise ValueError(f"{json_path}: refusing to load a torch.export archive (torch.export.load unpickles "
+                         "data from the file); re-save the model as an nn.Sequential")
+    if fmt != FORMAT:
+        raise ValueError(f"{json_path}: format must be {FORMAT!r}, got {fmt!r}")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{json_path}: unsupported format_version {meta.get('format_version')!r} "
+                         f"(this version reads {FORMAT_VERSION})")
+    for key in ("output", "classes", "n_features", "dtype", "spec", "tensors_sha256"):
+        if key not in meta:
+            raise ValueError(f"{json_path}: missing key {key!r}")
+    if meta["dtype"] not in _DTYPES:
+        raise ValueError(f"{json_path}: dtype must be one of {sorted(_DTYPES)}, got {meta['dtype']!r}")
+    if not isinstance(meta["classes"], list):
+        raise ValueError(f"{json_path}: classes must be a list")
+    if not isinstance(meta["tensors_sha256"], str):
+        raise ValueError(f"{json_path}: tensors_sha256 must be a string")
+    return meta
+
+
+def load_classifier(directory: str | os.PathLike[str], device: torch.device | str | None = None) -> TorchClassifier:
+    """Load a classifier written by :func:`save_classifier`, without unpickling anything.
+
+    Verifies the SHA-256 of ``model.safetensors`` against ``model.json`` and validates the spec
+    (:func:`module_from_spec`).  Missing or malformed files -> ``ValueError`` naming the file.
+    ``device``: where to put the model (default: where safetensors loads it, i.e. CPU).
+    """
+    directory = Path(directory)
+    json_path, st_path = directory / MODEL_JSON, directory / MODEL_TENSORS
+    meta = _read_meta(json_path)
+    if not st_path.is_file():
+        raise ValueError(f"{st_path}: file is missing")
+    digest = file_sha256(st_path)
+    if digest != meta["tensors_sha256"]:
+        raise ValueError(f"{st_path}: SHA-256 {digest} does not match {json_path.name} "
+                         f"({meta['tensors_sha256']}); the file was modified or corrupted")
+    try:
+        tensors = load_file(str(st_path))
+    except Exception as e:  # safetensors raises its own error types
+        raise ValueError(f"{st_path}: cannot read safetensors ({e})") from e
+    dtype = _DTYPES[meta["dtype"]]
+    bad = sorted(k for k, t in tensors.items() if t.dtype != dtype)
+    if bad:
+        raise ValueError(f"{st_path}: tensors {bad} are not {meta['dtype']} as declared in {json_path.name}")
+    try:
+        module = module_from_spec(meta["spec"], tensors)
+        module.to(device=device, dtype=dtype)
+        return TorchClassifier(module, output=meta["output"], classes=meta["classes"], n_features=meta["n_features"])
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{json_path}: invalid model description ({e})") from e

@@ -1,0 +1,266 @@
+"""Feature schema: what each feature is, what may change, and how records are validated.
+
+A schema is plain JSON (one file per data set under ``datasets/``) read into pydantic models.
+Feature kinds:
+
+* ``continuous`` – a real number in ``range``; optional ``precision`` (decimals kept).
+* ``integer``    – a whole number in ``range``.
+* ``binary``     – ``true``/``false`` (or 1/0).
+* ``categorical``– one of ``levels`` (unordered; one-hot encoded; counts as one feature).
+* ``ordinal``    – one of ``levels`` (ordered, lowest first).
+
+Actionability per feature: ``immutable``, ``direction`` (``any``/``increase``/``decrease``),
+``max_change`` (raw units; levels for ordinals) and ``cost_scale`` (the size of a change that
+costs 1; default from data: the median absolute deviation, see :mod:`recourse.encoding`).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import FieldError, RecordValidationError, SchemaError
+
+Kind = Literal["continuous", "integer", "binary", "categorical", "ordinal"]
+Direction = Literal["any", "increase", "decrease"]
+
+
+class Level(BaseModel):
+    """One level of a categorical or ordinal feature."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(description="value used in records, e.g. '100 to 500 DM'")
+    code: str | None = Field(default=None, description="code in the raw data file, e.g. 'A62'")
+    text: str | None = Field(default=None, description="action phrase for moving to this level")
+
+
+class Feature(BaseModel):
+    """One input feature and its actionability."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    kind: Kind
+    label: str | None = None
+    unit: str | None = None
+    range: tuple[float, float] | None = None
+    levels: list[Level] | None = None
+    precision: int | None = Field(default=None, ge=0, le=12)
+    immutable: bool = False
+    direction: Direction = "any"
+    max_change: float | None = Field(default=None, gt=0)
+    cost_scale: float | None = Field(default=None, gt=0)
+    phrases: dict[Literal["increase", "decrease", "change", "on", "off"], str] | None = None
+
+    @field_validator("levels", mode="before")
+    @classmethod
+    def _levels_from_strings(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> "Feature":
+        where = f"feature '{self.name}'"
+        if self.kind in ("categorical", "ordinal"):
+            if not self.levels or len(self.levels) < 2:
+                raise ValueError(f"{where}: a {self.kind} feature needs at least 2 levels")
+            names = [lvl.name for lvl in self.levels]
+            if len(set(names)) != len(names):
+                raise ValueError(f"{where}: duplicate level names")
+            if self.range is not None:
+                raise ValueError(f"{where}: a {self.kind} feature takes levels, not a range")
+        if self.kind == "categorical" and self.direction != "any":
+            raise ValueError(f"{where}: categories are unordered; direction must be 'any'")
+        if self.kind == "binary" and self.levels is not None and len(self.levels) != 2:
+            raise ValueError(f"{where}: binary levels, if given, are [false_name, true_name]")
+        if self.range is not None:
+            lo, hi = self.range
+            if not (math.isfinite(lo) and math.isfinite(hi)) or lo >= hi:
+                raise ValueError(f"{where}: range must be finite with low < high, got {self.range}")
+        if self.kind == "integer" and self.range is not None:
+            if any(float(v) != int(v) for v in self.range):
+                raise ValueError(f"{where}: an integer feature needs a whole-number range")
+        return self
+
+    @property
+    def title(self) -> str:
+        """Human label, defaulting to the name with spaces."""
+        return self.label or self.name.replace("_", " ")
+
+    @property
+    def level_names(self) -> list[str]:
+        return [lvl.name for lvl in self.levels or []]
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.kind in ("continuous", "integer")
+
+
+class Target(BaseModel):
+    """The label column: its name, the favourable class and display names of the classes."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    classes: list[int | str]
+    favourable: int | str
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> "Target":
+        if self.favourable not in self.classes:
+            raise ValueError(f"target: favourable class {self.favourable!r} is not in classes {self.classes}")
+        return self
+
+    def label_of(self, cls: int | str) -> str:
+        return self.labels.get(str(cls), str(cls))
+
+
+class FeatureSchema(BaseModel):
+    """All features of a data set, in model-input order, and the target."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    description: str = ""
+    features: list[Feature]
+    target: Target | None = None
+
+    @model_validator(mode="after")
+    def _unique(self) -> "FeatureSchema":
+        names = [f.name for f in self.features]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate feature names: {dupes}")
+        if not names:
+            raise ValueError("a schema needs at least one feature")
+        return self
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, path: str | Path) -> "FeatureSchema":
+        """Read a schema JSON file; problems raise :class:`SchemaError` naming the place."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise SchemaError(f"{path}: schema file not found") from None
+        except json.JSONDecodeError as exc:
+            raise SchemaError(f"{path}: not valid JSON ({exc})") from None
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "schema") -> "FeatureSchema":
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            lines = [f"{_loc(e['loc'])}: {e['msg']}" for e in exc.errors()]
+            raise SchemaError(f"{source}: invalid schema\n  " + "\n  ".join(lines)) from None
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.model_dump(mode="json", exclude_none=True), indent=2) + "\n")
+
+    # ------------------------------------------------------------------ access
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    def feature(self, name: str) -> Feature:
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(f"unknown feature '{name}'")
+
+    # ------------------------------------------------------------------ validation
+    def validate_record(self, record: Any, prefix: str = "") -> dict[str, Any]:
+        """Check one applicant record; return it normalised (ints, floats, bools, level names).
+
+        Raises :class:`RecordValidationError` listing every problem, each naming its field:
+        unknown feature, missing feature, wrong type, NaN or infinity, out of range, unknown category.
+        """
+        errors: list[FieldError] = []
+        out = self._check_record(record, prefix, errors)
+        if errors:
+            raise RecordValidationError(errors)
+        return out
+
+    def validate_records(self, records: list[Any]) -> list[dict[str, Any]]:
+        """Validate a batch; errors carry the row index (``"3.age"``) and all rows are checked."""
+        if not isinstance(records, list):
+            raise RecordValidationError([FieldError("records", "expected a list of applicant records")])
+        errors: list[FieldError] = []
+        out = [self._check_record(r, f"{i}.", errors) for i, r in enumerate(records)]
+        if errors:
+            raise RecordValidationError(errors)
+        return out
+
+    def _check_record(self, record: Any, prefix: str, errors: list[FieldError]) -> dict[str, Any]:
+        if not isinstance(record, dict):
+            errors.append(FieldError(prefix.rstrip(".") or "record",
+                                     f"expected an object of feature values, got {type(record).__name__}"))
+            return {}
+        known = set(self.names)
+        for key in record:
+            if key not in known:
+                errors.append(FieldError(f"{prefix}{key}", f"unknown feature; known features: {', '.join(self.names)}"))
+        out: dict[str, Any] = {}
+        for feat in self.features:
+            if feat.name not in record:
+                errors.append(FieldError(f"{prefix}{feat.name}", "missing feature"))
+                continue
+            try:
+                out[feat.name] = check_value(feat, record[feat.name])
+            except ValueError as exc:
+                errors.append(FieldError(f"{prefix}{feat.name}", str(exc)))
+        return out
+
+
+def check_value(feat: Feature, value: Any) -> Any:
+    """Normalise one raw value for ``feat`` or raise ValueError with a plain-words message."""
+    if feat.kind in ("continuous", "integer"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"wrong type: expected a number, got {_show(value)}")
+        if not math.isfinite(value):
+            raise ValueError(f"must be a finite number, got {value}")
+        if feat.kind == "integer":
+            if float(value) != int(value):
+                raise ValueError(f"must be a whole number, got {value}")
+            value = int(value)
+        else:
+            value = float(value)
+        if feat.range is not None:
+            lo, hi = feat.range
+            if not lo <= value <= hi:
+                unit = f" {feat.unit}" if feat.unit else ""
+                raise ValueError(f"{value} is outside the allowed range [{_num(lo)}, {_num(hi)}]{unit}")
+        return value
+    if feat.kind == "binary":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value in (0, 1):
+            return bool(value)
+        if feat.levels and isinstance(value, str) and value in feat.level_names:
+            return feat.level_names.index(value) == 1
+        expected = "true or false" + (f" (or {feat.levels[0].name!r}/{feat.levels[1].name!r})" if feat.levels else "")
+        raise ValueError(f"wrong type: expected {expected}, got {_show(value)}")
+    # categorical / ordinal
+    if not isinstance(value, str):
+        raise ValueError(f"wrong type: expected one of the category names, got {_show(value)}")
+    if value not in feat.level_names:
+        choices = ", ".join(repr(n) for n in feat.level_names)
+        raise ValueError(f"unknown category {value!r}; expected one of {choices}")
+    return value
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, (str, bool, int, float, type(None))) else type(value).__name__
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+
+def _loc(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc) or "schema"
