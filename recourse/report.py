@@ -1,0 +1,44 @@
+"""Human-readable text for a :class:`~recourse.results.Recourse` (the CLI's default output)."""
+from __future__ import annotations
+
+from .actions import format_value
+from .results import Recourse
+from .schema import FeatureSchema
+
+STATUS_TEXT = {
+    "recourse_found": "recourse found",
+    "no_recourse_found": "no recourse found within these constraints",
+    "already_favourable": "already favourable",
+}
+
+
+def format_recourse(rec: Recourse, schema: FeatureSchema) -> str:
+    """Decision, status, actions in plain words, the counterfactual record and its metrics."""
+    d = rec.decision
+    lines = [
+        f"Decision: {d.label} (model probability {d.probability:.2f})",
+        f"Status:   {STATUS_TEXT[rec.status]}",
+    ]
+    if rec.message:
+        lines.append(f"          {rec.message}")
+    if rec.counterfactual is None:
+        return "\n".join(lines)
+    lines += ["", f"What would change the decision ({len(rec.actions)} of at most {rec.max_changes} changes):"]
+    lines += [f"  {i}. {a.text}" for i, a in enumerate(rec.actions, 1)]
+    cd = rec.counterfactual_decision
+    lines += ["", f"New decision: {cd.label} (model probability {cd.probability:.2f}), verified with the model.", "",
+              "Counterfactual record (* = changed):"]
+    changed = {a.feature for a in rec.actions}
+    width = max(len(f.title) for f in schema.features)
+    for feat in schema.features:
+        new = format_value(feat, rec.counterfactual[feat.name], with_unit=True)
+        if feat.name in changed:
+            old = format_value(feat, rec.applicant[feat.name], with_unit=True)
+            lines.append(f"  * {feat.title:<{width}}  {new}   (was {old})")
+        else:
+            lines.append(f"    {feat.title:<{width}}  {new}")
+    m = rec.metrics
+    lof = "n/a" if m.get("lof") != m.get("lof") else f"{m['lof']:.2f}"
+    lines += ["", f"Metrics: {m['l0']} feature(s) changed, l2 = {m['l2']:.3f} (scaled encoding), "
+              f"cost = {m['cost']:.2f} (in cost-scale units), LOF = {lof} (about 1 = typical of approved applicants)"]
+    return "\n".join(lines)
