@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .encoding import level_positions
 from .schema import Feature, FeatureSchema
 
 TOLERANCE = 1e-9
@@ -21,7 +22,7 @@ def _ordered_values(feat: Feature, column: pd.Series) -> np.ndarray:
         return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
     if feat.kind == "binary":
         return column.astype(float).to_numpy()
-    return column.map({n: i for i, n in enumerate(feat.level_names)}).to_numpy(dtype=float)
+    return level_positions(feat, column)
 
 
 def changed_features(schema: FeatureSchema, originals: pd.DataFrame, counterfactuals: pd.DataFrame) -> np.ndarray:

@@ -30,6 +30,13 @@ Rounding = Literal["nearest", "away"]
 NO_CHANGE = 1e-9
 
 
+def level_positions(feat: Feature, values: pd.Series | np.ndarray) -> np.ndarray:
+    """Position of each value among the feature's levels (float; NaN for an unknown value)."""
+    pos = pd.Index(feat.level_names).get_indexer(np.asarray(values, dtype=object)).astype(float)
+    pos[pos < 0] = np.nan
+    return pos
+
+
 def complete_schema(schema: FeatureSchema, data: pd.DataFrame) -> FeatureSchema:
     """Fill data-derived defaults: numeric ranges (data min/max) and cost scales (MAD).
 
@@ -57,7 +64,7 @@ def complete_schema(schema: FeatureSchema, data: pd.DataFrame) -> FeatureSchema:
             if feat.cost_scale is None:
                 updates["cost_scale"] = _robust_scale(values, span[1] - span[0])
         elif feat.kind == "ordinal" and feat.cost_scale is None:
-            idx = col.map({n: i for i, n in enumerate(feat.level_names)}).to_numpy(dtype=float)
+            idx = level_positions(feat, col)
             updates["cost_scale"] = _robust_scale(idx, len(feat.level_names) - 1)
         elif feat.cost_scale is None:
             updates["cost_scale"] = 1.0
@@ -128,12 +135,11 @@ class TabularEncoder:
             elif feat.kind == "binary":
                 out[:, fc.start] = col.astype(bool).to_numpy(dtype=float)
             else:
-                index = {n: i for i, n in enumerate(feat.level_names)}
-                idx = col.map(index)
-                if idx.isna().any():
-                    bad = col[idx.isna()].iloc[0]
+                pos = level_positions(feat, col)
+                if np.isnan(pos).any():
+                    bad = col.iloc[int(np.flatnonzero(np.isnan(pos))[0])]
                     raise SchemaError(f"feature '{feat.name}': unknown category {bad!r} in the data")
-                idx = idx.to_numpy(dtype=int)
+                idx = pos.astype(int)
                 if feat.kind == "ordinal":
                     out[:, fc.start] = idx / (len(feat.levels) - 1)
                 else:
@@ -261,10 +267,6 @@ class TabularEncoder:
         return lower, upper
 
     # ------------------------------------------------------------------ costs
-    def level_index(self, feat: Feature, values: pd.Series) -> np.ndarray:
-        """Level positions of an ordinal/categorical column."""
-        return values.map({n: i for i, n in enumerate(feat.level_names)}).to_numpy(dtype=float)
-
     def change_costs(self, originals: pd.DataFrame, counterfactuals: pd.DataFrame) -> np.ndarray:
         """:math:`\\sum_j |\\Delta_j| / s_j` per row (see the module docstring)."""
         a, b = originals.reset_index(drop=True), counterfactuals.reset_index(drop=True)
@@ -274,7 +276,7 @@ class TabularEncoder:
             if feat.is_numeric:
                 delta = np.abs(b[feat.name].to_numpy(dtype=float) - a[feat.name].to_numpy(dtype=float))
             elif feat.kind == "ordinal":
-                delta = np.abs(self.level_index(feat, b[feat.name]) - self.level_index(feat, a[feat.name]))
+                delta = np.abs(level_positions(feat, b[feat.name]) - level_positions(feat, a[feat.name]))
             else:
                 delta = (a[feat.name].to_numpy() != b[feat.name].to_numpy()).astype(float)
             total += delta / (feat.cost_scale or 1.0)

@@ -25,6 +25,7 @@ from .encoding import TabularEncoder
 from .errors import RecordValidationError, FieldError
 from .objective import RowData, SCFEProblem
 from .repair import DiscreteRepair
+from .runtime import threads_for
 from .results import Decision, Recourse
 from .schema import FeatureSchema
 
@@ -123,8 +124,9 @@ class RecourseEngine:
         pred = probs.argmax(1)
         targets = self._targets(target, len(frame), pred)
         need = np.flatnonzero(pred != targets)
-        solution = self.solve(x[need], frame.iloc[need].reset_index(drop=True), targets[need], config)
-        return self._assemble(frame, x, probs, targets, need, solution, config)
+        with threads_for(self.device, x.size):
+            solution = self.solve(x[need], frame.iloc[need].reset_index(drop=True), targets[need], config)
+            return self._assemble(frame, x, probs, targets, need, solution, config)
 
     def validate(self, records: dict | Sequence[dict] | pd.DataFrame) -> pd.DataFrame:
         """Validated records as a DataFrame in schema column order."""
@@ -257,7 +259,7 @@ class RecourseEngine:
                 raise RecordValidationError([FieldError("max_changes", "must be at least 1")])
             config = replace(config, max_changes=int(max_changes))
         if density is not True:
-            name = density or None
+            name = None if density in (None, False, "none") else density
             if name is not None and name not in self.densities:
                 raise RecordValidationError([FieldError("density", f"unknown density {name!r}; available: {', '.join(sorted(self.densities))}")])
             config = replace(config, density=name)
