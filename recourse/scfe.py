@@ -134,8 +134,11 @@ class RecourseEngine:
             rows = records.to_dict(orient="records")
         elif isinstance(records, dict):
             rows = [records]
-        else:
+        elif isinstance(records, (list, tuple)):
             rows = list(records)
+        else:
+            raise RecordValidationError([FieldError("records", "expected an applicant object or a list of them, "
+                                                    f"got {type(records).__name__}")])
         if len(rows) == 1 and isinstance(records, dict):
             clean = [self.schema.validate_record(rows[0])]
         else:

@@ -1,0 +1,331 @@
+"""Benchmark of S-CFE on the bundled data sets, with DiCE ("random") as a peer when installed.
+
+Protocols (the held-out split of :meth:`recourse.data.Dataset.split`, the same as the bundle's):
+
+* **wine** (the S-CFE paper's protocol): the 100 held-out rows, each pushed to the class the
+  model does not predict (m = 2 by default).
+* **german**: the held-out rows the model denies (predicts class 2), the first ``n`` of them (or
+  all there are); target class 1, approved (m = 3 by default).
+
+The model, the densities and the LOF models are loaded/fitted before timing; a warm-up
+``explain`` on two rows (excluded from timing) makes the first timed call representative.  Then
+ONE batched ``engine.explain`` call over all points is timed (wall clock).  Every metric is
+recomputed from the returned raw counterfactuals by :mod:`recourse.metrics` (model re-called on
+the decoded values, constraints re-checked), so S-CFE and the peer are measured alike.
+
+Peer (optional ``bench`` extra, ``pip install -e .[bench]``): DiCE's model-agnostic "random"
+method on the *same* torch model (through DiCE's "sklearn" backend: a wrapper whose
+``predict_proba`` encodes raw DataFrames with the engine's encoder), the same points, one
+counterfactual per query, immutable features held fixed (``features_to_vary`` = the mutable
+features) and ``permitted_range`` = the schema's ranges (numeric) / levels (categorical,
+ordinal).  DiCE neither limits the number of changes to m nor knows directions, so its
+violations are counted with the same m and reported as they are.  Conversions for DiCE: binary
+features become the strings "True"/"False" (DiCE treats them as categorical) and outcomes the
+class indices 0/1; its outputs are converted back (integers only when whole, so a fractional
+value still counts as a type violation).  DiCE's own messages are captured, not printed.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .bundle import Bundle, build_dataset_bundle, demo_bundle, load_bundle, recourse_home
+from .data import load_dataset
+from .errors import BundleError
+from .metrics import Evaluator, throughput
+from .results import to_jsonable
+from .scfe import RecourseEngine
+
+BENCH_DATASETS = ("wine", "german")
+BENCH_DENSITIES = ("kde", "gmm", "knn", "none")
+DEFAULT_M = {"wine": 2, "german": 3}
+DICE_MISSING = "not installed (pip install -e .[bench])"
+
+__all__ = ["run_scfe_benchmark", "format_table", "benchmark_points", "run_dice_random", "DiceModel",
+           "BENCH_DATASETS", "BENCH_DENSITIES", "DEFAULT_M"]
+
+
+# ---------------------------------------------------------------------- set-up
+def _bundle(dataset: str, bundle_dir: str | Path | None, device: Any, seed: int) -> Bundle:
+    """Reuse (or build) the bundle: ``bundle_dir`` if given, else the cached demo bundle."""
+    if bundle_dir is None and seed == 0:
+        return demo_bundle(dataset, device=device)
+    path = Path(bundle_dir) if bundle_dir is not None else recourse_home() / "bundles" / f"{dataset}-seed{seed}"
+    if (path / "metadata.json").is_file():
+        try:
+            return load_bundle(path, device=device)
+        except BundleError:
+            pass
+    build_dataset_bundle(dataset, path, seed=seed)
+    return load_bundle(path, device=device)
+
+
+def benchmark_points(dataset: str, engine: RecourseEngine, n: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """(raw query rows, their positions in the held-out split, target class indices) of the protocol."""
+    _, _, test, _ = load_dataset(dataset).split()
+    rows = engine.validate(test)
+    pred = engine.predict_proba(engine.encoder.encode(rows)).argmax(axis=1)
+    if dataset == "wine":
+        positions = np.arange(min(n, len(rows)))
+        targets = 1 - pred[positions]  # the class the model does not predict
+    else:
+        denied = engine.classes.index(2) if 2 in engine.classes else 1
+        approved = engine.classes.index(1) if 1 in engine.classes else 0
+        positions = np.flatnonzero(pred == denied)[:n]
+        targets = np.full(len(positions), approved)
+    return rows.iloc[positions].reset_index(drop=True), positions, targets.astype(np.int64)
+
+
+def _frame_of(records: list[Any], columns: list[str], found: np.ndarray) -> pd.DataFrame:
+    """Counterfactual records as a DataFrame aligned with the queries (NaN rows where none)."""
+    out = pd.DataFrame([r if ok else {} for r, ok in zip(records, found)], columns=columns)
+    return out.astype(object)
+
+
+# ---------------------------------------------------------------------- S-CFE
+def run_scfe_benchmark(
+    dataset: str = "wine",
+    density: str | None = "kde",
+    n: int = 100,
+    max_changes: int | None = None,
+    bundle_dir: str | Path | None = None,
+    peers: bool = True,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Run the protocol of ``dataset`` (see the module docstring) and return a JSON-ready dict.
+
+    Keys: ``dataset, density, n, max_changes, found, validity, l0_mean, l0_std, l2_mean, l2_std,
+    cost_mean, lof_mean, lof_std, ynn_mean, redundancy_mean, violations, seconds, per_second,
+    no_recourse`` (list of ``{index, reason}``, ``index`` = position in the held-out split),
+    ``device, torch_threads, bundle_hash, peers`` (and ``speedup_vs_dice_random`` when DiCE ran).
+    ``seed`` seeds torch and DiCE's sampling; a seed other than 0 (without ``bundle_dir``) trains
+    its own bundle with that seed.
+    """
+    if dataset not in BENCH_DATASETS:
+        raise ValueError(f"unknown benchmark data set {dataset!r}; choose from {', '.join(BENCH_DATASETS)}")
+    density_name = None if density in (None, "none", False) else str(density)
+    if density_name is not None and density_name not in BENCH_DENSITIES:
+        raise ValueError(f"unknown density {density!r}; choose from {', '.join(BENCH_DENSITIES)}")
+    m = int(max_changes) if max_changes is not None else DEFAULT_M[dataset]
+    torch.manual_seed(seed)
+    bundle = _bundle(dataset, bundle_dir, device, seed)
+    engine = bundle.engine(device=device)
+    queries, positions, targets = benchmark_points(dataset, engine, n)
+    target_values = [engine.classes[t] for t in targets]
+    evaluator = Evaluator(engine.schema, engine.predict_proba, bundle.train_encoded, bundle.train_labels).prepare()
+
+    # warm-up (not timed): kernels, the engine's LOF models, the density's caches
+    if len(queries):
+        engine.explain(queries.head(2), max_changes=m, density=density_name, target=target_values[:2])
+    _sync(engine.device)
+    started = time.perf_counter()
+    answers = engine.explain(queries, max_changes=m, density=density_name, target=target_values)
+    _sync(engine.device)
+    seconds = time.perf_counter() - started
+
+    found = np.array([a.found for a in answers], dtype=bool)
+    cfs = _frame_of([a.counterfactual for a in answers], engine.schema.names, found)
+    summary = evaluator.summarise(queries, cfs, targets, m, found=found, seconds=seconds)
+    result: dict[str, Any] = {"dataset": dataset, "density": density_name or "none", "max_changes": m}
+    result.update(summary)
+    result["no_recourse"] = [{"index": int(positions[i]), "reason": answers[i].message}
+                             for i in np.flatnonzero(~found)]
+    result["device"] = str(engine.device)
+    result["torch_threads"] = torch.get_num_threads()
+    result["bundle_hash"] = bundle.hash
+    result["peers"] = {}
+    if peers:
+        dice = run_dice_random(engine, bundle, queries, targets, m, evaluator, seed=seed)
+        result["peers"]["dice_random"] = dice
+        if isinstance(dice, dict) and dice.get("per_second"):
+            result["speedup_vs_dice_random"] = result["per_second"] / dice["per_second"]
+    return to_jsonable(result)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ---------------------------------------------------------------------- DiCE peer
+class DiceModel:
+    """A scikit-learn-like classifier over raw feature frames for DiCE's "sklearn" backend.
+
+    ``predict_proba(df)`` turns DiCE's frame back into our raw types (see :func:`from_dice`),
+    encodes it with the engine's encoder and calls the engine's torch model.
+    """
+
+    def __init__(self, engine: RecourseEngine):
+        self.engine = engine
+        self.classes_ = np.arange(len(engine.classes))
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        raw = from_dice(self.engine.schema, pd.DataFrame(frame, columns=self.engine.schema.names))
+        return self.engine.predict_proba(self.engine.encoder.encode(raw))
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.predict_proba(frame).argmax(axis=1)
+
+
+def to_dice(schema, frame: pd.DataFrame) -> pd.DataFrame:
+    """Our raw records as DiCE takes them: binaries as "True"/"False", levels as strings."""
+    out = frame[schema.names].copy()
+    for feat in schema.features:
+        if feat.kind == "binary":
+            out[feat.name] = out[feat.name].map(lambda v: "True" if bool(v) else "False").astype(object)
+        elif not feat.is_numeric:
+            out[feat.name] = out[feat.name].astype(str).astype(object)
+        elif feat.kind == "integer":
+            out[feat.name] = out[feat.name].astype(np.int64)
+        else:
+            out[feat.name] = out[feat.name].astype(float)
+    return out
+
+
+def from_dice(schema, frame: pd.DataFrame) -> pd.DataFrame:
+    """DiCE's records back in our raw types; integers only where whole (else left fractional)."""
+    out = frame.reset_index(drop=True)[schema.names].copy().astype(object)
+    for feat in schema.features:
+        col = out[feat.name]
+        if feat.kind == "binary":
+            out[feat.name] = col.map(lambda v: v if isinstance(v, (bool, np.bool_)) else str(v).strip().lower() in ("true", "1", "1.0"))
+        elif feat.is_numeric:
+            values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float)
+            whole = np.isfinite(values) & (np.abs(values - np.round(values)) <= 1e-9)
+            if feat.kind == "integer" and whole.all():
+                out[feat.name] = np.round(values).astype(np.int64)
+            else:
+                out[feat.name] = values
+        else:
+            out[feat.name] = col.astype(str)
+    return out
+
+
+def run_dice_random(engine: RecourseEngine, bundle: Bundle, queries: pd.DataFrame, targets: np.ndarray,
+                    max_changes: int, evaluator: Evaluator, seed: int = 0) -> dict[str, Any] | str:
+    """DiCE "random" on the same model and points; metrics as for S-CFE (or why it could not run)."""
+    try:
+        import dice_ml
+    except ImportError:
+        return DICE_MISSING
+    schema = engine.schema
+    train = to_dice(schema, engine.encoder.decode(bundle.train_encoded, _train_frame(engine, bundle)))
+    outcome = "__class__"
+    train[outcome] = bundle.train_labels.astype(int)
+    continuous = [f.name for f in schema.features if f.is_numeric]
+    data = dice_ml.Data(dataframe=train, continuous_features=continuous, outcome_name=outcome)
+    model = dice_ml.Model(model=DiceModel(engine), backend="sklearn")
+    explainer = dice_ml.Dice(data, model, method="random")
+    to_vary = [f.name for f in schema.features if not f.immutable]
+    permitted = {}
+    for f in schema.features:
+        if f.immutable:
+            continue
+        if f.is_numeric:
+            permitted[f.name] = [float(f.range[0]), float(f.range[1])]
+        elif f.kind == "binary":
+            permitted[f.name] = ["False", "True"]
+        else:
+            permitted[f.name] = [lvl for lvl in f.level_names if lvl in set(train[f.name])]
+    desired: Any = int(targets[0]) if len(set(targets.tolist())) == 1 else "opposite"
+    query_frame = to_dice(schema, queries)
+
+    def call(frame: pd.DataFrame) -> Any:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return explainer.generate_counterfactuals(
+                frame, total_CFs=1, desired_class=desired, features_to_vary=to_vary,
+                permitted_range=permitted, random_seed=seed, verbose=False)
+
+    try:
+        np.random.seed(seed)
+        call(query_frame.head(1))  # warm-up, not timed
+        np.random.seed(seed)
+        started = time.perf_counter()
+        explanation = call(query_frame)
+        seconds = time.perf_counter() - started
+    except Exception as exc:  # DiCE failing is reported, not fatal to the benchmark
+        return f"failed: {type(exc).__name__}: {exc}"
+    rows, found = [], np.zeros(len(queries), dtype=bool)
+    for i, example in enumerate(explanation.cf_examples_list):
+        cf = example.final_cfs_df_sparse if example.final_cfs_df_sparse is not None else example.final_cfs_df
+        if cf is not None and len(cf):
+            rows.append(from_dice(schema, cf.head(1)).iloc[0].to_dict())
+            found[i] = True
+        else:
+            rows.append({})
+    cfs = pd.DataFrame(rows, columns=schema.names).astype(object)
+    summary = evaluator.summarise(queries, cfs, targets, max_changes, found=found, seconds=seconds)
+    summary["method"] = "dice_ml random, total_CFs=1, sample_size=1000, posthoc sparsity 0.1 (DiCE defaults)"
+    try:
+        from importlib.metadata import version
+
+        summary["dice_ml_version"] = version("dice-ml")
+    except Exception:  # pragma: no cover
+        pass
+    return summary
+
+
+def _train_frame(engine: RecourseEngine, bundle: Bundle) -> pd.DataFrame:
+    """A template frame for decoding the training rows (any valid row per position will do)."""
+    schema = engine.schema
+    template = {}
+    for f in schema.features:
+        if f.is_numeric:
+            template[f.name] = f.range[0] if f.kind == "continuous" else int(f.range[0])
+        elif f.kind == "binary":
+            template[f.name] = False
+        else:
+            template[f.name] = f.level_names[0]
+    return pd.DataFrame([template] * len(bundle.train_encoded), columns=schema.names)
+
+
+# ---------------------------------------------------------------------- human output
+def format_table(result: dict[str, Any]) -> str:
+    """A plain-text table of S-CFE and its peers for one benchmark result."""
+    cols = [("validity", "valid", "{:.2f}"), ("l0_mean", "l0", "{:.2f}"), ("l2_mean", "l2", "{:.3f}"),
+            ("lof_mean", "LOF", "{:.2f}"), ("ynn_mean", "yNN", "{:.2f}"), ("redundancy_mean", "redund.", "{:.2f}"),
+            ("violations", "viol.", "{:d}"), ("seconds", "seconds", "{:.2f}"), ("per_second", "CF/s", "{:.1f}")]
+
+    def cell(row: dict, key: str, fmt: str) -> str:
+        v = row.get(key)
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "-"
+        try:
+            return fmt.format(int(v) if fmt == "{:d}" else v)
+        except (ValueError, TypeError):
+            return str(v)
+
+    rows = [(f"S-CFE ({result.get('density')})", result)]
+    notes = []
+    for name, peer in (result.get("peers") or {}).items():
+        if isinstance(peer, dict):
+            rows.append((name.replace("_", " "), peer))
+        else:
+            notes.append(f"{name}: {peer}")
+    header = ["method"] + [c[1] for c in cols]
+    body = [[label] + [cell(r, k, f) for k, _, f in cols] for label, r in rows]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
+    line = lambda cells: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+    out = [f"{result.get('dataset')}: n={result.get('n')}, m={result.get('max_changes')}, "
+           f"device={result.get('device')}, torch threads={result.get('torch_threads')}",
+           line(header), line(["-" * w for w in widths])]
+    out += [line(b) for b in body]
+    if "speedup_vs_dice_random" in result:
+        out.append(f"speed-up vs DiCE random: {result['speedup_vs_dice_random']:.1f}x")
+    out += notes
+    if result.get("no_recourse"):
+        out.append(f"no recourse for {len(result['no_recourse'])} point(s): "
+                   + ", ".join(str(r["index"]) for r in result["no_recourse"][:10])
+                   + (" ..." if len(result["no_recourse"]) > 10 else ""))
+    return "\n".join(out)
