@@ -22,7 +22,7 @@ ordinal).  DiCE neither limits the number of changes to m nor knows directions, 
 violations are counted with the same m and reported as they are.  Conversions for DiCE: binary
 features become the strings "True"/"False" (DiCE treats them as categorical) and outcomes the
 class indices 0/1; its outputs are converted back (integers only when whole, so a fractional
-value still counts as a type violation).  DiCE's own messages are captured, not printed.
+value still counts as a type violation).  DiCE's own messages and progress bars are captured, not printed.
 """
 from __future__ import annotations
 
@@ -145,7 +145,9 @@ def run_scfe_benchmark(
     result["bundle_hash"] = bundle.hash
     result["peers"] = {}
     if peers:
-        dice = run_dice_random(engine, bundle, queries, targets, m, evaluator, seed=seed)
+        train, y_train, _, _ = load_dataset(dataset).split()
+        labels = np.array([engine.classes.index(v) if v in engine.classes else int(v) for v in y_train])
+        dice = run_dice_random(engine, engine.validate(train), labels, queries, targets, m, evaluator, seed=seed)
         result["peers"]["dice_random"] = dice
         if isinstance(dice, dict) and dice.get("per_second"):
             result["speedup_vs_dice_random"] = result["per_second"] / dice["per_second"]
@@ -211,17 +213,20 @@ def from_dice(schema, frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def run_dice_random(engine: RecourseEngine, bundle: Bundle, queries: pd.DataFrame, targets: np.ndarray,
-                    max_changes: int, evaluator: Evaluator, seed: int = 0) -> dict[str, Any] | str:
-    """DiCE "random" on the same model and points; metrics as for S-CFE (or why it could not run)."""
+def run_dice_random(engine: RecourseEngine, train: pd.DataFrame, train_labels: np.ndarray, queries: pd.DataFrame,
+                    targets: np.ndarray, max_changes: int, evaluator: Evaluator, seed: int = 0) -> dict[str, Any] | str:
+    """DiCE "random" on the same model and points; metrics as for S-CFE (or why it could not run).
+
+    ``train``: the raw training rows (DiCE's data description); ``train_labels``: their class indices.
+    """
     try:
         import dice_ml
     except ImportError:
         return DICE_MISSING
     schema = engine.schema
-    train = to_dice(schema, engine.encoder.decode(bundle.train_encoded, _train_frame(engine, bundle)))
+    train = to_dice(schema, train)
     outcome = "__class__"
-    train[outcome] = bundle.train_labels.astype(int)
+    train[outcome] = np.asarray(train_labels).astype(int)
     continuous = [f.name for f in schema.features if f.is_numeric]
     data = dice_ml.Data(dataframe=train, continuous_features=continuous, outcome_name=outcome)
     model = dice_ml.Model(model=DiceModel(engine), backend="sklearn")
@@ -241,7 +246,8 @@ def run_dice_random(engine: RecourseEngine, bundle: Bundle, queries: pd.DataFram
     query_frame = to_dice(schema, queries)
 
     def call(frame: pd.DataFrame) -> Any:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
+                warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return explainer.generate_counterfactuals(
                 frame, total_CFs=1, desired_class=desired, features_to_vary=to_vary,
@@ -274,20 +280,6 @@ def run_dice_random(engine: RecourseEngine, bundle: Bundle, queries: pd.DataFram
     except Exception:  # pragma: no cover
         pass
     return summary
-
-
-def _train_frame(engine: RecourseEngine, bundle: Bundle) -> pd.DataFrame:
-    """A template frame for decoding the training rows (any valid row per position will do)."""
-    schema = engine.schema
-    template = {}
-    for f in schema.features:
-        if f.is_numeric:
-            template[f.name] = f.range[0] if f.kind == "continuous" else int(f.range[0])
-        elif f.kind == "binary":
-            template[f.name] = False
-        else:
-            template[f.name] = f.level_names[0]
-    return pd.DataFrame([template] * len(bundle.train_encoded), columns=schema.names)
 
 
 # ---------------------------------------------------------------------- human output

@@ -58,6 +58,7 @@ __all__ = [
     "validity",
     "violation_flags",
     "count_violations",
+    "violation_kinds",
     "lof_scores",
     "ynn_scores",
     "redundancy",
@@ -100,6 +101,17 @@ def violation_flags(schema: FeatureSchema, originals: pd.DataFrame, counterfactu
     """(N,) whether each counterfactual breaks at least one constraint (see the module docstring)."""
     broken = violations(schema, _frame(schema, originals), _frame(schema, counterfactuals), max_changes)
     return np.array([bool(b) for b in broken], dtype=bool)
+
+
+def violation_kinds(schema: FeatureSchema, originals: pd.DataFrame, counterfactuals: pd.DataFrame,
+                    max_changes: int | None) -> dict[str, int]:
+    """How many counterfactuals break each kind of constraint (the feature name left out), e.g.
+    ``{"immutable feature changed": 2, "more than 3 features changed": 5}``."""
+    counts: dict[str, int] = {}
+    for row in violations(schema, _frame(schema, originals), _frame(schema, counterfactuals), max_changes):
+        for kind in {msg.split(": ", 1)[-1] for msg in row}:
+            counts[kind] = counts.get(kind, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def count_violations(schema: FeatureSchema, originals: pd.DataFrame, counterfactuals: pd.DataFrame,
@@ -191,6 +203,7 @@ class RowMetrics:
     ynn: np.ndarray
     redundancy: np.ndarray
     violated: np.ndarray
+    violation_kinds: dict[str, int] | None = None
 
     @property
     def n(self) -> int:
@@ -250,9 +263,9 @@ class Evaluator:
             return out
         # type problems (unknown level, non-numeric value) make encoding impossible: such rows are
         # violations and invalid, and get no distances
-        broken = violation_flags(self.schema, a, b, max_changes)
+        out.violated[rows] = violation_flags(self.schema, a, b, max_changes)
+        out.violation_kinds = violation_kinds(self.schema, a, b, max_changes)
         encodable = self._encodable(b)
-        out.violated[rows] = broken
         ok = rows[encodable]
         a, b, t = a[encodable].reset_index(drop=True), b[encodable].reset_index(drop=True), t[encodable]
         enc_a, enc_b = self.encoder.encode(a), self.encoder.encode(b)
@@ -297,7 +310,7 @@ def _std(values: np.ndarray) -> float:
 
 def summarise_rows(m: RowMetrics, seconds: float | None = None) -> dict[str, Any]:
     """The summary dict: ``n, found, validity, l0_mean, l0_std, l2_mean, l2_std, cost_mean, lof_mean,
-    lof_std, ynn_mean, redundancy_mean, violations`` (+ ``seconds, per_second`` when timed)."""
+    lof_std, ynn_mean, redundancy_mean, violations, violation_kinds`` (+ ``seconds, per_second`` when timed)."""
     out: dict[str, Any] = {
         "n": m.n,
         "found": int(m.found.sum()),
@@ -309,6 +322,7 @@ def summarise_rows(m: RowMetrics, seconds: float | None = None) -> dict[str, Any
         "ynn_mean": _mean(m.ynn),
         "redundancy_mean": _mean(m.redundancy),
         "violations": int(m.violated.sum()),
+        "violation_kinds": dict(m.violation_kinds or {}),
     }
     if seconds is not None:
         out["seconds"] = float(seconds)

@@ -57,7 +57,7 @@ def select_groups(
     squared distance splits over groups: :math:`\|w\|^2 - \sum_{g\in S} v_g` with
     :math:`v_g = \|w_g\|^2 - \|w_g - z_g\|^2`.
     """
-    gain = w * w - (w - z) ** 2
+    gain = z * (2.0 * w - z)  # = w² − (w − z)², without cancellation
     if groups is None:
         group_gain = gain
         n_groups = w.shape[1]
@@ -108,7 +108,7 @@ def _top_m_mask(scores: Tensor, m: int | Tensor, n: int) -> Tensor:
     """Boolean (B, n) mask of the ``m`` largest scores per row (``m`` per row allowed)."""
     batch = scores.shape[0]
     if isinstance(m, Tensor):
-        m_rows = m.to(device=scores.device, dtype=torch.long).clamp(0, n)
+        m_rows = m.reshape(-1).expand(batch).to(device=scores.device, dtype=torch.long).clamp(0, n)
         k = int(m_rows.max().item()) if m_rows.numel() else 0
     else:
         k = max(0, min(int(m), n))
