@@ -47,10 +47,10 @@ class SCFEConfig:
     density: str | None = "kde"
     density_weight: float | None = None
     margin: float = 0.2
-    search_steps: int = 6
+    search_steps: int = 5
     initial_weight: float = 1.0
     max_weight: float = 1e5
-    max_iter: int = 80
+    max_iter: int = 60
     tol: float = 1e-4
     diagnose: bool = True
 
