@@ -19,7 +19,10 @@ method on the *same* torch model (through DiCE's "sklearn" backend: a wrapper wh
 counterfactual per query, immutable features held fixed (``features_to_vary`` = the mutable
 features) and ``permitted_range`` = the schema's ranges (numeric) / levels (categorical,
 ordinal).  DiCE neither limits the number of changes to m nor knows directions, so its
-violations are counted with the same m and reported as they are.  Conversions for DiCE: binary
+violations are counted with the same m and reported as they are (``violation_kinds`` says
+which).  Note that DiCE 0.12's random sampler draws continuous values from
+``uniform(low, high + 10**-precision)``, so some of its outputs lie one rounding step above the
+permitted range; those count as range violations.  Conversions for DiCE: binary
 features become the strings "True"/"False" (DiCE treats them as categorical) and outcomes the
 class indices 0/1; its outputs are converted back (integers only when whole, so a fractional
 value still counts as a type violation).  DiCE's own messages and progress bars are captured, not printed.
@@ -41,7 +44,7 @@ import torch
 from .bundle import Bundle, build_dataset_bundle, demo_bundle, load_bundle, recourse_home
 from .data import load_dataset
 from .errors import BundleError
-from .metrics import Evaluator, throughput
+from .metrics import Evaluator
 from .results import to_jsonable
 from .scfe import RecourseEngine
 
@@ -253,6 +256,7 @@ def run_dice_random(engine: RecourseEngine, train: pd.DataFrame, train_labels: n
                 frame, total_CFs=1, desired_class=desired, features_to_vary=to_vary,
                 permitted_range=permitted, random_seed=seed, verbose=False)
 
+    state = np.random.get_state()  # DiCE draws from numpy's global generator: seed it, then restore it
     try:
         np.random.seed(seed)
         call(query_frame.head(1))  # warm-up, not timed
@@ -262,6 +266,8 @@ def run_dice_random(engine: RecourseEngine, train: pd.DataFrame, train_labels: n
         seconds = time.perf_counter() - started
     except Exception as exc:  # DiCE failing is reported, not fatal to the benchmark
         return f"failed: {type(exc).__name__}: {exc}"
+    finally:
+        np.random.set_state(state)
     rows, found = [], np.zeros(len(queries), dtype=bool)
     for i, example in enumerate(explanation.cf_examples_list):
         cf = example.final_cfs_df_sparse if example.final_cfs_df_sparse is not None else example.final_cfs_df

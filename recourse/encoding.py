@@ -27,7 +27,7 @@ from .errors import SchemaError
 from .schema import Feature, FeatureSchema
 
 Rounding = Literal["nearest", "away"]
-NO_CHANGE = 1e-9
+NO_CHANGE = 1e-6  # scaled units; above float32 round-off on [0, 1]
 
 
 def level_positions(feat: Feature, values: pd.Series | np.ndarray) -> np.ndarray:
@@ -236,6 +236,10 @@ class TabularEncoder:
                 out = np.where(np.abs(z1 - x1) > 0.25, 1.0 - x1, x1)
             else:
                 out = (z1 > 0.5).astype(float)
+            if feat.direction == "increase":
+                out = np.maximum(out, x1)
+            elif feat.direction == "decrease":
+                out = np.minimum(out, x1)
             return out > 0.5
         span = self._span(feat)
         lo = feat.range[0] if feat.is_numeric else 0.0
@@ -286,5 +290,6 @@ class TabularEncoder:
 def _round(values: np.ndarray, originals: np.ndarray, rounding: Rounding) -> np.ndarray:
     if rounding == "nearest":
         return np.round(values)
-    up = values > originals
-    return np.where(up, np.ceil(values - 1e-9), np.floor(values + 1e-9))
+    up = values > originals + 1e-6
+    down = values < originals - 1e-6
+    return np.where(up, np.ceil(values - 1e-6), np.where(down, np.floor(values + 1e-6), np.round(values)))

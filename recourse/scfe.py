@@ -364,9 +364,12 @@ class RecourseEngine:
         changed = changed_features(self.schema, originals.iloc[failed], relaxed.counterfactuals).sum(1)
         out = {}
         for j, i in enumerate(failed):
-            if relaxed.found[j]:
+            if relaxed.found[j] and changed[j] > config.max_changes:
                 out[int(i)] = (f"No recourse with at most {config.max_changes} changes; the closest found "
                                f"needs {int(changed[j])} changes. Allow more changes to see it.")
+            elif relaxed.found[j]:
+                out[int(i)] = (f"No verified recourse with at most {config.max_changes} changes was found by the "
+                               "sparse search, although a wider search reached the target; try again with more changes allowed.")
             else:
                 out[int(i)] = (f"No recourse found within these constraints: even changing all {mutable} mutable "
                                "features within their ranges and allowed directions did not reach the target decision.")

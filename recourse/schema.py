@@ -221,8 +221,10 @@ def check_value(feat: Feature, value: Any) -> Any:
     if feat.kind in ("continuous", "integer"):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"wrong type: expected a number, got {_show(value)}")
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"must be a finite number, got {value}")
+        if isinstance(value, int) and abs(value) > 1e300:
+            raise ValueError("number too large: outside the allowed range of a finite number")
         if feat.kind == "integer":
             if float(value) != int(value):
                 raise ValueError(f"must be a whole number, got {value}")

@@ -306,8 +306,6 @@ def test_any_scaled_point_decodes_to_a_valid_record(german, mixed, data, which):
         assert broken == [[] for _ in rows], rounding
 
 
-@pytest.mark.xfail(strict=True, reason="encoding.TabularEncoder._decode_feature: binary features ignore the row's "
-                   "direction, unlike integers/ordinals/continuous which are clipped to _raw_bounds")
 @pytest.mark.parametrize("rounding", ["nearest", "away"])
 def test_decode_respects_binary_direction(mixed, rounding):
     schema, enc, frame = mixed
@@ -346,3 +344,24 @@ def test_decode_integer_rounding_and_clipping(mixed):
     z[0, 2] = 2 / 40  # against direction 'increase'
     assert enc.decode(z, rows, "nearest").loc[0, "years"] == 10
     assert changed_features(schema, rows, enc.decode(z, rows)).sum() == 0
+
+
+def test_float32_round_off_of_unmoved_columns_nearest_german(german):
+    """Control: with nearest rounding, float32 noise on every column of a German row changes nothing."""
+    schema, enc, frame = german
+    z = enc.encode(frame).astype(np.float32).astype(np.float64)
+    assert enc.decode(z, originals=frame, rounding="nearest").equals(frame)
+
+
+def test_float32_round_off_of_unmoved_columns_away_german(german):
+    schema, enc, frame = german
+    z = enc.encode(frame).astype(np.float32).astype(np.float64)
+    decoded = enc.decode(z, originals=frame, rounding="away")
+    assert not changed_features(schema, frame, decoded).any()
+
+
+def test_float32_round_off_of_unmoved_columns_nearest_continuous(mixed):
+    schema, enc, frame = mixed
+    z = enc.encode(frame).astype(np.float32).astype(np.float64)
+    decoded = enc.decode(z, originals=frame, rounding="nearest")
+    assert not changed_features(schema, frame, decoded)[:, schema.names.index("ratio")].any()

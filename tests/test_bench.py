@@ -1,0 +1,93 @@
+"""Tests for recourse.bench: the S-CFE benchmark protocol and the DiCE conversions."""
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from recourse.bench import DiceModel, benchmark_points, format_table, from_dice, run_scfe_benchmark, to_dice
+from recourse.bundle import load_bundle
+from recourse.data import load_dataset
+
+KEYS = {"dataset", "density", "n", "max_changes", "validity", "l0_mean", "l2_mean", "lof_mean", "ynn_mean",
+        "redundancy_mean", "violations", "seconds", "per_second", "no_recourse", "device", "torch_threads", "peers"}
+
+
+@pytest.fixture(scope="module")
+def wine(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    bundle_dir = tmp_path_factory.mktemp("bundle") / "wine"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RECOURSE_HOME", str(home))
+        result = run_scfe_benchmark("wine", density="gmm", n=10, peers=False, bundle_dir=bundle_dir)
+        yield result, bundle_dir, home
+
+
+def test_wine_benchmark_keys_and_figures(wine):
+    result, bundle_dir, home = wine
+    assert KEYS <= set(result)
+    assert result["dataset"] == "wine" and result["density"] == "gmm"
+    assert result["n"] == 10 and result["max_changes"] == 2
+    assert 0.0 <= result["validity"] <= 1.0
+    assert result["violations"] == 0
+    assert result["l0_mean"] <= 2
+    assert result["seconds"] > 0 and result["per_second"] == pytest.approx(10 / result["seconds"], rel=1e-4)
+    assert len(result["no_recourse"]) == round(10 * (1 - result["validity"]))
+    assert result["peers"] == {}
+    json.dumps(result)  # JSON-ready
+    assert (bundle_dir / "metadata.json").is_file()
+    assert not (home / "bundles").exists()  # the given bundle_dir was used, nothing else written
+    table = format_table(result)
+    assert "S-CFE (gmm)" in table and "wine: n=10, m=2" in table
+
+
+def test_peers_without_dice_say_so(wine, monkeypatch):
+    _, bundle_dir, home = wine
+    monkeypatch.setenv("RECOURSE_HOME", str(home))
+    monkeypatch.setitem(sys.modules, "dice_ml", None)  # import dice_ml → ImportError
+    result = run_scfe_benchmark("wine", density="none", n=3, max_changes=3, bundle_dir=bundle_dir)
+    assert result["peers"] == {"dice_random": "not installed (pip install -e .[bench])"}
+    assert result["density"] == "none" and result["max_changes"] == 3 and result["violations"] == 0
+    assert "speedup_vs_dice_random" not in result
+    assert "not installed" in format_table(result)
+
+
+def test_wine_points_target_the_other_class(wine):
+    _, bundle_dir, _ = wine
+    engine = load_bundle(bundle_dir).engine()
+    rows, positions, targets = benchmark_points("wine", engine, 100)
+    assert len(rows) == 100 and positions.tolist() == list(range(100))
+    pred = engine.predict_proba(engine.encoder.encode(rows)).argmax(1)
+    assert (targets == 1 - pred).all()
+    # DiCE's view of the model is the same model
+    np.testing.assert_allclose(DiceModel(engine).predict_proba(to_dice(engine.schema, rows.head(5))),
+                               engine.predict_proba(engine.encoder.encode(rows.head(5))))
+
+
+def test_dice_conversions_round_trip_german_types():
+    data = load_dataset("german")
+    schema, frame = data.schema, data.frame.head(20)
+    dice = to_dice(schema, frame)
+    assert set(dice["telephone"]) <= {"True", "False"}
+    back = from_dice(schema, dice)
+    assert (back.to_numpy() == frame.to_numpy()).all()
+    assert back["telephone"].map(type).eq(bool).all() and back["duration"].map(type).eq(int).all()
+    # a fractional integer stays fractional (so it is counted as a type violation)
+    dice["duration"] = dice["duration"].astype(float)
+    dice.loc[0, "duration"] = 12.5
+    assert from_dice(schema, dice).loc[0, "duration"] == 12.5
+
+
+def test_dice_random_peer_when_installed(wine, monkeypatch):
+    pytest.importorskip("dice_ml")
+    _, bundle_dir, home = wine
+    monkeypatch.setenv("RECOURSE_HOME", str(home))
+    result = run_scfe_benchmark("wine", density="gmm", n=3, bundle_dir=bundle_dir)
+    dice = result["peers"]["dice_random"]
+    assert isinstance(dice, dict), dice
+    assert dice["n"] == 3 and 0.0 <= dice["validity"] <= 1.0 and dice["seconds"] > 0
+    assert isinstance(dice["violations"], int)
+    assert result["speedup_vs_dice_random"] == pytest.approx(result["per_second"] / dice["per_second"], rel=1e-3)
+    assert "dice random" in format_table(result)
