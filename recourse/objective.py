@@ -32,11 +32,15 @@ class TargetDensity(Protocol):
     def log_prob(self, y: Tensor, x: Tensor, target: Tensor) -> Tensor: ...
 
 
+def logit_margin(logits: Tensor, target: Tensor) -> Tensor:
+    r""":math:`Z_t - \max_{j\ne t} Z_j` per row (> 0: the model picks the target class)."""
+    z_t = logits.gather(1, target[:, None])[:, 0]
+    return z_t - logits.scatter(1, target[:, None], float("-inf")).amax(1)
+
+
 def hinge(logits: Tensor, target: Tensor, margin: float) -> Tensor:
     r"""Carlini–Wagner hinge :math:`[\max_{j\ne t} Z_j - Z_t + \kappa]_+` per row."""
-    z_t = logits.gather(1, target[:, None])[:, 0]
-    others = logits.scatter(1, target[:, None], float("-inf"))
-    return torch.relu(others.amax(1) - z_t + margin)
+    return torch.relu(margin - logit_margin(logits, target))
 
 
 @dataclass

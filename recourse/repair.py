@@ -95,7 +95,6 @@ class DiscreteRepair:
     def complete(self, x, y, targets, lower, upper, m, margin: Margin, rounds: int | None = None):
         """Greedy search from lattice points ``y``; returns (new points, reached-target mask)."""
         y = y.copy()
-        n = len(y)
         rounds = rounds if rounds is not None else m + 2
         cur = margin(y, targets)
         done = cur > 0

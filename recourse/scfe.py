@@ -23,7 +23,7 @@ from .core.apg import apg
 from .core.projections import simplex_layout
 from .encoding import TabularEncoder
 from .errors import RecordValidationError, FieldError
-from .objective import RowData, SCFEProblem
+from .objective import RowData, SCFEProblem, logit_margin
 from .repair import DiscreteRepair
 from .runtime import threads_for
 from .results import Decision, Recourse
@@ -153,12 +153,11 @@ class RecourseEngine:
 
     # ------------------------------------------------------------------ the search
     def margin(self, encoded: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        """:math:`Z_t - \\max_{j\\ne t} Z_j` per row (> 0: the model picks the target class)."""
+        """Logit margin of the target class per row (> 0: the model picks the target class)."""
         with torch.no_grad():
             z = self.classifier.logits(torch.as_tensor(encoded, device=self.device, dtype=self.dtype)).double()
             t = torch.as_tensor(targets, device=self.device, dtype=torch.long)
-            z_t = z.gather(1, t[:, None])[:, 0]
-            return (z_t - z.scatter(1, t[:, None], float("-inf")).amax(1)).cpu().numpy()
+            return logit_margin(z, t).cpu().numpy()
 
     def solve(self, x: np.ndarray, originals: pd.DataFrame, targets: np.ndarray, config: SCFEConfig) -> BatchSolution:
         """Cheapest verified counterfactual per row (target class indices ``targets``)."""
