@@ -23,6 +23,7 @@ from .core.apg import apg
 from .core.projections import simplex_layout
 from .encoding import TabularEncoder
 from .errors import RecordValidationError, FieldError
+from .metrics import lof_scores
 from .objective import RowData, SCFEProblem, logit_margin
 from .repair import DiscreteRepair
 from .runtime import threads_for
@@ -297,20 +298,9 @@ class RecourseEngine:
 
     def lof(self, encoded: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """Target-class local outlier factor (≈1 inlier, larger = outlier), NaN without training data."""
-        out = np.full(len(encoded), np.nan)
         if self.train_encoded is None or len(encoded) == 0:
-            return out
-        from sklearn.neighbors import LocalOutlierFactor
-
-        for t in np.unique(targets):
-            if t not in self._lof:
-                pts = self.train_encoded[self.train_labels == t]
-                if len(pts) < 3:
-                    continue
-                self._lof[t] = LocalOutlierFactor(n_neighbors=min(30, len(pts) - 1), novelty=True).fit(pts)
-            rows = targets == t
-            out[rows] = -self._lof[t].score_samples(encoded[rows])
-        return out
+            return np.full(len(encoded), np.nan)
+        return lof_scores(self.train_encoded, self.train_labels, encoded, targets, _cache=self._lof)
 
     def _assemble(self, frame, x, probs, targets, need, sol: BatchSolution, config: SCFEConfig) -> list[Recourse]:
         n = len(frame)
