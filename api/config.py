@@ -1,0 +1,45 @@
+"""Service configuration: everything the app needs is passed in (no module-level state)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ServiceConfig(BaseModel):
+    """Settings of one service instance.
+
+    bundle: model bundle directory (None: the German demo bundle, built on first use).
+    database: SQLite file of the explanation log (WAL mode).
+    api_key_hashes: accepted API keys, stored only as ``sha256:<hex>`` digests.
+    auth_required: False only for local demos (``recourse serve --no-auth``).
+    max_batch: most applicants in one ``/v1/recourse/batch`` request.
+    max_body_bytes: larger request bodies get 413.
+    time_limit: seconds of solver time per engine call (rows not done by then: no recourse).
+    request_timeout: seconds a request waits for its answer before a 503.
+    max_solver_rows: most rows the micro-batcher hands the engine at once.
+    seed: recorded with every answer (the solver is deterministic; the seed is set before each call).
+    log_sync: SQLite ``synchronous`` level of the log: ``full`` (an answer survives a power cut) or
+        ``normal`` (survives a killed process; faster commits).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    bundle: Path | None = None
+    database: Path = Field(default_factory=lambda: _default_database())
+    api_key_hashes: list[str] = Field(default_factory=list)
+    auth_required: bool = True
+    max_batch: int = Field(default=1000, ge=1)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    time_limit: float | None = Field(default=5.0, gt=0)
+    request_timeout: float = Field(default=30.0, gt=0)
+    max_solver_rows: int = Field(default=1024, ge=1)
+    seed: int = 0
+    log_sync: Literal["full", "normal"] = "full"
+
+
+def _default_database() -> Path:
+    from recourse.bundle import recourse_home
+
+    return recourse_home() / "service" / "explanations.sqlite3"

@@ -1,0 +1,255 @@
+"""Load test of the real service on loopback: latency at several client counts, batch throughput,
+and durability of the explanation log across a ``kill -9``.
+
+The server is started as ``recourse serve`` in its own process group; closed-loop clients (one
+thread and one keep-alive connection each) send distinct applicants, resampled with noise from
+German credit and filtered to those the model denies (so no answer comes from the log's reuse of
+earlier answers).  Client and server share this machine's cores, so the client's own CPU use is
+part of every figure.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from .keys import new_key
+
+
+@dataclass
+class Server:
+    """A ``recourse serve`` process group on loopback."""
+
+    port: int
+    key: str
+    database: Path
+    process: subprocess.Popen | None = None
+    args: list[str] = field(default_factory=list)
+
+    def start(self, timeout: float = 180.0) -> "Server":
+        env = dict(os.environ, RECOURSE_API_KEY=self.key)
+        cmd = [sys.executable, "-c", "import cli; cli.main()", "serve", "--port", str(self.port),
+               "--database", str(self.database), *self.args]
+        self.process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                        start_new_session=True, cwd=Path(__file__).resolve().parent.parent)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.process.stderr.read().decode()[-2000:]}")
+            try:
+                status, _ = request(self.port, "GET", "/readyz")
+                if status == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.25)
+        raise RuntimeError("server did not become ready")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the whole process group (master and workers)."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            self.process.wait(timeout=30)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def request(port: int, method: str, path: str, body: Any = None, key: str | None = None,
+            conn: http.client.HTTPConnection | None = None) -> tuple[int, bytes]:
+    """One HTTP request (on ``conn`` if given, kept alive)."""
+    own = conn is None
+    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    data = None if body is None else json.dumps(body)
+    try:
+        conn.request(method, path, body=data, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        if own:
+            conn.close()
+
+
+def denied_applicants(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """``n`` distinct applicants the demo model denies, resampled with noise from German credit."""
+    from recourse.audit.io import resample_population
+    from recourse.bundle import demo_bundle
+    from recourse.data import load_dataset
+
+    data = load_dataset("german")
+    engine = demo_bundle("german").engine()
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    round_ = 0
+    while len(out) < n:
+        frame = resample_population(data.frame, data.schema, 4 * n, seed=seed + round_)
+        probs = engine.predict_proba(engine.encoder.encode(engine.validate(frame)))
+        favourable = engine.classes.index(engine.schema.target.favourable)
+        for record in frame[probs.argmax(1) != favourable].to_dict(orient="records"):
+            record = {k: (v.item() if hasattr(v, "item") else v) for k, v in record.items()}
+            text = json.dumps(record, sort_keys=True)
+            if text not in seen:
+                seen.add(text)
+                out.append(record)
+        round_ += 1
+    return out[:n]
+
+
+@dataclass
+class LevelResult:
+    clients: int
+    requests: int
+    errors: int
+    seconds: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    per_second: float
+    statuses: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def run_level(port: int, key: str, pool: Iterator[dict[str, Any]], clients: int, seconds: float,
+              ids: list[tuple[str, bytes]] | None = None, stop: threading.Event | None = None) -> LevelResult:
+    """``clients`` closed-loop clients posting single applicants for ``seconds``."""
+    lock = threading.Lock()
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    errors = [0]
+    stop = stop or threading.Event()
+    end = time.perf_counter() + seconds
+
+    def next_applicant() -> dict[str, Any]:
+        with lock:
+            return next(pool)
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        while time.perf_counter() < end and not stop.is_set():
+            body = {"applicant": next_applicant()}
+            t0 = time.perf_counter()
+            try:
+                status, data = request(port, "POST", "/v1/recourse", body, key, conn)
+            except (OSError, http.client.HTTPException):
+                with lock:
+                    errors[0] += 1
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+                if stop.is_set():
+                    return
+                continue
+            dt = time.perf_counter() - t0
+            with lock:
+                if status != 200:
+                    errors[0] += 1
+                    continue
+                latencies.append(dt)
+                answer = json.loads(data)
+                statuses[answer["status"]] = statuses.get(answer["status"], 0) + 1
+                if ids is not None:
+                    ids.append((answer["id"], data))
+        conn.close()
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    took = time.perf_counter() - started
+    lat = np.asarray(latencies) * 1e3 if latencies else np.zeros(1)
+    return LevelResult(clients, len(latencies), errors[0], round(took, 2), round(float(np.percentile(lat, 50)), 2),
+                       round(float(np.percentile(lat, 90)), 2), round(float(np.percentile(lat, 99)), 2),
+                       round(float(lat.max()), 2), round(len(latencies) / took, 1), statuses)
+
+
+def run_batch(port: int, key: str, applicants: list[dict[str, Any]], size: int, repeats: int) -> dict[str, Any]:
+    """Batch endpoint: ``repeats`` requests of ``size`` distinct applicants each."""
+    times, errors, found = [], 0, 0
+    for r in range(repeats):
+        chunk = applicants[r * size:(r + 1) * size]
+        t0 = time.perf_counter()
+        status, data = request(port, "POST", "/v1/recourse/batch", {"applicants": chunk}, key)
+        times.append(time.perf_counter() - t0)
+        if status != 200:
+            errors += 1
+            continue
+        found += sum(1 for x in json.loads(data)["results"] if x["status"] == "recourse_found")
+    best, median = min(times), float(np.median(times))
+    return {"batch_size": size, "requests": repeats, "errors": errors, "median_seconds": round(median, 3),
+            "recourses_per_second": round(size / median, 1), "best_recourses_per_second": round(size / best, 1),
+            "found_share": round(found / max(1, size * (repeats - errors)), 4)}
+
+
+def durability(server: Server, pool: Iterator[dict[str, Any]], clients: int, seconds: float) -> dict[str, Any]:
+    """Load, ``kill -9`` the server mid-load, restart it on the same log, fetch every returned answer."""
+    answered: list[tuple[str, bytes]] = []
+    stop = threading.Event()
+    worker = threading.Thread(target=lambda: run_level(server.port, server.key, pool, clients, seconds * 10, answered, stop))
+    worker.start()
+    time.sleep(seconds)
+    server.kill(signal.SIGKILL)
+    stop.set()
+    worker.join()
+    server.start()
+    missing = changed = 0
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    for answer_id, data in answered:
+        status, stored = request(server.port, "GET", f"/v1/recourse/{answer_id}", None, server.key, conn)
+        missing += status != 200
+        changed += status == 200 and stored != data
+    conn.close()
+    return {"answers_returned_before_kill": len(answered), "missing_after_restart": missing, "different_bytes": changed}
+
+
+def run_load_test(levels: tuple[int, ...] = (1, 8, 32), seconds: float = 30.0, workers: int = 2, threads: int = 32,
+                  batch_size: int = 500, batch_repeats: int = 5, kill_test: bool = True,
+                  pool_size: int = 20000) -> dict[str, Any]:
+    """Start the server, run every measurement, stop it; returns the figures."""
+    applicants = denied_applicants(pool_size + batch_size * batch_repeats)
+    singles, batches = applicants[:pool_size], applicants[pool_size:]
+    counter = iter(range(10**12))
+
+    def pool() -> Iterator[dict[str, Any]]:
+        for i in counter:
+            yield singles[i % len(singles)]
+
+    stream = pool()
+    key = new_key()
+    with tempfile.TemporaryDirectory() as tmp:
+        server = Server(free_port(), key, Path(tmp) / "log.sqlite3", args=["--workers", str(workers), "--threads", str(threads)])
+        server.start()
+        try:
+            out: dict[str, Any] = {"server": {"workers": workers, "threads": threads, "cpu_count": os.cpu_count()},
+                                   "pool": {"distinct_applicants": len(singles), "kind": "denied by the model"}}
+            run_level(server.port, key, stream, 2, 3.0)  # warm-up, not reported
+            out["levels"] = [run_level(server.port, key, stream, c, seconds).to_dict() for c in levels]
+            out["reused_answers"] = "none: each applicant is sent once per pool pass" if sum(
+                lv["requests"] for lv in out["levels"]) <= len(singles) else "some: the pool was exhausted and restarted"
+            out["batch"] = run_batch(server.port, key, batches, batch_size, batch_repeats)
+            if kill_test:
+                out["kill_9"] = durability(server, stream, 8, min(seconds, 10.0))
+        finally:
+            server.kill(signal.SIGTERM)
+    return out

@@ -1,0 +1,155 @@
+"""The explanation log: every answer the service gives, stored durably before it is sent.
+
+An embedded SQLite database in WAL mode with ``synchronous=FULL`` by default (a committed answer
+survives a killed process and a power cut; ``normal``: a killed process only, with cheaper commits).  One row per answer::
+
+    id, created, kind, bundle_hash, digest, seed, request, answer, response
+
+``digest`` is SHA-256 of the canonical request (validated applicant and effective options);
+``answer`` is the answer's content (JSON without ``id``/``created``) and ``response``
+the exact bytes sent.  :meth:`ExplanationLog.record` reuses the stored content of an earlier
+answer to the same request on the same bundle, so the same question always gets the same answer.
+Safe across threads (one connection per thread) and processes (SQLite's WAL locking).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS answers (
+    id          TEXT PRIMARY KEY,
+    created     TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    bundle_hash TEXT NOT NULL,
+    digest      TEXT NOT NULL,
+    seed        INTEGER NOT NULL,
+    request     TEXT NOT NULL,
+    answer      TEXT NOT NULL,
+    response    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS answers_by_request ON answers (bundle_hash, digest);
+"""
+
+
+def canonical(value: Any) -> str:
+    """Canonical JSON (sorted keys, no spaces) used for digests and stored content."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def digest_of(value: Any) -> str:
+    return hashlib.sha256(canonical(value).encode()).hexdigest()
+
+
+@dataclass
+class Entry:
+    """One answer to log: what was asked and the answer's content."""
+
+    kind: str
+    request: dict[str, Any]
+    answer: dict[str, Any]
+
+    @property
+    def digest(self) -> str:
+        return digest_of({"kind": self.kind, "request": self.request})
+
+
+class ExplanationLog:
+    """Durable, append-only store of answers, retrievable by id."""
+
+    def __init__(self, path: str | Path, timeout: float = 30.0, sync: str = "full"):
+        if sync not in ("full", "normal"):
+            raise ValueError(f"sync must be 'full' or 'normal', got {sync!r}")
+        self.sync = sync
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.timeout = timeout
+        self._local = threading.local()
+        with self._connect() as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self.sync.upper()}")
+        conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+        return conn
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    def known_answers(self, bundle_hash: str, entries: Sequence[Entry]) -> dict[str, str]:
+        """Stored answer content for the entries asked before (digest → canonical answer)."""
+        digests = sorted({e.digest for e in entries})
+        found: dict[str, str] = {}
+        for start in range(0, len(digests), 500):
+            chunk = digests[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.connection.execute(
+                f"SELECT digest, answer FROM answers WHERE bundle_hash = ? AND digest IN ({marks}) ORDER BY rowid",
+                [bundle_hash, *chunk]).fetchall()
+            for digest, answer in rows:
+                found.setdefault(digest, answer)
+        return found
+
+    def record(self, bundle_hash: str, seed: int, entries: Sequence[Entry]) -> list[dict[str, Any]]:
+        """Store the answers (one transaction, fsynced) and return the response objects to send.
+
+        Each gets a new id and time; an earlier answer to the same request on the same bundle is
+        reused as the content, so repeated questions get identical answers.
+        """
+        created = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{time.time_ns() // 1000 % 1_000_000:06d}Z"
+        conn = self.connection
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            known = self.known_answers(bundle_hash, entries)
+            out, rows = [], []
+            for entry in entries:
+                digest = entry.digest
+                content = known.get(digest)
+                if content is None:
+                    content = known[digest] = json.dumps(entry.answer, separators=(",", ":"), allow_nan=False)
+                answer_id = uuid.uuid4().hex
+                response = {"id": answer_id, "created": created, **json.loads(content)}
+                text = json.dumps(response, allow_nan=False)
+                rows.append((answer_id, created, entry.kind, bundle_hash, digest, seed, canonical(entry.request), content, text))
+                out.append({"id": answer_id, "response": response, "text": text})
+            conn.executemany("INSERT INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return out
+
+    def response(self, answer_id: str) -> str | None:
+        """The exact response text of an earlier answer, or None."""
+        row = self.connection.execute("SELECT response FROM answers WHERE id = ?", (answer_id,)).fetchone()
+        return row[0] if row else None
+
+    def row(self, answer_id: str) -> dict[str, Any] | None:
+        """Everything stored for one answer (for audits)."""
+        cur = self.connection.execute("SELECT * FROM answers WHERE id = ?", (answer_id,))
+        row = cur.fetchone()
+        return dict(zip([c[0] for c in cur.description], row)) if row else None
+
+    def count(self) -> int:
+        return int(self.connection.execute("SELECT COUNT(*) FROM answers").fetchone()[0])
+
+    def ping(self) -> bool:
+        try:
+            self.connection.execute("SELECT 1").fetchone()
+            return True
+        except sqlite3.Error:
+            return False

@@ -1,0 +1,36 @@
+"""Health, readiness, Prometheus metrics and the OpenAPI document (no API key needed)."""
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, Response, current_app
+
+from ..openapi import openapi_document
+from ..telemetry import CONTENT_TYPE
+
+bp = Blueprint("meta", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    return Response(json.dumps({"status": "ok", "checks": {"process": True}}), mimetype="application/json")
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    service = current_app.extensions["recourse"]
+    checks = {"model": service.ready, "database": service.log.ping()}
+    ok = all(checks.values())
+    body = {"status": "ok" if ok else "unavailable", "checks": checks}
+    return Response(json.dumps(body), status=200 if ok else 503, mimetype="application/json")
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    return Response(current_app.extensions["recourse_telemetry"].exposition(), mimetype=CONTENT_TYPE)
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    service = current_app.extensions["recourse"]
+    return Response(json.dumps(openapi_document(service.engine.schema, service.config)), mimetype="application/json")

@@ -1,0 +1,69 @@
+"""``/v1``: recourse for one applicant or a batch, decisions, stored answers, the schema, the models."""
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, Response, current_app, request
+
+from ..bodies import parse_body
+from ..problems import Problem
+from ..schemas import BatchRequest, PredictRequest, RecourseRequest
+
+bp = Blueprint("v1", __name__, url_prefix="/v1")
+
+
+def _service():
+    return current_app.extensions["recourse"]
+
+
+def _json(text: str, status: int = 200) -> Response:
+    return Response(text, status=status, mimetype="application/json")
+
+
+@bp.before_request
+def _authenticate() -> None:
+    if not current_app.config["RECOURSE_AUTH_REQUIRED"]:
+        return
+    header = request.headers.get("Authorization", "")
+    key = header[7:].strip() if header[:7].lower() == "bearer " else request.headers.get("X-API-Key")
+    if not current_app.extensions["recourse_keys"].check(key):
+        detail = "missing API key" if not key else "wrong API key"
+        raise Problem(401, f"{detail}: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+                      headers={"WWW-Authenticate": 'Bearer realm="recourse"'})
+
+
+@bp.post("/recourse")
+def recourse() -> Response:
+    return _json(_service().recourse(parse_body(RecourseRequest)))
+
+
+@bp.post("/recourse/batch")
+def recourse_batch() -> Response:
+    return _json(_service().recourse_batch(parse_body(BatchRequest)))
+
+
+@bp.post("/predict")
+def predict() -> Response:
+    return _json(_service().predict(parse_body(PredictRequest)))
+
+
+@bp.get("/recourse/<answer_id>")
+def stored_answer(answer_id: str) -> Response:
+    return _json(_service().stored(answer_id))
+
+
+@bp.get("/schema")
+def schema() -> Response:
+    return _json(_service().engine.schema.model_dump_json(exclude_none=True))
+
+
+@bp.get("/models")
+def models() -> Response:
+    service = _service()
+    meta = service.bundle.metadata
+    info = {
+        **service.model_ref, "dataset": meta.get("dataset", ""), "model": meta.get("model", ""),
+        "classes": meta.get("classes", []), "densities": meta.get("densities", []),
+        "defaults": meta.get("defaults", {}), "created": meta.get("created"), "training": meta.get("training", {}),
+    }
+    return _json(json.dumps({"models": [info]}))

@@ -1,0 +1,152 @@
+"""Request and response bodies (pydantic); the OpenAPI document is generated from them."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Status = Literal["recourse_found", "no_recourse_found", "already_favourable"]
+
+
+class Options(BaseModel):
+    """Solver options shared by the recourse endpoints."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_changes: int | None = Field(default=None, ge=1, le=100, description="Most features the recourse may change (default: the bundle's).")
+    density: str | None = Field(default=None, description="Plausibility term: one of the bundle's densities (kde, gmm, knn) or 'none'.")
+    target: str | int | None = Field(default=None, description="Class to reach (default: the favourable class).")
+
+
+class RecourseRequest(Options):
+    """One applicant and optional solver options."""
+
+    applicant: dict[str, Any] = Field(description="Feature values, one per schema feature (see GET /v1/schema).")
+
+
+class BatchRequest(Options):
+    """Several applicants solved as one batch with the same options."""
+
+    applicants: list[dict[str, Any]] = Field(min_length=1, description="Applicants (at most the configured batch limit).")
+
+
+class PredictRequest(BaseModel):
+    """One applicant, decision only."""
+
+    model_config = ConfigDict(extra="forbid")
+    applicant: dict[str, Any]
+
+
+class Decision(BaseModel):
+    label: str
+    value: int | str
+    probability: float
+
+
+class TargetRef(BaseModel):
+    label: str
+    value: int | str
+
+
+class Action(BaseModel):
+    feature: str
+    label: str
+    from_: Any = Field(alias="from")
+    to: Any
+    text: str
+
+
+class Reason(BaseModel):
+    """A principal reason: a feature the recourse must change, ranked by its effect alone."""
+
+    feature: str
+    label: str
+    value: Any
+    needed: Any
+    score_change: float = Field(description="Change of the target-class logit margin from this change alone.")
+    probability_alone: float = Field(description="Target-class probability with only this change.")
+    text: str
+
+
+class ModelRef(BaseModel):
+    id: str
+    hash: str
+
+
+class Metrics(BaseModel):
+    l0: int
+    l2: float
+    cost: float
+    lof: float | None
+
+
+class RecourseAnswer(BaseModel):
+    """The answer for one applicant, as stored in the explanation log."""
+
+    id: str
+    created: str
+    model: ModelRef
+    status: Status
+    message: str
+    decision: Decision
+    target: TargetRef | None = None
+    counterfactual_decision: Decision | None = None
+    actions: list[Action]
+    counterfactual: dict[str, Any] | None = None
+    metrics: Metrics | None = None
+    reasons: list[Reason]
+    max_changes: int | None = None
+    applicant: dict[str, Any]
+
+
+class BatchAnswer(BaseModel):
+    count: int
+    model: ModelRef
+    results: list[RecourseAnswer]
+
+
+class PredictAnswer(BaseModel):
+    model: ModelRef
+    decision: Decision
+    favourable: bool
+    probabilities: dict[str, float]
+
+
+class ModelInfo(BaseModel):
+    id: str
+    hash: str
+    dataset: str
+    model: str
+    classes: list[int | str]
+    densities: list[str]
+    defaults: dict[str, Any]
+    created: str | None = None
+    training: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, bool] = Field(default_factory=dict)
+
+
+class FieldProblem(BaseModel):
+    field: str
+    pointer: str
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldProblem] = Field(default_factory=list)
+
+
+RESPONSE_MODELS = [RecourseAnswer, BatchAnswer, PredictAnswer, ModelList, Health, Problem]
+REQUEST_MODELS = [RecourseRequest, BatchRequest, PredictRequest]

@@ -1,0 +1,187 @@
+"""The service's work, independent of HTTP: validate, solve (micro-batched), explain, log.
+
+Routes parse bodies into :mod:`api.schemas` models, call a :class:`RecourseService` method and
+send what it returns; every error is a :class:`~api.problems.Problem`.
+"""
+from __future__ import annotations
+
+import json
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import fields, replace
+from typing import Any, Hashable, Sequence
+
+import torch
+
+from recourse.bundle import Bundle
+from recourse.errors import RecordValidationError
+from recourse.reasons import principal_reasons
+from recourse.results import to_jsonable
+from recourse.scfe import SCFEConfig
+
+from .batching import MicroBatcher
+from .config import ServiceConfig
+from .log import Entry, ExplanationLog
+from .problems import Problem, field_error
+from .schemas import BatchRequest, Options, PredictRequest, RecourseRequest
+from .telemetry import Telemetry
+
+
+class RecourseService:
+    """One bundle, its engine, the micro-batcher and the explanation log."""
+
+    def __init__(self, bundle: Bundle, config: ServiceConfig, log: ExplanationLog, telemetry: Telemetry):
+        self.bundle, self.config, self.log, self.telemetry = bundle, config, log, telemetry
+        engine = bundle.engine()
+        if config.time_limit is not None and "time_limit" in {f.name for f in fields(SCFEConfig)}:
+            engine.config = replace(engine.config, time_limit=config.time_limit)
+        self.engine = engine
+        meta = bundle.metadata
+        self.model_ref = {"id": f"{meta.get('dataset', bundle.schema.name)}-{meta.get('model', 'model')}", "hash": bundle.hash}
+        self.batcher = MicroBatcher(self._solve, max_rows=config.max_solver_rows, on_batch=telemetry.batch_rows.observe)
+        self.ready = False
+
+    # ------------------------------------------------------------------ lifecycle
+    def warm_up(self, example: dict[str, Any] | None = None) -> None:
+        """Run the solver once so the first real request pays no start-up cost."""
+        record = example or self._typical_applicant()
+        self.engine.explain([record])
+        self.ready = True
+
+    def close(self) -> None:
+        self.batcher.close()
+
+    def _typical_applicant(self) -> dict[str, Any]:
+        """A valid record built from the schema: mid-range numbers, first levels, false."""
+        record: dict[str, Any] = {}
+        for feat in self.engine.schema.features:
+            if feat.kind in ("continuous", "integer"):
+                lo, hi = feat.range if feat.range is not None else (0.0, 0.0)
+                mid = (lo + hi) / 2
+                record[feat.name] = int(round(mid)) if feat.kind == "integer" else float(mid)
+            elif feat.kind == "binary":
+                record[feat.name] = False
+            else:
+                record[feat.name] = feat.level_names[0]
+        return record
+
+    # ------------------------------------------------------------------ endpoints
+    def recourse(self, request: RecourseRequest) -> str:
+        key, target = self._options(request)
+        record = self._validate([request.applicant], ["applicant"], single=True)[0]
+        [item] = self._answer("recourse", key, target, [record])
+        return item["text"]
+
+    def recourse_batch(self, request: BatchRequest) -> str:
+        if len(request.applicants) > self.config.max_batch:
+            raise Problem(422, "too many applicants in one batch",
+                          [field_error(["applicants"], f"at most {self.config.max_batch} applicants per request, got {len(request.applicants)}")])
+        key, target = self._options(request)
+        records = self._validate(request.applicants, ["applicants"], single=False)
+        items = self._answer("recourse", key, target, records)
+        return json.dumps({"count": len(items), "model": self.model_ref, "results": [i["response"] for i in items]})
+
+    def predict(self, request: PredictRequest) -> str:
+        record = self._validate([request.applicant], ["applicant"], single=True)[0]
+        frame = self.engine.validate([record])
+        probs = self.engine.predict_proba(self.engine.encoder.encode(frame))[0]
+        k = int(probs.argmax())
+        decision = self.engine._decision(k, probs[k])
+        target = self.engine.schema.target
+        answer = to_jsonable({
+            "model": self.model_ref,
+            "decision": {"label": decision.label, "value": decision.value, "probability": decision.probability},
+            "favourable": target is not None and str(decision.value) == str(target.favourable),
+            "probabilities": {str(c): float(p) for c, p in zip(self.engine.classes, probs)},
+        })
+        [item] = self.log.record(self.bundle.hash, self.config.seed, [Entry("predict", {"applicant": record}, answer)])
+        return item["text"]
+
+    def stored(self, answer_id: str) -> str:
+        text = self.log.response(answer_id)
+        if text is None:
+            raise Problem(404, f"no answer with id {answer_id!r}")
+        return text
+
+    # ------------------------------------------------------------------ internals
+    def _options(self, request: Options) -> tuple[Hashable, Any]:
+        engine = self.engine
+        m = request.max_changes if request.max_changes is not None else engine.config.max_changes
+        if request.density is None:
+            density = engine.config.density
+        elif request.density == "none":
+            density = None
+        elif request.density in engine.densities:
+            density = request.density
+        else:
+            raise Problem(422, "unknown density", [field_error(["density"], f"unknown density {request.density!r}; "
+                                                              f"available: {', '.join(sorted(engine.densities))}, none")])
+        target = request.target
+        if target is None:
+            target = engine.schema.target.favourable if engine.schema.target else engine.classes[-1]
+        names = {str(c): c for c in engine.classes}
+        if str(target) not in names:
+            raise Problem(422, "unknown target class", [field_error(["target"], f"unknown class {target!r}; classes: {engine.classes}")])
+        return (int(m), density), names[str(target)]
+
+    def _validate(self, records: Sequence[Any], path: list[str], single: bool) -> list[dict[str, Any]]:
+        schema = self.engine.schema
+        try:
+            if single:
+                return [schema.validate_record(records[0])]
+            return schema.validate_records(list(records))
+        except RecordValidationError as exc:
+            errors = []
+            for e in exc.errors:
+                parts: list[str | int] = list(path)
+                if single:
+                    parts += [] if e.field == "record" else [e.field]
+                else:
+                    head, _, rest = e.field.partition(".")
+                    parts += [int(head)] if head.isdigit() else [head]
+                    parts += [rest] if rest else []
+                errors.append(field_error(parts, e.message))
+            raise Problem(422, "the applicant does not fit the model's feature schema", errors) from None
+
+    def _solve(self, key: Hashable, entries: list[Entry]) -> list[dict[str, Any]]:
+        """One engine call for entries sharing solver options, then one log transaction for all.
+
+        Runs on the batcher's thread, so concurrent requests share both the solve and the
+        commit (group commit: one fsync per micro-batch, not per answer).
+        """
+        m, density = key
+        torch.manual_seed(self.config.seed)
+        results = self.engine.explain([e.request["applicant"] for e in entries], max_changes=m, density=density,
+                                      target=[e.request["target"] for e in entries])
+        for entry, res, reasons in zip(entries, results, principal_reasons(self.engine, results)):
+            entry.answer = {"model": self.model_ref, **res.to_dict(), "reasons": [r.to_dict() for r in reasons]}
+        return self._log(entries)
+
+    def _log(self, entries: list[Entry]) -> list[dict[str, Any]]:
+        items = self.log.record(self.bundle.hash, self.config.seed, entries)
+        for item in items:
+            self.telemetry.outcome(item["response"]["status"])
+        return items
+
+    def _answer(self, kind: str, key: Hashable, target: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Logged answers for records: earlier answers to the same request reused, the rest solved."""
+        m, density = key
+        entries = [Entry(kind, {"applicant": r, "max_changes": m, "density": density, "target": target}, {}) for r in records]
+        known = self.log.known_answers(self.bundle.hash, entries)
+        items: list[dict[str, Any] | None] = [None] * len(entries)
+        todo = [i for i, e in enumerate(entries) if e.digest not in known]
+        if todo:
+            future = self.batcher.submit(key, [entries[i] for i in todo])
+            try:
+                solved = future.result(timeout=self.config.request_timeout)
+            except FutureTimeout:
+                raise Problem(503, f"no answer within {self.config.request_timeout:g} s; try again",
+                              headers={"Retry-After": "1"}) from None
+            for i, item in zip(todo, solved):
+                items[i] = item
+        rest = [i for i, item in enumerate(items) if item is None]
+        for i in rest:
+            entries[i].answer = json.loads(known[entries[i].digest])
+        if rest:
+            for i, item in zip(rest, self._log([entries[i] for i in rest])):
+                items[i] = item
+        return items  # type: ignore[return-value]

@@ -1,0 +1,76 @@
+"""`recourse serve` as a real server on loopback: HTTP round trips, auth, and answers surviving kill -9."""
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import cli
+from api.keys import new_key
+from api.loadtest import Server, free_port, request
+
+DENIED = json.loads((Path(__file__).resolve().parent.parent / "datasets/german_credit/examples/denied_applicant.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def server(german_bundle, tmp_path_factory):
+    db = tmp_path_factory.mktemp("serve") / "log.sqlite3"
+    srv = Server(free_port(), new_key(), db, args=["--bundle", str(german_bundle.path), "--workers", "2", "--threads", "4"])
+    srv.start()
+    yield srv
+    srv.kill(signal.SIGTERM)
+
+
+def test_http_round_trip(server):
+    status, body = request(server.port, "GET", "/readyz")
+    assert status == 200 and json.loads(body)["status"] == "ok"
+    status, body = request(server.port, "POST", "/v1/recourse", {"applicant": DENIED}, server.key)
+    assert status == 200
+    answer = json.loads(body)
+    assert answer["status"] == "recourse_found" and answer["reasons"]
+    status, stored = request(server.port, "GET", f"/v1/recourse/{answer['id']}", None, server.key)
+    assert status == 200 and stored == body
+    status, body = request(server.port, "POST", "/v1/recourse", {"applicant": DENIED}, "wrong")
+    assert status == 401 and json.loads(body)["status"] == 401
+    status, body = request(server.port, "POST", "/v1/recourse", {"applicant": {**DENIED, "age": "old"}}, server.key)
+    assert status == 422 and json.loads(body)["errors"][0]["pointer"] == "/applicant/age"
+    status, body = request(server.port, "GET", "/metrics")
+    assert status == 200 and b"recourse_http_requests_total" in body
+
+
+def test_answers_survive_kill_9(server):
+    answers = []
+    for duration in (30, 33, 36):
+        status, body = request(server.port, "POST", "/v1/recourse", {"applicant": {**DENIED, "duration": duration}}, server.key)
+        assert status == 200
+        answers.append((json.loads(body)["id"], body))
+    server.kill(signal.SIGKILL)
+    server.start()
+    for answer_id, body in answers:
+        assert request(server.port, "GET", f"/v1/recourse/{answer_id}", None, server.key) == (200, body)
+
+
+def test_serve_refuses_to_start_without_keys_or_with_a_bad_bundle(tmp_path, monkeypatch):
+    monkeypatch.delenv("RECOURSE_API_KEY", raising=False)
+    runner = CliRunner()
+    result = runner.invoke(cli.app, ["serve", "--port", "1"])
+    assert result.exit_code == 2 and "no API keys" in result.output
+    result = runner.invoke(cli.app, ["serve", "--no-auth", "--bundle", str(tmp_path)])
+    assert result.exit_code == 2 and "not a bundle" in result.output
+    keys = tmp_path / "keys"
+    keys.write_text("alice nonsense\n")
+    result = runner.invoke(cli.app, ["serve", "--api-keys", str(keys)])
+    assert result.exit_code == 2 and "line 1" in result.output
+
+
+def test_keys_new_prints_a_key_and_its_digest():
+    from api.keys import hash_key
+
+    result = CliRunner().invoke(cli.app, ["keys", "new", "--name", "lender"])
+    assert result.exit_code == 0
+    lines = dict(line.split(":", 1) for line in result.output.strip().splitlines())
+    key, entry = lines["key"].strip(), lines["key file"].strip()
+    assert entry == f"lender {hash_key(key)}"
