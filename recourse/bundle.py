@@ -10,6 +10,8 @@ A bundle is a directory::
     density-<name>.json      hyper-parameters (given and chosen from data) of each density
     density-<name>.safetensors   its fitted state
     data.safetensors         scaled training rows and their class indices (for LOF and k-NN)
+    verifier.json            (tree-ensemble bundles) the real model as arrays; model.* is then its
+    verifier.safetensors     distilled differentiable surrogate, used only to steer the solver
 
 Loading reads JSON and safetensors only (no code runs), and checks every file's hash.
 """
@@ -19,7 +21,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,6 +37,8 @@ from .errors import BundleError
 from .model_io import file_sha256, load_classifier, save_classifier
 from .models import TorchClassifier, from_sklearn, train_logistic, train_mlp
 from .schema import FeatureSchema
+from .surrogate import distill
+from .trees import TREE_MODELS, TreeEnsemble, is_tree_model, train_tree_model, tree_classifier
 from .scfe import RecourseEngine, SCFEConfig
 
 FORMAT = "recourse-bundle/1"
@@ -58,6 +62,8 @@ class Bundle:
     train_encoded: np.ndarray
     train_labels: np.ndarray
     metadata: dict[str, Any]
+    verifier: TorchClassifier | None = None
+    """The real model when ``classifier`` is a differentiable surrogate of it (tree ensembles)."""
 
     @property
     def hash(self) -> str:
@@ -68,7 +74,7 @@ class Bundle:
         defaults = self.metadata.get("defaults", {})
         config = config or SCFEConfig(max_changes=defaults.get("max_changes", 3), density=defaults.get("density", "kde"))
         return RecourseEngine(self.schema, self.classifier, self.densities, self.train_encoded, self.train_labels,
-                              config=config, device=device)
+                              config=config, device=device, verifier=self.verifier)
 
 
 # ---------------------------------------------------------------------- building
@@ -116,14 +122,24 @@ def build_bundle(
     y_idx = np.array([index[str(v)] for v in labels])
     y_values = np.array([classes[i] for i in y_idx])
     started = time.perf_counter()
+    verifier, surrogate_info = None, None
     if model == "mlp":
         clf = train_mlp(x, y_values, seed=seed)
     elif model == "logistic":
         clf = train_logistic(x, y_values, seed=seed)
+    elif model in TREE_MODELS or is_tree_model(model):
+        estimator = train_tree_model(model, x, y_values, seed=seed) if isinstance(model, str) else model
+        verifier = tree_classifier(estimator)
+        clf, fidelity = distill(verifier, x, [fc.slice for fc in encoder.layout], _numeric_columns(encoder),
+                                seed=seed, teacher=estimator.predict_proba)
+        surrogate_info = {"kind": "distilled mlp", **asdict(fidelity)}
+        model = model if isinstance(model, str) else type(model).__name__
     else:
         clf = to_classifier(model, encoder.n_columns)
     if [str(c) for c in clf.classes] != [str(c) for c in classes]:
         clf.classes = classes
+    if verifier is not None and [str(c) for c in verifier.classes] != [str(c) for c in classes]:
+        verifier.classes = classes
     fitted = {name: fit_class_conditional(name, x, y_idx, classes=range(len(classes))) for name in densities}
     seconds = time.perf_counter() - started
     metadata: dict[str, Any] = {
@@ -136,12 +152,15 @@ def build_bundle(
         "densities": list(densities),
         "defaults": {"max_changes": max_changes, "density": default_density if default_density in densities else (list(densities) or [None])[0]},
         "training": {"rows": len(train), "seconds": round(seconds, 3), "seed": seed,
-                     "accuracy": _accuracy(clf, x, y_idx)},
+                     "accuracy": _accuracy(verifier or clf, x, y_idx)},
     }
+    if verifier is not None:
+        metadata["verifier"] = {"format": "recourse-trees/1", "output": verifier.output}
+        metadata["surrogate"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in surrogate_info.items()}
     if test is not None:
         metadata["training"]["test_rows"] = len(test[0])
-        metadata["training"]["test_accuracy"] = _accuracy(clf, encoder.encode(test[0]), np.array([index[str(v)] for v in test[1]]))
-    bundle = Bundle(None, schema, clf, fitted, x, y_idx, metadata)
+        metadata["training"]["test_accuracy"] = _accuracy(verifier or clf, encoder.encode(test[0]), np.array([index[str(v)] for v in test[1]]))
+    bundle = Bundle(None, schema, clf, fitted, x, y_idx, metadata, verifier)
     save_bundle(bundle, out)
     return bundle
 
@@ -153,6 +172,15 @@ def build_dataset_bundle(name: str, out: str | Path | None = None, model: str = 
     out = Path(out) if out is not None else recourse_home() / "bundles" / (name if model == "mlp" else f"{name}-{model}")
     return build_bundle(data.schema, train, y_train, out, model=model, test=(test, y_test),
                         max_changes=DEFAULT_MAX_CHANGES.get(data.schema.name, 3), seed=seed, dataset=name)
+
+
+def _numeric_columns(encoder: TabularEncoder) -> np.ndarray:
+    """Mask of the encoded columns that hold numeric or ordinal values (not one-hot or binary)."""
+    mask = np.zeros(encoder.n_columns, dtype=bool)
+    for fc in encoder.layout:
+        if fc.feature.kind in ("continuous", "integer", "ordinal"):
+            mask[fc.slice] = True
+    return mask
 
 
 def _accuracy(clf: TorchClassifier, x: np.ndarray, y_idx: np.ndarray) -> float:
@@ -168,6 +196,8 @@ def save_bundle(bundle: Bundle, out: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     bundle.schema.save(out / "schema.json")
     save_classifier(bundle.classifier, out)
+    if bundle.verifier is not None:
+        bundle.verifier.module.save(out, "verifier")
     for name, density in bundle.densities.items():
         (out / f"density-{name}.json").write_text(json.dumps(density.config(), indent=2) + "\n")
         save_file({k: v.detach().cpu().contiguous() for k, v in density.tensors().items()}, str(out / f"density-{name}.safetensors"))
@@ -216,7 +246,16 @@ def load_bundle(path: str | Path, device: str | torch.device | None = None) -> B
         config = json.loads((path / f"density-{name}.json").read_text())
         densities[name] = ClassConditionalDensity.from_state(config, load_file(str(path / f"density-{name}.safetensors")))
     data = load_file(str(path / "data.safetensors"))
-    return Bundle(path, schema, classifier, densities, data["x"].double().numpy(), data["y"].numpy(), metadata)
+    verifier = None
+    if metadata.get("verifier"):
+        try:
+            trees = TreeEnsemble.load(path, "verifier")
+        except (ValueError, KeyError, OSError) as exc:
+            raise BundleError(f"{path}: verifier model: {exc}") from None
+        verifier = TorchClassifier(trees, output=trees.output, classes=metadata["classes"], n_features=trees.n_features)
+        if device is not None:
+            verifier = verifier.to(device)
+    return Bundle(path, schema, classifier, densities, data["x"].double().numpy(), data["y"].numpy(), metadata, verifier)
 
 
 def demo_bundle(name: str = "german", device: str | torch.device | None = None) -> Bundle:

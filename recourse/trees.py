@@ -1,0 +1,271 @@
+r"""Tree ensembles as plain arrays: scikit-learn's RandomForest, GradientBoosting and
+HistGradientBoosting classifiers exported to tensors and evaluated in batched torch.
+
+Every tree is stored as padded arrays over its nodes (``feature``, ``threshold``, ``left``,
+``right``, leaf ``value``); all trees of all rows are traversed together, one level per step:
+
+.. math::  n \leftarrow \begin{cases} \text{left}[n] & x_{\text{feature}[n]} \le \text{threshold}[n] \\
+                                      \text{right}[n] & \text{otherwise} \end{cases}
+           \quad\text{until } n \text{ is a leaf.}
+
+Combination by kind:
+
+* ``forest``: :math:`p = \frac1T \sum_t v_t(x)` (leaf class frequencies) → output ``"proba"``;
+* ``boosting``: raw score :math:`F_k(x) = F_{0,k} + \eta \sum_t v_{t,k}(x)` (η = 1 for
+  HistGradientBoosting, whose leaves already include it) → binary: one logit; multi-class:
+  softmax logits.
+
+Thresholds are kept bit-exact as float64 (stored as int64 bit patterns, so casting the module to
+float32 cannot move a split); decision trees compare ``float32(x)`` as scikit-learn does.
+Saved as JSON + safetensors: loading runs no code (no pickle).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+Kind = Literal["forest", "boosting"]
+FORMAT = "recourse-trees/1"
+
+
+class TreeEnsemble(nn.Module):
+    """A fitted tree ensemble on (B, D) inputs; ``forward`` gives probabilities (forest) or raw scores."""
+
+    def __init__(self, kind: Kind, feature: Tensor, threshold: Tensor, left: Tensor, right: Tensor, value: Tensor,
+                 init: Tensor, scale: float, depth: int, n_features: int, float32_inputs: bool):
+        super().__init__()
+        if kind not in ("forest", "boosting"):
+            raise ValueError(f"kind must be 'forest' or 'boosting', got {kind!r}")
+        self.kind, self.scale, self.depth = kind, float(scale), int(depth)
+        self.n_features, self.float32_inputs = int(n_features), bool(float32_inputs)
+        self.register_buffer("feature", feature.long())
+        self.register_buffer("threshold_bits", threshold.double().contiguous().view(torch.int64))
+        self.register_buffer("left", left.long())
+        self.register_buffer("right", right.long())
+        self.register_buffer("value", value.double())
+        self.register_buffer("init", init.double())
+
+    @property
+    def n_trees(self) -> int:
+        return int(self.feature.shape[0])
+
+    @property
+    def output(self) -> str:
+        """The :class:`~recourse.models.TorchClassifier` output kind of ``forward``."""
+        if self.kind == "forest":
+            return "proba"
+        return "logit" if self.value.shape[-1] == 1 else "logits"
+
+    def leaves(self, x: Tensor) -> Tensor:
+        """(B, T) flat node index (tree · M + node) of the leaf each row reaches in each tree."""
+        if x.ndim != 2 or x.shape[1] != self.n_features:
+            raise ValueError(f"expected inputs of shape (B, {self.n_features}), got {tuple(x.shape)}")
+        xs = x.detach().float().double() if self.float32_inputs else x.detach().double()
+        t, m = self.feature.shape
+        offset = torch.arange(t, device=x.device) * m
+        feature = self.feature.reshape(-1)
+        threshold = self.threshold_bits.view(torch.float64).reshape(-1)
+        left = (self.left + offset[:, None]).reshape(-1)
+        right = (self.right + offset[:, None]).reshape(-1)
+        node = offset.expand(x.shape[0], t).contiguous()
+        for step in range(self.depth):
+            f = feature.take(node)
+            leaf = f < 0
+            if step % 4 == 3 and bool(leaf.all()):
+                break
+            go_left = xs.gather(1, f.clamp_min(0)) <= threshold.take(node)
+            node = torch.where(leaf, node, torch.where(go_left, left.take(node), right.take(node)))
+        return node
+
+    def forward(self, x: Tensor) -> Tensor:
+        node = self.leaves(x)
+        v = self.value.reshape(-1, self.value.shape[-1])[node]  # (B, T, K)
+        if self.kind == "forest":
+            out = v.mean(1)
+        else:
+            out = self.init + self.scale * v.sum(1)
+            out = out[:, 0] if out.shape[1] == 1 else out
+        return out.to(x.dtype if x.is_floating_point() else torch.float64)
+
+    # ------------------------------------------------------------------ persistence
+    def config(self) -> dict[str, Any]:
+        return {"format": FORMAT, "kind": self.kind, "scale": self.scale, "depth": self.depth,
+                "n_features": self.n_features, "float32_inputs": self.float32_inputs}
+
+    def tensors(self) -> dict[str, Tensor]:
+        return {"feature": self.feature.cpu(), "threshold": self.threshold_bits.view(torch.float64).cpu(),
+                "left": self.left.cpu(), "right": self.right.cpu(), "value": self.value.cpu(), "init": self.init.cpu()}
+
+    def save(self, directory: str | Path, stem: str = "trees") -> list[Path]:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / f"{stem}.json").write_text(json.dumps(self.config(), indent=2) + "\n")
+        save_file({k: v.contiguous() for k, v in self.tensors().items()}, str(directory / f"{stem}.safetensors"))
+        return [directory / f"{stem}.json", directory / f"{stem}.safetensors"]
+
+    @classmethod
+    def load(cls, directory: str | Path, stem: str = "trees") -> "TreeEnsemble":
+        directory = Path(directory)
+        config = json.loads((directory / f"{stem}.json").read_text())
+        if config.get("format") != FORMAT:
+            raise ValueError(f"{directory / stem}.json: unsupported tree format {config.get('format')!r}")
+        t = load_file(str(directory / f"{stem}.safetensors"))
+        model = cls(config["kind"], t["feature"], t["threshold"], t["left"], t["right"], t["value"], t["init"],
+                    config["scale"], config["depth"], config["n_features"], config["float32_inputs"])
+        model.validate()
+        return model
+
+    def validate(self) -> None:
+        """Reject arrays that would index out of range (a tampered or truncated file)."""
+        m = self.feature.shape[1]
+        inner = self.feature >= 0
+        if bool((self.feature >= self.n_features).any()):
+            raise ValueError("tree arrays: a split feature is out of range")
+        for name in ("left", "right"):
+            child = getattr(self, name)[inner]
+            if bool(((child < 0) | (child >= m)).any()):
+                raise ValueError(f"tree arrays: a '{name}' child index is out of range")
+
+
+# ---------------------------------------------------------------------- export from scikit-learn
+def _pad(trees: list[dict[str, np.ndarray]], k: int) -> dict[str, Tensor]:
+    """Stack per-tree node arrays into (T, M[, K]) tensors, padding with leaves."""
+    m = max(len(t["feature"]) for t in trees)
+    out = {
+        "feature": np.full((len(trees), m), -1, dtype=np.int64),
+        "threshold": np.zeros((len(trees), m)),
+        "left": np.zeros((len(trees), m), dtype=np.int64),
+        "right": np.zeros((len(trees), m), dtype=np.int64),
+        "value": np.zeros((len(trees), m, k)),
+    }
+    for i, t in enumerate(trees):
+        n = len(t["feature"])
+        for key in out:
+            out[key][i, :n] = t[key]
+    return {key: torch.as_tensor(v) for key, v in out.items()}
+
+
+def _depth(trees: list[dict[str, np.ndarray]]) -> int:
+    """Longest root-to-leaf path over all trees (number of traversal steps)."""
+    best = 0
+    for t in trees:
+        depth = np.zeros(len(t["feature"]), dtype=np.int64)
+        for n in range(len(t["feature"])):  # parents precede children in sklearn's node order
+            if t["feature"][n] >= 0:
+                depth[t["left"][n]] = depth[t["right"][n]] = depth[n] + 1
+        best = max(best, int(depth.max()))
+    return best
+
+
+def _sk_tree(tree: Any, leaf_value: np.ndarray) -> dict[str, np.ndarray]:
+    t = tree.tree_
+    leaf = t.children_left < 0
+    return {"feature": np.where(leaf, -1, t.feature), "threshold": np.where(leaf, 0.0, t.threshold),
+            "left": np.where(leaf, 0, t.children_left), "right": np.where(leaf, 0, t.children_right), "value": leaf_value}
+
+
+def from_sklearn_trees(estimator: Any) -> TreeEnsemble:
+    """Export a fitted RandomForest / ExtraTrees, GradientBoosting or HistGradientBoosting classifier."""
+    from sklearn.ensemble import (ExtraTreesClassifier, GradientBoostingClassifier, HistGradientBoostingClassifier,
+                                  RandomForestClassifier)
+
+    n_features = int(estimator.n_features_in_)
+    if isinstance(estimator, (RandomForestClassifier, ExtraTreesClassifier)):
+        trees = []
+        for tree in estimator.estimators_:
+            v = tree.tree_.value[:, 0, :]
+            trees.append(_sk_tree(tree, v / np.maximum(v.sum(1, keepdims=True), 1e-300)))
+        k = len(estimator.classes_)
+        arrays = _pad(trees, k)
+        return TreeEnsemble("forest", **arrays, init=torch.zeros(k, dtype=torch.float64), scale=1.0,
+                            depth=_depth(trees), n_features=n_features, float32_inputs=True)
+    if isinstance(estimator, GradientBoostingClassifier):
+        stages, k = estimator.estimators_.shape
+        trees = []
+        for s in range(stages):
+            for j in range(k):
+                tree = estimator.estimators_[s, j]
+                v = np.zeros((tree.tree_.node_count, k))
+                v[:, j] = tree.tree_.value[:, 0, 0]
+                trees.append(_sk_tree(tree, v))
+        model = TreeEnsemble("boosting", **_pad(trees, k), init=torch.zeros(k, dtype=torch.float64),
+                             scale=estimator.learning_rate, depth=_depth(trees), n_features=n_features, float32_inputs=True)
+        _set_init(model, estimator)
+        return model
+    if isinstance(estimator, HistGradientBoostingClassifier):
+        k = len(estimator._predictors[0])
+        trees = []
+        for iteration in estimator._predictors:
+            for j, predictor in enumerate(iteration):
+                nodes = predictor.nodes
+                if bool(np.any(nodes["is_categorical"])):
+                    raise ValueError("HistGradientBoosting with native categorical splits is not supported; one-hot encode instead")
+                leaf = nodes["is_leaf"].astype(bool)
+                v = np.zeros((len(nodes), k))
+                v[:, j] = nodes["value"]
+                trees.append({"feature": np.where(leaf, -1, nodes["feature_idx"]).astype(np.int64),
+                              "threshold": np.where(leaf, 0.0, nodes["num_threshold"]),
+                              "left": np.where(leaf, 0, nodes["left"]).astype(np.int64),
+                              "right": np.where(leaf, 0, nodes["right"]).astype(np.int64), "value": v})
+        model = TreeEnsemble("boosting", **_pad(trees, k), init=torch.zeros(k, dtype=torch.float64), scale=1.0,
+                             depth=_depth(trees), n_features=n_features, float32_inputs=False)
+        _set_init(model, estimator)
+        return model
+    raise TypeError(f"unsupported tree model {type(estimator).__name__}: RandomForest, ExtraTrees, "
+                    "GradientBoosting or HistGradientBoosting classifiers")
+
+
+def _set_init(model: TreeEnsemble, estimator: Any) -> None:
+    """Initial raw score F₀ = decision_function(x) − η Σ trees(x), checked constant over probe rows."""
+    rng = np.random.default_rng(0)
+    probe = rng.random((8, model.n_features))
+    raw = np.asarray(estimator.decision_function(probe), dtype=np.float64).reshape(8, -1)
+    with torch.no_grad():
+        trees = model(torch.as_tensor(probe, dtype=torch.float64)).reshape(8, -1).numpy()
+    init = raw - trees
+    if not np.allclose(init, init[0], atol=1e-8):
+        raise ValueError("the boosting model's initial estimate is not constant (a custom init estimator); not supported")
+    model.init = torch.as_tensor(init[0], dtype=torch.float64)
+
+
+def tree_classifier(estimator: Any) -> Any:
+    """A :class:`~recourse.models.TorchClassifier` that evaluates the exported ensemble exactly."""
+    from .models import TorchClassifier
+
+    module = from_sklearn_trees(estimator)
+    return TorchClassifier(module, output=module.output, classes=list(estimator.classes_), n_features=module.n_features)
+
+
+TREE_MODELS = ("gbm", "hgb", "forest")
+
+
+def train_tree_model(kind: str, x: np.ndarray, y: np.ndarray, seed: int = 0) -> Any:
+    """Fit a scikit-learn tree ensemble on scaled rows: ``gbm`` (GradientBoosting, 200 trees of
+    depth 3), ``hgb`` (HistGradientBoosting, 200 iterations) or ``forest`` (RandomForest, 200
+    trees, leaves of at least 2 rows)."""
+    from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier, RandomForestClassifier
+
+    if kind == "gbm":
+        est = GradientBoostingClassifier(n_estimators=200, max_depth=3, learning_rate=0.1, random_state=seed)
+    elif kind == "hgb":
+        est = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, random_state=seed)
+    elif kind == "forest":
+        est = RandomForestClassifier(n_estimators=200, min_samples_leaf=2, random_state=seed, n_jobs=1)
+    else:
+        raise ValueError(f"unknown tree model {kind!r}; choose one of {', '.join(TREE_MODELS)}")
+    return est.fit(x, y)
+
+
+def is_tree_model(model: Any) -> bool:
+    """A fitted scikit-learn tree ensemble classifier that :func:`from_sklearn_trees` can export."""
+    from sklearn.ensemble import (ExtraTreesClassifier, GradientBoostingClassifier, HistGradientBoostingClassifier,
+                                  RandomForestClassifier)
+
+    return isinstance(model, (RandomForestClassifier, ExtraTreesClassifier, GradientBoostingClassifier,
+                              HistGradientBoostingClassifier))
