@@ -54,7 +54,8 @@ DEFAULT_M = {"wine": 2, "german": 3}
 DICE_MISSING = "not installed (pip install -e .[bench])"
 
 __all__ = ["run_scfe_benchmark", "format_table", "benchmark_points", "run_dice_random", "DiceModel",
-           "BENCH_DATASETS", "BENCH_DENSITIES", "DEFAULT_M"]
+           "BENCH_DATASETS", "BENCH_DENSITIES", "DEFAULT_M", "denied_applicants", "run_engine_benchmark",
+           "format_engine_table", "ENGINE_BATCH_SIZES"]
 
 
 # ---------------------------------------------------------------------- set-up
@@ -327,3 +328,107 @@ def format_table(result: dict[str, Any]) -> str:
                    + ", ".join(str(r["index"]) for r in result["no_recourse"][:10])
                    + (" ..." if len(result["no_recourse"]) > 10 else ""))
     return "\n".join(out)
+
+
+# ---------------------------------------------------------------------- engine latency and throughput
+ENGINE_BATCH_SIZES = (1, 8, 100, 500)
+
+
+def denied_applicants(engine: RecourseEngine, n: int, seed: int = 0, noise: float = 0.05) -> pd.DataFrame:
+    """``n`` distinct German-credit applicants the model denies.
+
+    The held-out rows the model denies come first; if there are fewer than ``n``, more are
+    drawn from them (seeded) with small noise on the numeric features (``noise`` × the feature's
+    span, Gaussian, rounded to the feature's lattice and clipped to its range); a drawn row is
+    kept only if it is new and still denied.
+    """
+    _, _, test, _ = load_dataset("german").split()
+    rows = engine.validate(test)
+    denied = engine.classes.index(2) if 2 in engine.classes else 1
+    pred = engine.predict_proba(engine.encoder.encode(rows)).argmax(axis=1)
+    base = rows.iloc[np.flatnonzero(pred == denied)].reset_index(drop=True)
+    out = [base]
+    have = {tuple(r) for r in base.itertuples(index=False)}
+    rng = np.random.default_rng(seed)
+    numeric = [f for f in engine.schema.features if f.is_numeric]
+    total = len(base)
+    for _ in range(1000):
+        if total >= n or len(base) == 0:
+            break
+        draw = base.iloc[rng.integers(0, len(base), 2 * (n - total))].reset_index(drop=True).copy()
+        for f in numeric:
+            lo, hi = f.range
+            values = draw[f.name].to_numpy(dtype=float) + rng.normal(0.0, noise * (hi - lo), len(draw))
+            values = np.clip(np.round(values) if f.kind == "integer" else values, lo, hi)
+            draw[f.name] = values.astype(np.int64) if f.kind == "integer" else values
+        keep = engine.predict_proba(engine.encoder.encode(draw)).argmax(axis=1) == denied
+        fresh = []
+        for i, row in zip(np.flatnonzero(keep), draw.iloc[keep].itertuples(index=False)):
+            if tuple(row) not in have:
+                have.add(tuple(row))
+                fresh.append(i)
+        out.append(draw.iloc[fresh])
+        total += len(fresh)
+    return pd.concat(out, ignore_index=True).head(n).reset_index(drop=True)
+
+
+def run_engine_benchmark(
+    sizes: tuple[int, ...] = ENGINE_BATCH_SIZES,
+    repeats: int | None = None,
+    density: str | None = "kde",
+    max_changes: int | None = None,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    bundle: Bundle | None = None,
+) -> dict[str, Any]:
+    """Wall time of ``engine.explain`` on the German demo bundle (or ``bundle``) for several batch sizes.
+
+    For each size b: ``repeats`` timed calls (default: 30 for b ≤ 8, 10 for b ≤ 100, else 5), each
+    on the next b distinct denied applicants of :func:`denied_applicants` (cycling through them),
+    after one untimed warm-up call.  Reports per size the median and p99 seconds per call,
+    recourses per second (b / median) and the validity (share of rows answered
+    ``recourse_found``, each verified by the engine with the model).
+    """
+    bundle = bundle if bundle is not None else demo_bundle("german", device=device)
+    engine = bundle.engine(device=device)
+    density_name = None if density in (None, "none", False) else str(density)
+    m = int(max_changes) if max_changes is not None else engine.config.max_changes
+    pool = denied_applicants(engine, max(sizes), seed=seed)
+    records = pool.to_dict(orient="records")
+    engine.explain(records[:2], max_changes=m, density=density_name)  # warm-up: LOF models, kernels
+    results = []
+    for b in sizes:
+        count = repeats or (30 if b <= 8 else 10 if b <= 100 else 5)
+        times, found, total = [], 0, 0
+        for r in range(count):
+            start = (r * b) % len(records)
+            batch = (records[start:] + records[:start])[:b]
+            _sync(engine.device)
+            t0 = time.perf_counter()
+            answers = engine.explain(batch, max_changes=m, density=density_name)
+            _sync(engine.device)
+            times.append(time.perf_counter() - t0)
+            found += sum(a.found for a in answers)
+            total += len(answers)
+        t = np.asarray(times)
+        median = float(np.median(t))
+        results.append({"batch": b, "calls": count, "median_ms": median * 1e3,
+                        "p99_ms": float(np.percentile(t, 99)) * 1e3,
+                        "recourses_per_second": b / median if median > 0 else float("inf"),
+                        "validity": found / total if total else float("nan")})
+    return to_jsonable({"dataset": "german", "density": density_name or "none", "max_changes": m,
+                        "device": str(engine.device), "torch_threads": torch.get_num_threads(),
+                        "bundle_hash": bundle.hash, "sizes": results})
+
+
+def format_engine_table(result: dict[str, Any]) -> str:
+    """A plain-text table of :func:`run_engine_benchmark`'s figures."""
+    header = ["batch", "calls", "median ms", "p99 ms", "recourses/s", "validity"]
+    body = [[str(r["batch"]), str(r["calls"]), f"{r['median_ms']:.1f}", f"{r['p99_ms']:.1f}",
+             f"{r['recourses_per_second']:.0f}", f"{r['validity']:.1%}"] for r in result["sizes"]]
+    widths = [max(len(x) for x in col) for col in zip(header, *body)]
+    line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))  # noqa: E731
+    out = [f"engine.explain on german credit: density={result['density']}, m={result['max_changes']}, "
+           f"device={result['device']}, torch threads={result['torch_threads']}",
+           line(header), line(["-" * w for w in widths])]
+    return "\n".join(out + [line(b) for b in body])

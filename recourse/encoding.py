@@ -112,6 +112,195 @@ class TabularEncoder:
                 columns.append(feat.name)
         self.columns = columns
         self.groups = np.concatenate([np.full(fc.stop - fc.start, i) for i, fc in enumerate(self.layout)])
+        self._prepare_arrays()
+
+    # ------------------------------------------------------------------ array form ("codes")
+    def _prepare_arrays(self) -> None:
+        """Per-feature index and parameter arrays for the array paths (computed once per schema).
+
+        A record's *codes* are one float per feature: the value of a numeric feature, the level
+        index of an ordinal or categorical one, 0/1 for a binary one (NaN: an unknown level).
+        """
+        feats = [fc.feature for fc in self.layout]
+        self.starts = np.array([fc.start for fc in self.layout], dtype=np.int64)
+        self.level_names = [np.asarray(f.level_names, dtype=object) if f.levels else None for f in feats]
+        self._level_index = [{name: i for i, name in enumerate(f.level_names)} if f.kind in ("categorical", "ordinal")
+                             else None for f in feats]
+        kinds = np.array([f.kind for f in feats])
+        self.is_numeric = np.isin(kinds, ["continuous", "integer"])
+        self.is_integer = kinds == "integer"
+        self.is_binary = kinds == "binary"
+        self.is_ordinal = kinds == "ordinal"
+        self.is_categorical = kinds == "categorical"
+        self.immutable = np.array([f.immutable for f in feats], dtype=bool)
+        self.increase = np.array([f.direction == "increase" for f in feats], dtype=bool)
+        self.decrease = np.array([f.direction == "decrease" for f in feats], dtype=bool)
+        # raw range (levels for ordinals, {0, 1} for binaries); max_change (inf: none)
+        self.raw_low = np.array([f.range[0] if f.is_numeric else 0.0 for f in feats], dtype=float)
+        self.raw_high = np.array([f.range[1] if f.is_numeric else float(max(len(f.levels or []) - 1, 1))
+                                  for f in feats], dtype=float)
+        self.max_change = np.array([f.max_change if f.max_change is not None and f.kind != "categorical" else np.inf
+                                    for f in feats], dtype=float)
+        self.cost_scale = np.array([f.cost_scale or 1.0 for f in feats], dtype=float)
+        # scalar (one-column) features: z = (code - offset) / divisor
+        self.scalar = np.flatnonzero(~self.is_categorical)
+        self.scalar_columns = self.starts[self.scalar]
+        self._offset = np.array([f.range[0] if f.is_numeric else 0.0 for f in feats], dtype=float)[self.scalar]
+        self._divisor = np.array([self._span(f) for f in feats], dtype=float)[self.scalar]
+        # decoding of scalar features: raw = low + z * span; lattice step 1/q (q = 1: whole numbers / levels)
+        sf = [feats[j] for j in self.scalar]
+        self._dec_low = np.array([f.range[0] if f.is_numeric else 0.0 for f in sf], dtype=float)
+        self._dec_high = np.array([f.range[1] if f.is_numeric else float(len(f.levels) - 1) if f.kind == "ordinal"
+                                   else 1.0 for f in sf], dtype=float)
+        self._dec_q = np.array([10.0 ** f.precision if f.kind == "continuous" and f.precision is not None else 1.0
+                                for f in sf], dtype=float)
+        self._dec_free = np.array([f.kind == "continuous" and f.precision is None for f in sf], dtype=bool)
+        self._dec_binary = self.is_binary[self.scalar]
+        self._dec_mc = np.array([f.max_change if f.max_change is not None else np.inf for f in sf], dtype=float)
+        self._dec_inc, self._dec_dec = self.increase[self.scalar], self.decrease[self.scalar]
+        # categorical features: (G, L) column layout padded with -1
+        self.categorical = np.flatnonzero(self.is_categorical)
+        width = max((self.layout[j].stop - self.layout[j].start for j in self.categorical), default=0)
+        self._cat_cols = np.full((len(self.categorical), width), -1, dtype=np.int64)
+        for g, j in enumerate(self.categorical):
+            fc = self.layout[j]
+            self._cat_cols[g, : fc.stop - fc.start] = np.arange(fc.start, fc.stop)
+        self._cat_valid = self._cat_cols >= 0
+        self._cat_starts = self.starts[self.categorical]
+
+    def to_codes(self, records: pd.DataFrame | Iterable[dict[str, Any]]) -> np.ndarray:
+        """Codes (N, F) of validated records (a DataFrame or dicts); NaN marks an unknown level."""
+        if isinstance(records, pd.DataFrame):
+            frame = records
+            n = len(frame)
+            column = lambda name: frame[name].to_numpy()  # noqa: E731
+        else:
+            rows = records if isinstance(records, list) else list(records)
+            n = len(rows)
+            column = lambda name: [r[name] for r in rows]  # noqa: E731
+        out = np.empty((n, self.n_features), dtype=np.float64)
+        for j, fc in enumerate(self.layout):
+            feat, values = fc.feature, column(fc.feature.name)
+            if feat.is_numeric:
+                out[:, j] = np.asarray(values, dtype=float) if n else 0.0
+            elif feat.kind == "binary":
+                out[:, j] = np.asarray(values).astype(bool) if n else 0.0
+            else:
+                index = self._level_index[j]
+                out[:, j] = [index.get(v, np.nan) if isinstance(v, str) else np.nan for v in values]
+        return out
+
+    def encode_codes(self, codes: np.ndarray) -> np.ndarray:
+        """Scaled encoding (N, D) of codes (see the module docstring); ``SchemaError`` on an unknown level."""
+        n = len(codes)
+        out = np.zeros((n, self.n_columns), dtype=np.float64)
+        out[:, self.scalar_columns] = (codes[:, self.scalar] - self._offset) / self._divisor
+        if self.categorical.size:
+            idx = codes[:, self.categorical]
+            if np.isnan(idx).any():
+                r, g = np.argwhere(np.isnan(idx))[0]
+                raise SchemaError(f"feature '{self.layout[self.categorical[g]].feature.name}': unknown category in the data")
+            cols = self._cat_starts[None, :] + idx.astype(np.int64)
+            out[np.repeat(np.arange(n), len(self.categorical)), cols.reshape(-1)] = 1.0
+        return out
+
+    def decode_codes(self, z: np.ndarray, x: np.ndarray, codes: np.ndarray, rounding: Rounding = "nearest") -> np.ndarray:
+        """:meth:`decode` on arrays: codes of the decoded rows from scaled rows ``z``.
+
+        ``x`` = ``encode_codes(codes)`` are the originals' scaled rows.  Same rules as
+        :meth:`decode`, vectorised over rows and features.
+        """
+        out = codes.copy()
+        if len(z) == 0:
+            return out
+        update = self.moved_features(z, x)
+        if not update.any():
+            return out
+        s = self.scalar
+        if s.size:
+            values = self._decode_scalar(z[:, self.scalar_columns], x[:, self.scalar_columns], rounding)
+            out[:, s] = np.where(update[:, s], values, codes[:, s])
+        c = self.categorical
+        if c.size:
+            out[:, c] = np.where(update[:, c], self._decode_categorical(z, x, rounding), codes[:, c])
+        return out
+
+    def moved_features(self, z: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """(N, F): mutable features with a column that moved by more than ``NO_CHANGE``."""
+        if z.shape[1] == 0:
+            return np.zeros((len(z), self.n_features), dtype=bool)
+        return (np.maximum.reduceat(np.abs(z - x), self.starts, axis=1) > NO_CHANGE) & ~self.immutable
+
+    def _decode_scalar(self, z1: np.ndarray, x1: np.ndarray, rounding: Rounding) -> np.ndarray:
+        """Codes of every one-column feature, decoded from (N, S) scaled values (the rules of :meth:`decode`)."""
+        low, span = self._dec_low, self._divisor
+        raw, raw_x = low + z1 * span, low + x1 * span
+        lower = np.broadcast_to(low, raw_x.shape)
+        upper = np.broadcast_to(self._dec_high, raw_x.shape)
+        lower = np.where(self._dec_inc, np.maximum(lower, raw_x), lower)
+        upper = np.where(self._dec_dec, np.minimum(upper, raw_x), upper)
+        lower = np.maximum(lower, raw_x - self._dec_mc)
+        upper = np.minimum(upper, raw_x + self._dec_mc)
+        q = self._dec_q
+        with np.errstate(invalid="ignore"):
+            lattice = np.clip(_round(raw * q, raw_x * q, rounding) / q,
+                              np.ceil(lower * q - 1e-9) / q, np.floor(upper * q + 1e-9) / q)
+            free = np.clip(raw, lower, upper)
+        if rounding == "away":
+            binary = np.where(np.abs(z1 - x1) > 0.25, 1.0 - x1, x1)
+        else:
+            binary = (z1 > 0.5).astype(float)
+        binary = np.where(self._dec_inc, np.maximum(binary, x1), binary)
+        binary = np.where(self._dec_dec, np.minimum(binary, x1), binary)
+        binary = (binary > 0.5).astype(float)
+        return np.where(self._dec_binary, binary, np.where(self._dec_free, free, lattice))
+
+    def _decode_categorical(self, z: np.ndarray, x: np.ndarray, rounding: Rounding) -> np.ndarray:
+        """Level index of every categorical feature: the arg-max level (``"away"``: see :meth:`decode`)."""
+        cols = np.where(self._cat_valid, self._cat_cols, 0)
+        zs = np.where(self._cat_valid, z[:, cols], -np.inf)
+        pick = zs.argmax(axis=2)
+        if rounding == "away":
+            xs = np.where(self._cat_valid, x[:, cols], -np.inf)
+            orig = xs.argmax(axis=2)
+            moved = np.where(self._cat_valid, np.abs(z[:, cols] - x[:, cols]), 0.0).max(axis=2) > 0.25
+            np.put_along_axis(zs, orig[..., None], -np.inf, axis=2)
+            pick = np.where(moved, zs.argmax(axis=2), pick)
+        return pick.astype(float)
+
+    def feature_values(self, j: int, codes: np.ndarray) -> np.ndarray:
+        """Raw values of feature ``j`` from its codes: int64, float, bool or level names (object)."""
+        feat = self.layout[j].feature
+        if feat.kind == "integer":
+            return codes.astype(np.int64)
+        if feat.kind == "continuous":
+            return codes.astype(float)
+        if feat.kind == "binary":
+            return codes > 0.5
+        return self.level_names[j][codes.astype(np.int64)]
+
+    def frame_from_codes(self, codes: np.ndarray) -> pd.DataFrame:
+        """Raw records (a DataFrame in schema order) from codes."""
+        return pd.DataFrame({fc.feature.name: self.feature_values(j, codes[:, j]) for j, fc in enumerate(self.layout)},
+                            columns=[fc.feature.name for fc in self.layout])
+
+    def records_from_codes(self, codes: np.ndarray) -> list[dict[str, Any]]:
+        """Raw records as dicts of plain Python values (int, float, bool, str) from codes."""
+        names = [fc.feature.name for fc in self.layout]
+        columns = [self.feature_values(j, codes[:, j]).tolist() for j in range(self.n_features)]
+        return [dict(zip(names, row)) for row in zip(*columns)] if columns else [{} for _ in range(len(codes))]
+
+    def change_costs_codes(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        r""":meth:`change_costs` on codes: :math:`\sum_j |\Delta_j| / s_j` per row."""
+        delta = np.abs(b - a)
+        delta = np.where(self.is_binary | self.is_categorical, (a != b).astype(float), delta)
+        terms = delta / self.cost_scale
+        return np.cumsum(terms, axis=1)[:, -1] if terms.shape[1] else np.zeros(len(a))
+
+    def changed_codes(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Boolean (N, F): which features differ (numeric: by more than 1e-9)."""
+        with np.errstate(invalid="ignore"):
+            return np.where(self.is_numeric, np.abs(a - b) > 1e-9, a != b)
 
     @property
     def n_columns(self) -> int:
@@ -125,26 +314,14 @@ class TabularEncoder:
     def encode(self, records: pd.DataFrame | Iterable[dict[str, Any]]) -> np.ndarray:
         """Scaled encoding (N, D) of validated records or a DataFrame with one column per feature."""
         frame = records if isinstance(records, pd.DataFrame) else pd.DataFrame(list(records))
-        out = np.zeros((len(frame), self.n_columns), dtype=np.float64)
-        for fc in self.layout:
-            feat = fc.feature
-            col = frame[feat.name]
-            if feat.is_numeric:
-                lo, hi = feat.range
-                out[:, fc.start] = (col.to_numpy(dtype=float) - lo) / (hi - lo)
-            elif feat.kind == "binary":
-                out[:, fc.start] = col.astype(bool).to_numpy(dtype=float)
-            else:
-                pos = level_positions(feat, col)
-                if np.isnan(pos).any():
-                    bad = col.iloc[int(np.flatnonzero(np.isnan(pos))[0])]
-                    raise SchemaError(f"feature '{feat.name}': unknown category {bad!r} in the data")
-                idx = pos.astype(int)
-                if feat.kind == "ordinal":
-                    out[:, fc.start] = idx / (len(feat.levels) - 1)
-                else:
-                    out[np.arange(len(frame)), fc.start + idx] = 1.0
-        return out
+        codes = self.to_codes(frame)
+        unknown = np.isnan(codes) & (self.is_categorical | self.is_ordinal)
+        if unknown.any():
+            j = int(np.flatnonzero(unknown.any(axis=0))[0])
+            name = self.layout[j].feature.name
+            bad = frame[name].iloc[int(np.flatnonzero(unknown[:, j])[0])]
+            raise SchemaError(f"feature '{name}': unknown category {bad!r} in the data")
+        return self.encode_codes(codes)
 
     # ------------------------------------------------------------------ bounds
     def bounds(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -204,71 +381,20 @@ class TabularEncoder:
         ordinal levels round to the nearest value (``rounding="nearest"``) or away from the
         original (``"away"``), then clip to the row's allowed values; one-hot groups become
         their arg-max level (with ``"away"``, the best level other than the original once the
-        group moved by more than 0.25).
+        group moved by more than 0.25).  (The array form is :meth:`decode_codes`.)
         """
+        codes = self.to_codes(originals)
         x = self.encode(originals)
-        moved = np.abs(z - x) > NO_CHANGE
+        new = self.decode_codes(z, x, codes, rounding)
         out = originals.reset_index(drop=True).copy()
-        for fc in self.layout:
-            feat, s = fc.feature, fc.slice
-            changed = moved[:, s].any(axis=1)
-            if feat.immutable or not changed.any():
-                continue
-            rows = np.flatnonzero(changed)
-            column = out[feat.name].to_numpy().copy()
-            column[rows] = self._decode_feature(feat, z[rows, s], x[rows, s], rounding)
-            out[feat.name] = column
+        update = self.moved_features(z, x)
+        for j in np.flatnonzero(update.any(axis=0)):
+            rows = np.flatnonzero(update[:, j])
+            name = self.layout[j].feature.name
+            column = out[name].to_numpy().copy()
+            column[rows] = self.feature_values(int(j), new[rows, j])
+            out[name] = column
         return out
-
-    def _decode_feature(self, feat: Feature, zs: np.ndarray, xs: np.ndarray, rounding: Rounding) -> np.ndarray:
-        if feat.kind == "categorical":
-            orig = xs.argmax(axis=1)
-            pick = zs.argmax(axis=1)
-            if rounding == "away":
-                moved = np.abs(zs - xs).max(axis=1) > 0.25
-                others = zs.copy()
-                others[np.arange(len(zs)), orig] = -np.inf
-                pick = np.where(moved, others.argmax(axis=1), pick)
-            return np.asarray(feat.level_names, dtype=object)[pick]
-        z1, x1 = zs[:, 0], xs[:, 0]
-        if feat.kind == "binary":
-            if rounding == "away":
-                out = np.where(np.abs(z1 - x1) > 0.25, 1.0 - x1, x1)
-            else:
-                out = (z1 > 0.5).astype(float)
-            if feat.direction == "increase":
-                out = np.maximum(out, x1)
-            elif feat.direction == "decrease":
-                out = np.minimum(out, x1)
-            return out > 0.5
-        span = self._span(feat)
-        lo = feat.range[0] if feat.is_numeric else 0.0
-        raw, raw_x = lo + z1 * span, lo + x1 * span
-        lower, upper = self._raw_bounds(feat, raw_x)
-        if feat.kind == "continuous":
-            if feat.precision is None:
-                return np.clip(raw, lower, upper)
-            q = 10.0 ** feat.precision
-            rounded = _round(raw * q, raw_x * q, rounding) / q
-            lower_q, upper_q = np.ceil(lower * q - 1e-9) / q, np.floor(upper * q + 1e-9) / q
-            return np.clip(rounded, lower_q, upper_q)
-        rounded = np.clip(_round(raw, raw_x, rounding), np.ceil(lower - 1e-9), np.floor(upper + 1e-9))
-        if feat.kind == "integer":
-            return rounded.astype(np.int64)
-        return np.asarray(feat.level_names, dtype=object)[rounded.astype(int)]
-
-    def _raw_bounds(self, feat: Feature, raw_x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Allowed raw values (index for ordinals) per row: range ∩ direction ∩ max_change."""
-        lo, hi = feat.range if feat.is_numeric else (0.0, float(len(feat.levels) - 1))
-        lower, upper = np.full_like(raw_x, lo), np.full_like(raw_x, hi)
-        if feat.direction == "increase":
-            lower = np.maximum(lower, raw_x)
-        elif feat.direction == "decrease":
-            upper = np.minimum(upper, raw_x)
-        if feat.max_change is not None:
-            lower = np.maximum(lower, raw_x - feat.max_change)
-            upper = np.minimum(upper, raw_x + feat.max_change)
-        return lower, upper
 
     # ------------------------------------------------------------------ costs
     def change_costs(self, originals: pd.DataFrame, counterfactuals: pd.DataFrame) -> np.ndarray:

@@ -12,16 +12,21 @@ part is the indicator of :math:`\{\|y - x_b\|_{0,\mathcal G} \le m_b\} \cap \mat
 prox is the exact projection onto it: per group, the box (or, for the one-hot columns of a
 mutable categorical feature, the unit simplex, so every iterate is a mixture of real
 categories), then the m groups that gain most (:func:`recourse.core.projections.select_groups`).
+The solver takes this projection in the W-norm (a diagonal preconditioner, see
+:meth:`SCFEProblem.prox`) and evaluates h and its gradient in closed form
+(:meth:`SCFEProblem.value_and_grad`); the projections are those of
+:mod:`recourse.core.projections` with their index tensors prepared once per problem.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
-from .core.projections import project_box, project_simplex_groups, select_groups
+from .models import Affine
 
 
 class Classifier(Protocol):
@@ -43,6 +48,137 @@ def hinge(logits: Tensor, target: Tensor, margin: float) -> Tensor:
     return torch.relu(margin - logit_margin(logits, target))
 
 
+# layers whose input gradient is a cheap function of their input/output (see MarginGradient)
+_ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.ELU, nn.Identity, nn.Dropout)
+
+
+def _plain_layers(classifier: Any) -> list[nn.Module] | None:
+    """The layers of a TorchClassifier whose module is a plain MLP with logit outputs, else None."""
+    module, output = getattr(classifier, "module", None), getattr(classifier, "output", None)
+    if output not in ("logit", "logits") or not isinstance(module, nn.Sequential):
+        return None
+    layers: list[nn.Module] = []
+    stack = list(module)
+    while stack:
+        layer = stack.pop(0)
+        if isinstance(layer, nn.Sequential):
+            stack = list(layer) + stack
+        elif isinstance(layer, (nn.Linear, Affine, *_ACTIVATIONS)) or (isinstance(layer, nn.Flatten) and layer.start_dim == 1):
+            layers.append(layer)
+        else:
+            return None
+    return layers if any(isinstance(m, nn.Linear) for m in layers) else None
+
+
+class MarginGradient:
+    r"""The logit margin :math:`m_t(y) = Z_t(y) - \max_{j\ne t} Z_j(y)` and :math:`\nabla_y m_t`.
+
+    For a plain MLP (``nn.Sequential`` of ``Linear``, :class:`~recourse.models.Affine` and
+    elementwise activations, with logit outputs) one forward pass keeps each layer's output and
+    one backward pass applies the layers' transposed Jacobians by hand to
+    :math:`v = e_t - e_{j^*}` (:math:`j^*` the best other class; for one binary logit
+    :math:`z`, :math:`m_t = \pm z`); any other classifier is differentiated with autograd.
+    The layers' parameters are read once, at construction.
+    """
+
+    def __init__(self, classifier: Classifier):
+        self.classifier = classifier
+        self.binary = getattr(classifier, "output", None) == "logit"
+        layers = _plain_layers(classifier)
+        self.steps: list[tuple] | None = None
+        if layers is not None:
+            steps: list[tuple] = []
+            for layer in layers:
+                if isinstance(layer, nn.Linear):
+                    w = layer.weight.detach()
+                    steps.append(("linear", w, w.t().contiguous(), None if layer.bias is None else layer.bias.detach()))
+                elif isinstance(layer, Affine):
+                    steps.append(("affine", layer.scale, layer.shift))
+                elif isinstance(layer, nn.ReLU):
+                    steps.append(("relu",))
+                elif isinstance(layer, nn.LeakyReLU):
+                    steps.append(("leaky", layer.negative_slope))
+                elif isinstance(layer, nn.Tanh):
+                    steps.append(("tanh",))
+                elif isinstance(layer, nn.Sigmoid):
+                    steps.append(("sigmoid",))
+                elif isinstance(layer, nn.ELU):
+                    steps.append(("elu", layer.alpha))
+            self.steps = steps
+            first = next(st for st in steps if st[0] == "linear")
+            self._dtype, self._device = first[1].dtype, first[1].device
+
+    def __call__(self, y: Tensor, target: Tensor, sign: Tensor | None = None,
+                 grad: bool = True) -> tuple[Tensor, Tensor | None]:
+        """(B,) margins and, if ``grad``, their (B, D) gradients; ``sign`` = 2·target − 1 (binary logit)."""
+        steps = self.steps
+        if steps is None or y.dtype != self._dtype or y.device != self._device:
+            return self._autograd(y, target, grad)
+        saved = []
+        a = y
+        for st in steps:
+            kind = st[0]
+            if kind == "linear":
+                a = a @ st[2] if st[3] is None else torch.addmm(st[3], a, st[2])
+            elif kind == "relu":
+                a = torch.relu(a)
+            elif kind == "affine":
+                a = torch.addcmul(st[2], a, st[1])
+            elif kind == "tanh":
+                a = torch.tanh(a)
+            elif kind == "sigmoid":
+                a = torch.sigmoid(a)
+            elif kind == "leaky":
+                saved.append(a)
+                a = F.leaky_relu(a, st[1])
+            elif kind == "elu":
+                saved.append(a)
+                a = F.elu(a, st[1])
+            saved.append(a)
+        if self.binary:
+            z = a.view(-1)
+            margin = z * (sign if sign is not None else 2.0 * target.to(z.dtype) - 1.0)
+            if not grad:
+                return margin, None
+            v = (sign if sign is not None else 2.0 * target.to(z.dtype) - 1.0)[:, None]
+        else:
+            z_t = a.gather(1, target[:, None])
+            others = a.scatter(1, target[:, None], float("-inf"))
+            best = others.amax(1, keepdim=True)
+            margin = (z_t - best)[:, 0]
+            if not grad:
+                return margin, None
+            v = torch.zeros_like(a).scatter_(1, target[:, None], 1.0)
+            v = v.scatter_(1, others.argmax(1, keepdim=True), -1.0)
+        for st in reversed(steps):
+            out = saved.pop()
+            kind = st[0]
+            if kind == "linear":
+                v = v @ st[1]
+            elif kind == "relu":
+                v = torch.ops.aten.threshold_backward(v, out, 0)
+            elif kind == "affine":
+                v = v * st[1]
+            elif kind == "tanh":
+                v = v * (1.0 - out * out)
+            elif kind == "sigmoid":
+                v = v * (out * (1.0 - out))
+            elif kind == "leaky":
+                v = torch.where(saved.pop() > 0, v, v * st[1])
+            elif kind == "elu":
+                v = torch.where(saved.pop() > 0, v, v * (out + st[1]))
+        return margin, v
+
+    def _autograd(self, y: Tensor, target: Tensor, grad: bool) -> tuple[Tensor, Tensor | None]:
+        if not grad:
+            return logit_margin(self.classifier.logits(y), target), None
+        with torch.enable_grad():
+            y = y.detach().requires_grad_(True)
+            margin = logit_margin(self.classifier.logits(y), target)
+            (g,) = torch.autograd.grad(margin.sum(), y)
+        return margin.detach(), g
+
+
 @dataclass
 class RowData:
     """Per-row problem data on the solver's device: originals, bounds, budgets, targets, weights."""
@@ -59,7 +195,18 @@ class RowData:
 
 
 class SCFEProblem:
-    """h and prox for a batch of rows; per-iteration row subsets are gathered once and cached."""
+    r"""h and prox for a batch of rows; per-iteration row subsets are gathered once and cached.
+
+    ``smooth`` is h as a differentiable torch function (for autograd); ``value_and_grad`` and
+    ``value`` are the solver's fast path: h and :math:`\nabla h` in closed form,
+
+    .. math::
+        \nabla h_b(y) = -c_b [\kappa - m_{t_b}(y) > 0]\,\nabla m_{t_b}(y) + 2 W \odot (y - x_b)
+                         - \tau \nabla \log \hat q_{t_b}(y),
+
+    with :class:`MarginGradient` and the densities' own ``value_and_grad`` (no autograd, no
+    per-call input checks: the density is prepared once for the batch).
+    """
 
     def __init__(
         self,
@@ -72,8 +219,10 @@ class SCFEProblem:
         density_weight: float = 0.0,
         margin: float = 0.1,
         simplex: Tensor | None = None,
+        metric: Tensor | None = None,
     ):
         self.classifier = classifier
+        self.metric = metric
         self.data = data
         self.weights = weights
         self.groups = groups
@@ -83,11 +232,37 @@ class SCFEProblem:
         self.margin = margin
         self.simplex = simplex
         self._simplex_cols = simplex[simplex >= 0] if simplex is not None else None
-        self._cache: tuple[Tensor, RowData] | None = None
+        if self._simplex_cols is not None and self._simplex_cols.numel() == 0:
+            self._simplex_cols = None
+        self._margin = MarginGradient(classifier)
+        budgets = data.max_changes.reshape(-1)
+        self._budget: int | Tensor = budgets
+        if budgets.numel() and bool((budgets == budgets[0]).all()):
+            self._budget = int(budgets[0])  # one budget for all rows: top-m without per-row masks
+        prepare = getattr(self.density, "prepare", None)
+        self._prepared = prepare(data.x, data.target) if callable(prepare) else None
+        self._sign = 2.0 * data.target.to(data.x.dtype) - 1.0
+        self._all: Tensor | None = None
+        self._cache: tuple[Tensor, tuple] | None = None
+        # prox constants: (D, G) group-sum matrix (metric folded in) and the simplex layout's indices
+        onehot = (groups[:, None] == torch.arange(n_groups, device=groups.device)[None, :]).to(weights.dtype)
+        self._gain_matrix = onehot * (metric[:, None] if metric is not None else 1.0)
+        self._simplex_prep = _SimplexGroups(simplex) if self._simplex_cols is not None else None
 
     def rows(self, rows: Tensor) -> RowData:
+        return self._rows(rows)[0]
+
+    def _rows(self, rows: Tensor) -> tuple:
+        """(RowData, prepared density, target signs) of the rows ``rows``, cached per ``rows`` tensor."""
         if self._cache is None or self._cache[0] is not rows:
-            self._cache = (rows, self.data.take(rows))
+            n = self.data.x.shape[0]
+            if rows.shape[0] == n and (self._all is rows or torch.equal(rows, torch.arange(n, device=rows.device))):
+                self._all = rows  # the full batch, in order: no gather
+                part = (self.data, self._prepared, self._sign)
+            else:
+                part = (self.data.take(rows), None if self._prepared is None else self._prepared.take(rows),
+                        self._sign.index_select(0, rows))
+            self._cache = (rows, part)
         return self._cache[1]
 
     def smooth(self, y: Tensor, rows: Tensor) -> Tensor:
@@ -98,11 +273,115 @@ class SCFEProblem:
             value = value - self.density_weight * self.density.log_prob(y, d.x, d.target)
         return value
 
+    def value_and_grad(self, y: Tensor, rows: Tensor, grad: bool = True) -> tuple[Tensor, Tensor | None]:
+        """h (B,) and, if ``grad``, :math:`\nabla h` (B, D) without autograd (see the class docstring)."""
+        d, prepared, sign = self._rows(rows)
+        margin, dm = self._margin(y, d.target, sign, grad)
+        slack = self.margin - margin
+        diff = y - d.x
+        wdiff = diff * self.weights
+        value = torch.addcmul((diff * wdiff).sum(1), d.loss_weight, slack.clamp_min(0.0))
+        dlp = None
+        if self.density is not None:
+            if prepared is not None:
+                lp, dlp = prepared.value_and_grad(y, grad)
+            else:
+                lp, dlp = _autograd_density(self.density, y, d, grad)
+            value = value.sub_(lp, alpha=self.density_weight)
+        if not grad:
+            return value, None
+        active = d.loss_weight.masked_fill(slack <= 0, 0.0)
+        gradient = wdiff.mul_(2.0).addcmul_(active[:, None], dm, value=-1.0)
+        if dlp is not None:
+            gradient = gradient.sub_(dlp, alpha=self.density_weight)
+        return value, gradient
+
+    def value(self, y: Tensor, rows: Tensor) -> Tensor:
+        """h (B,) without gradients."""
+        return self.value_and_grad(y, rows, grad=False)[0]
+
     def prox(self, v: Tensor, step: Tensor, rows: Tensor) -> Tensor:
+        r"""Projection onto the feasible set (Euclidean, or in the W-norm when ``metric`` is W).
+
+        Per group, the box (the unit simplex for a mutable categorical's one-hot columns, see
+        :func:`recourse.core.projections.project_simplex_groups`); then the m groups with the
+        largest gain :math:`\sum_{i\in g} M_i\,z_i(2w_i - z_i)` are kept
+        (:func:`recourse.core.projections.select_groups`; boxes and simplices, W being constant
+        within a one-hot group, project the same in both norms).
+        """
         d = self.rows(rows)
         w = v - d.x
-        z = project_box(w, d.lower, d.upper)
-        if self._simplex_cols is not None and self._simplex_cols.numel():
-            cols = self._simplex_cols
-            z[:, cols] = project_simplex_groups(v, self.simplex)[:, cols] - d.x[:, cols]
-        return d.x + select_groups(w, z, d.max_changes, self.groups, self.n_groups)
+        z = torch.clamp(w, d.lower, d.upper)
+        if self._simplex_prep is not None:
+            self._simplex_prep.project_into(z, v, d.x)
+        gain = (z * (2.0 * w - z)) @ self._gain_matrix
+        m = self._budget_of(d)
+        if isinstance(m, int) and m >= self.n_groups:
+            return d.x + z
+        keep = _top_m(gain, m).index_select(1, self.groups)
+        return z.masked_fill_(keep.logical_not_(), 0.0).add_(d.x)
+
+    def _budget_of(self, d: RowData) -> int | Tensor:
+        return self._budget if isinstance(self._budget, int) else d.max_changes
+
+
+class _SimplexGroups:
+    r"""Projection of column groups onto the unit simplex with the layout's index tensors prepared once.
+
+    The maths of :func:`recourse.core.projections.project_simplex_groups` (sort-based, Held et
+    al. 1974 / Duchi et al. 2008): with :math:`u` the group sorted decreasingly,
+    :math:`\rho = \#\{j : u_j - (\sum_{i\le j} u_i - 1)/j > 0\}`,
+    :math:`\theta = (\sum_{i\le\rho} u_i - 1)/\rho`, :math:`\Pi(v) = \max(v - \theta, 0)`,
+    computed on :math:`v - \max_i v_i` (the projection is invariant to shifts along
+    :math:`\mathbf 1`; this keeps it exact when a huge gradient step makes v large).
+    """
+
+    def __init__(self, layout: Tensor):
+        valid = layout >= 0
+        self.shape = tuple(layout.shape)
+        self.cols = layout.clamp(min=0).reshape(-1)
+        self.invalid = ~valid
+        self.k = torch.arange(1, layout.shape[1] + 1, device=layout.device)
+        self.src = valid.reshape(-1).nonzero().squeeze(1)
+        self.dst = self.cols.index_select(0, self.src)
+
+    def project_into(self, z: Tensor, v: Tensor, x: Tensor) -> None:
+        """Write the simplex projections of ``v``'s groups, minus ``x``, into ``z`` (displacements)."""
+        vals = v.index_select(1, self.cols).view(v.shape[0], *self.shape)
+        ordered = vals.masked_fill(self.invalid, float("-inf")).sort(dim=-1, descending=True).values
+        top = ordered[..., :1]
+        vals, ordered = vals - top, ordered - top  # Π(v) = Π(v − s·1): exact even for huge steps
+        cssv = ordered.masked_fill(self.invalid, 0.0).cumsum(-1).sub_(1.0)
+        rho = (ordered - cssv / self.k > 0).sum(-1, keepdim=True).clamp_(min=1)  # ≥ 1 but for round-off
+        theta = cssv.gather(-1, rho - 1) / rho
+        proj = (vals - theta).clamp_min_(0.0).view(v.shape[0], -1).index_select(1, self.src)
+        z.index_copy_(1, self.dst, proj.sub_(x.index_select(1, self.dst)))
+
+
+def _top_m(scores: Tensor, m: int | Tensor) -> Tensor:
+    """(B, G) mask of the ``m`` largest scores per row (``m`` an int or a (B,) tensor)."""
+    n = scores.shape[1]
+    if isinstance(m, int):
+        k = max(0, min(m, n))
+        if k >= n:
+            return torch.ones_like(scores, dtype=torch.bool)
+        mask = torch.zeros_like(scores, dtype=torch.bool)
+        return mask.scatter_(1, scores.topk(k, dim=1).indices, True) if k else mask
+    k = int(m.clamp(0, n).max())
+    mask = torch.zeros_like(scores, dtype=torch.bool)
+    if k == 0:
+        return mask
+    idx = scores.topk(k, dim=1).indices
+    take = torch.arange(k, device=scores.device)[None, :] < m.clamp(0, n)[:, None]
+    return mask.scatter_(1, idx, take)
+
+
+def _autograd_density(density: Any, y: Tensor, d: RowData, grad: bool) -> tuple[Tensor, Tensor | None]:
+    """A density without the fast path: log q̂ and its gradient by autograd."""
+    if not grad:
+        return density.log_prob(y, d.x, d.target), None
+    with torch.enable_grad():
+        y = y.detach().requires_grad_(True)
+        lp = density.log_prob(y, d.x, d.target)
+        (g,) = torch.autograd.grad(lp.sum(), y)
+    return lp.detach(), g

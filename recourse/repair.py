@@ -20,6 +20,7 @@ import numpy as np
 
 from .encoding import TabularEncoder
 
+CHUNK_ROWS = 1024  # rows whose candidate moves are built and evaluated at once
 Margin = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """margin(rows (N, D), targets (N,)) -> Z_t − max_{j≠t} Z_j per row."""
 
@@ -57,6 +58,23 @@ class DiscreteRepair:
         self.values = values
         self.features = np.asarray(features, dtype=int)
         self.cost_coef = self._cost_coefficients()
+        # the moves as (K, D) arrays: which columns a move sets, and to what
+        d = encoder.n_columns
+        self._move_mask = np.zeros((len(blocks), d), dtype=bool)
+        self._move_value = np.zeros((len(blocks), d))
+        for i, ((a, b), v) in enumerate(zip(blocks, values)):
+            self._move_mask[i, a:b] = True
+            self._move_value[i, a:b] = v
+        # (F, D): the columns of each feature (for resetting one feature in trim)
+        self._feature_mask = encoder.groups[None, :] == np.arange(encoder.n_features)[:, None]
+        # the moves as (move, column) pairs, grouped by move: admissibility and costs per move
+        # are reductions over a move's own columns (reduceat), never over all D columns
+        k_idx, c_idx = np.nonzero(self._move_mask)
+        self._pair_col = c_idx
+        self._pair_val = self._move_value[k_idx, c_idx]
+        self._pair_coef = self.cost_coef[c_idx]
+        self._move_start = np.searchsorted(k_idx, np.arange(len(blocks))) if len(blocks) else np.zeros(0, int)
+        self._move_width = self._move_mask.sum(1)
 
     def _cost_coefficients(self) -> np.ndarray:
         """Per column c: cost of a unit change of the scaled value (sums to the schema's cost)."""
@@ -71,53 +89,68 @@ class DiscreteRepair:
         return (np.abs(y - x) * self.cost_coef).sum(-1)
 
     def _changed(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        moved = np.abs(y - x) > 1e-9
-        out = np.zeros((len(x), self.encoder.n_features), dtype=bool)
-        np.logical_or.at(out.T, self.encoder.groups, moved.T)
+        """(N, F): features with a column that differs by more than 1e-9."""
+        if y.shape[-1] == 0:
+            return np.zeros((len(y), self.encoder.n_features), dtype=bool)
+        return np.logical_or.reduceat(np.abs(y - x) > 1e-9, self.encoder.starts, axis=1)
+
+    def _admissible_moves(self, x, y, lower, upper, m):
+        """(rows, moves) admissibility of every single move, and each move's cost from x."""
+        xc = x[:, self._pair_col]
+        delta = self._pair_val - xc
+        outside = (delta < lower[:, self._pair_col] - 1e-9) | (delta > upper[:, self._pair_col] + 1e-9)
+        inside = ~np.logical_or.reduceat(outside, self._move_start, axis=1)
+        moved = np.abs(y[:, self._pair_col] - self._pair_val) > 1e-9
+        same = ~np.logical_or.reduceat(moved, self._move_start, axis=1)
+        changed = self._changed(x, y)
+        budget = changed[:, self.features] | (changed.sum(1) < m)[:, None]
+        contrib = np.abs(y - x) * self.cost_coef
+        block_y = contrib @ self._move_mask.T
+        block_v = np.add.reduceat(np.abs(delta) * self._pair_coef, self._move_start, axis=1)
+        cost = contrib.sum(1)[:, None] - block_y + block_v
+        return inside & ~same & budget, cost
+
+    def _moved(self, y: np.ndarray, moves: np.ndarray) -> np.ndarray:
+        """Rows ``y`` (P, D) each with its move ``moves`` (P,) applied, in place (returns ``y``)."""
+        out = y
+        width = self._move_width[moves]
+        ends = np.cumsum(width)
+        pair = np.arange(ends[-1] if len(ends) else 0) - np.repeat(ends - width - self._move_start[moves], width)
+        out[np.repeat(np.arange(len(moves)), width), self._pair_col[pair]] = self._pair_val[pair]
         return out
 
-    def _candidates(self, x, y, lower, upper, m):
-        """All single moves: (rows, moves, D) candidates and their admissibility (rows, moves)."""
-        n, k = len(y), len(self.values)
-        cand = np.repeat(y[:, None, :], k, axis=1)
-        ok = np.ones((n, k), dtype=bool)
-        changed = self._changed(x, y)
-        count = changed.sum(1)
-        for i, ((a, b), v) in enumerate(zip(self.blocks, self.values)):
-            cand[:, i, a:b] = v
-            delta = v[None, :] - x[:, a:b]
-            inside = ((delta >= lower[:, a:b] - 1e-9) & (delta <= upper[:, a:b] + 1e-9)).all(1)
-            same = (np.abs(y[:, a:b] - v[None, :]) <= 1e-9).all(1)
-            budget = changed[:, self.features[i]] | (count < m)
-            ok[:, i] = inside & ~same & budget
-        return cand, ok
-
     def complete(self, x, y, targets, lower, upper, m, margin: Margin, rounds: int | None = None):
-        """Greedy search from lattice points ``y``; returns (new points, reached-target mask)."""
+        """Greedy search from lattice points ``y``; returns (new points, reached-target mask).
+
+        Only admissible moves are evaluated by the model (one call per round for all rows).
+        """
         y = y.copy()
         rounds = rounds if rounds is not None else m + 2
         cur = margin(y, targets)
         done = cur > 0
         for _ in range(rounds):
             rows = np.flatnonzero(~done)
-            if rows.size == 0:
+            if rows.size == 0 or not self.values:
                 break
-            cand, ok = self._candidates(x[rows], y[rows], lower[rows], upper[rows], m)
-            r, k, d = cand.shape
-            flat = cand.reshape(r * k, d)
-            marg = margin(flat, np.repeat(targets[rows], k)).reshape(r, k)
-            cost = self.cost(x[rows][:, None, :], cand)
+            xr, yr = x[rows], y[rows]
+            ok, cost = self._admissible_moves(xr, yr, lower[rows], upper[rows], m)
+            marg = np.full(ok.shape, -np.inf)
+            for start in range(0, len(rows), CHUNK_ROWS):  # bounded memory for the (row, move) candidates
+                ri, ki = np.nonzero(ok[start:start + CHUNK_ROWS])
+                if ri.size:
+                    ri += start
+                    marg[ri, ki] = margin(self._moved(yr[ri], ki), targets[rows][ri])
             valid = ok & (marg > 0)
             cheapest = np.where(valid, cost, np.inf).argmin(1)
             has_valid = valid.any(1)
-            base_cost = self.cost(x[rows], y[rows])
+            base_cost = self.cost(xr, yr)
             gain = (marg - cur[rows][:, None]) / np.maximum(cost - base_cost[:, None], 0.05)
             gain = np.where(ok & (marg > cur[rows][:, None]), gain, -np.inf)
             best = gain.argmax(1)
             moving = has_valid | np.isfinite(gain.max(1))
             pick = np.where(has_valid, cheapest, best)
             sel = np.flatnonzero(moving)
-            y[rows[sel]] = cand[sel, pick[sel]]
+            y[rows[sel]] = self._moved(yr[sel], pick[sel])
             cur[rows[sel]] = marg[sel, pick[sel]]
             done[rows[has_valid]] = True
             stuck = rows[~moving]
@@ -125,24 +158,27 @@ class DiscreteRepair:
         return y, margin(y, targets) > 0
 
     def trim(self, x, y, targets, margin: Margin, valid: np.ndarray, rounds: int = 3):
-        """Reset changed features to the original while the target is kept (cheapest first)."""
+        """Reset changed features to the original while the target is kept (the costliest first).
+
+        Each round evaluates every (row, changed feature) reset in one model call.
+        """
         y = y.copy()
         for _ in range(rounds):
-            rows = np.flatnonzero(valid & self._changed(x, y).any(1))
+            changed_all = self._changed(x, y)
+            rows = np.flatnonzero(valid & changed_all.any(1))
             if rows.size == 0:
                 break
-            nf = self.encoder.n_features
-            cand = np.repeat(y[rows][:, None, :], nf, axis=1)
-            for fc_i, fc in enumerate(self.encoder.layout):
-                cand[:, fc_i, fc.slice] = x[rows][:, fc.slice]
-            changed = self._changed(x[rows], y[rows])
-            r, k, d = cand.shape
-            marg = margin(cand.reshape(r * k, d), np.repeat(targets[rows], k)).reshape(r, k)
-            saving = self.cost(x[rows], y[rows])[:, None] - self.cost(x[rows][:, None, :], cand)
-            ok = changed & (marg > 0)
-            if not ok.any():
+            xr, yr = x[rows], y[rows]
+            ri, fi = np.nonzero(changed_all[rows])
+            cand = np.where(self._feature_mask[fi], xr[ri], yr[ri])
+            marg = margin(cand, targets[rows][ri])
+            saving = ((np.abs(yr - xr) * self.cost_coef) @ self._feature_mask.T)[ri, fi]
+            score = np.full((len(rows), self.encoder.n_features), -np.inf)
+            score[ri, fi] = np.where(marg > 0, saving, -np.inf)
+            best = score.max(1)
+            if not np.isfinite(best).any():
                 break
-            pick = np.where(ok, saving, -np.inf).argmax(1)
-            sel = np.flatnonzero(ok.any(1))
-            y[rows[sel]] = cand[sel, pick[sel]]
+            pick = score.argmax(1)
+            sel = np.flatnonzero(np.isfinite(best))
+            y[rows[sel]] = np.where(self._feature_mask[pick[sel]], xr[sel], yr[sel])
         return y

@@ -28,6 +28,7 @@ __all__ = [
     "make_density",
     "available_densities",
     "fit_class_conditional",
+    "PreparedDensity",
 ]
 
 
@@ -170,6 +171,26 @@ class BaseDensity:
         if not y.is_floating_point():
             raise ValueError(f"{what} must be a floating-point tensor, got {y.dtype}")
 
+    # -- the solver's fast path ----------------------------------------------------------
+    def prepare(self, x: Tensor) -> Tensor | None:
+        """Per-row state for :meth:`value_and_grad` from the anchors ``x`` (B, D) (default: ``x`` itself)."""
+        return x
+
+    def value_and_grad(self, y: Tensor, state: Tensor | None, grad: bool = True) -> tuple[Tensor, Tensor | None]:
+        """(B,) ``log q̂(y)`` and, if ``grad``, its (B, D) gradient in ``y``; no input checks.
+
+        ``state`` comes from :meth:`prepare` on the rows' anchors.  This default differentiates
+        :meth:`log_prob` with autograd; the plugins override it with closed forms.
+        """
+        if not grad:
+            with torch.no_grad():
+                return self.log_prob(y, state), None
+        with torch.enable_grad():
+            y = y.detach().requires_grad_(True)
+            value = self.log_prob(y, state)
+            (g,) = torch.autograd.grad(value.sum(), y)
+        return value.detach(), g
+
     def _state(self, attr: str, like: Tensor) -> Tensor:
         """Learned tensor ``attr`` on ``like``'s device and in its dtype (no copy if it already is)."""
         return getattr(self, attr).to(device=like.device, dtype=like.dtype)
@@ -270,6 +291,29 @@ class ClassConditionalDensity:
             out = out.index_copy(0, idx, lp.to(dtype=out.dtype))
         return out
 
+    def prepare(self, x: Tensor, target: Tensor) -> "PreparedDensity":
+        """The solver's fast path for rows with anchors ``x`` (B, D) and targets ``target`` (B,).
+
+        Checks the targets once; the returned object evaluates ``log q̂_{t_b}(y_b)`` and its
+        gradient without autograd or per-call checks (see :class:`PreparedDensity`).
+        """
+        target = torch.as_tensor(target, device=x.device).long()
+        if target.ndim != 1 or target.shape[0] != x.shape[0]:
+            raise ValueError(f"target must have shape ({x.shape[0]},), got {tuple(target.shape)}")
+        present = sorted(set(target.unique().tolist()))
+        unknown = sorted(set(present) - set(self.classes))
+        if unknown:
+            raise ValueError(f"target class(es) {unknown} have no density; known classes: {self.classes}")
+        if len(present) == 1:
+            dens = self.densities[present[0]]
+            return PreparedDensity([(dens, None, dens.prepare(x))], target)
+        parts = []
+        for c in present:
+            idx = (target == c).nonzero().squeeze(1)
+            dens = self.densities[c]
+            parts.append((dens, idx, dens.prepare(x.index_select(0, idx))))
+        return PreparedDensity(parts, target)
+
     def config(self) -> dict:
         return {
             "classes": self.classes,
@@ -298,6 +342,50 @@ class ClassConditionalDensity:
         for d in self.densities.values():
             d.to(device, dtype)
         return self
+
+
+class PreparedDensity:
+    r"""``log q̂_{t_b}(y_b)`` and :math:`\nabla_y` for a fixed batch of rows (from :meth:`ClassConditionalDensity.prepare`).
+
+    ``parts`` lists, per target class present, (density, row indices or None for all rows,
+    per-row state of those rows).  :meth:`take` restricts to a subset of the rows.
+    """
+
+    def __init__(self, parts: list[tuple[Any, Tensor | None, Tensor | None]], target: Tensor):
+        self.parts = parts
+        self.target = target
+
+    def take(self, rows: Tensor) -> "PreparedDensity":
+        """The same for the rows ``rows`` (indices into this batch)."""
+        if len(self.parts) == 1 and self.parts[0][1] is None:
+            dens, _, state = self.parts[0]
+            return PreparedDensity([(dens, None, None if state is None else state.index_select(0, rows))],
+                                   self.target.index_select(0, rows))
+        # several classes: map each class's rows to positions in the subset
+        position = torch.full((self.target.shape[0],), -1, dtype=torch.long, device=rows.device)
+        position[rows] = torch.arange(rows.shape[0], device=rows.device)
+        parts = []
+        for dens, idx, state in self.parts:
+            where = position[idx]
+            keep = (where >= 0).nonzero().squeeze(1)
+            if keep.numel() == 0:
+                continue
+            parts.append((dens, where.index_select(0, keep), None if state is None else state.index_select(0, keep)))
+        return PreparedDensity(parts, self.target.index_select(0, rows))
+
+    def value_and_grad(self, y: Tensor, grad: bool = True) -> tuple[Tensor, Tensor | None]:
+        """(B,) log-densities and, if ``grad``, their (B, D) gradients in ``y``."""
+        if len(self.parts) == 1 and self.parts[0][1] is None:
+            dens, _, state = self.parts[0]
+            return dens.value_and_grad(y, state, grad)
+        value = y.new_zeros(y.shape[0])
+        gradient = torch.zeros_like(y) if grad else None
+        for dens, idx, state in self.parts:
+            v, g = dens.value_and_grad(y.index_select(0, idx), state, grad)
+            value = value.index_copy(0, idx, v.to(value.dtype))
+            if grad:
+                gradient = gradient.index_copy(0, idx, g.to(gradient.dtype))
+        return value, gradient
 
 
 def fit_class_conditional(

@@ -131,6 +131,31 @@ class GMMDensity(BaseDensity):
         comp = torch.log(w)[None, :] - 0.5 * (log_norm[None, :] + quad)
         return torch.logsumexp(comp, dim=1)
 
+    def prepare(self, x: Tensor) -> None:
+        """No per-row state (the anchors are ignored)."""
+        return None
+
+    def value_and_grad(self, y: Tensor, state: Tensor | None = None, grad: bool = True) -> tuple[Tensor, Tensor | None]:
+        r"""Log-density and its gradient in closed form, without autograd.
+
+        With responsibilities :math:`r_k = \operatorname{softmax}_k(\text{comp}_k)`:
+        :math:`\nabla_y \log\hat q(y) = \sum_k r_k (\mu_k - y) / \sigma^2_k`.
+        """
+        w, mu, var = (self._state(a, y) for a in self._state_attrs)
+        cache = getattr(self, "_grad_cache", None)
+        if cache is None or cache[0] is not mu or cache[1] is not var or cache[2] is not w:
+            cache = (mu, var, w, 1.0 / var, torch.log(w) - 0.5 * torch.log(2.0 * math.pi * var).sum(-1))
+            self._grad_cache = cache
+        _, _, _, inv, const = cache
+        diff = y[:, None, :] - mu[None, :, :]  # (B, K, D), K small
+        scaled = diff * inv[None]
+        comp = const[None, :] - 0.5 * (diff * scaled).sum(-1)  # (B, K)
+        value = torch.logsumexp(comp, dim=1)
+        if not grad:
+            return value, None
+        r = torch.softmax(comp, dim=1)
+        return value, -(r[:, :, None] * scaled).sum(1)
+
     def config(self) -> dict:
         self._check_is_fitted()
         return {

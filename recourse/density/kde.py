@@ -10,6 +10,11 @@ from torch import Tensor
 
 from .base import BaseDensity, check_fit_input, register_density
 
+def _exp_floor(dtype: torch.dtype) -> float:
+    """Smallest exponent worth evaluating: a little above log(smallest normal number) of ``dtype``."""
+    return math.log(torch.finfo(dtype).tiny) + 4.0
+
+
 DEFAULT_BANDWIDTH_GRID: tuple[float, ...] = tuple(float(h) for h in np.geomspace(1e-2, 1.0, 16))
 
 
@@ -156,14 +161,59 @@ class KDEDensity(BaseDensity):
         """(B,) Gaussian-KDE log-density of the rows of ``y`` (``x`` is ignored)."""
         self._check_is_fitted()
         self._check_query(y)
-        pts = self._state("points_", y)
+        pts, sq_pts = self._points(y)
         h2 = self.bandwidth_ ** 2
         # ||y - p||^2 = ||y||^2 - 2 y.p + ||p||^2 without materialising (B, N, D)
-        sq = (y * y).sum(1, keepdim=True) - 2.0 * (y @ pts.T) + (pts * pts).sum(1)[None, :]
-        sq = sq.clamp_min(0.0)
-        d = self.n_features_in_
-        const = math.log(pts.shape[0]) + 0.5 * d * math.log(2.0 * math.pi * h2)
-        return torch.logsumexp(-sq / (2.0 * h2), dim=1) - const
+        sq = ((y * y).sum(1, keepdim=True) - 2.0 * (y @ pts.T) + sq_pts[None, :]).clamp_min(0.0)
+        a = sq * (-0.5 / h2)
+        top = a.amax(1, keepdim=True).detach()
+        # exponents below log(tiny) add nothing to the sum but make exp() crawl through subnormals
+        s = (a - top).clamp_min(_exp_floor(y.dtype)).exp().sum(1)
+        return s.log() + top[:, 0] - self._const()
+
+    def prepare(self, x: Tensor) -> None:
+        """No per-row state (the anchors are ignored)."""
+        return None
+
+    def value_and_grad(self, y: Tensor, state: Tensor | None = None, grad: bool = True) -> tuple[Tensor, Tensor | None]:
+        r"""Log-density and its gradient in closed form, without autograd.
+
+        With :math:`a_i = -\|y - p_i\|^2 / 2h^2` and :math:`w = \operatorname{softmax}(a)`:
+        :math:`\nabla_y \log\hat q(y) = (\sum_i w_i p_i - y) / h^2`.
+        """
+        pts, pts_t, half_sq = self._kernel_state(y)
+        h2 = self.bandwidth_ ** 2
+        # a = (2 y·p − ||p||² − ||y||²) / 2h², at most 0
+        a = torch.addmm(half_sq, y, pts_t, alpha=1.0 / h2)
+        a = a.sub_((y * y).sum(1, keepdim=True), alpha=0.5 / h2).clamp_max_(0.0)
+        top = a.amax(1, keepdim=True)
+        w = a.sub_(top).clamp_min_(_exp_floor(y.dtype)).exp_()
+        s = w.sum(1, keepdim=True)
+        value = s.log().add_(top).view(-1).sub_(self._const())
+        if not grad:
+            return value, None
+        return value, torch.mm(w, pts).div_(s).sub_(y).div_(h2)
+
+    def _kernel_state(self, like: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Kernel centres on ``like``'s device/dtype, transposed, and −||p||²/2h² (cached)."""
+        pts = self._state("points_", like)
+        cache = getattr(self, "_kernel_cache", None)
+        if cache is None or cache[0] is not pts:
+            cache = (pts, pts.t().contiguous(), (pts * pts).sum(1) * (-0.5 / self.bandwidth_ ** 2))
+            self._kernel_cache = cache
+        return cache
+
+    def _points(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        """Kernel centres on ``like``'s device/dtype and their squared norms (cached)."""
+        pts = self._state("points_", like)
+        cache = getattr(self, "_sq_cache", None)
+        if cache is None or cache[0] is not pts:
+            cache = (pts, (pts * pts).sum(1))
+            self._sq_cache = cache
+        return cache
+
+    def _const(self) -> float:
+        return math.log(self.points_.shape[0]) + 0.5 * self.n_features_in_ * math.log(2.0 * math.pi * self.bandwidth_ ** 2)
 
     def config(self) -> dict:
         self._check_is_fitted()

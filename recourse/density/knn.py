@@ -112,6 +112,16 @@ class KNNGravityDensity(BaseDensity):
         diff = y - g
         return -(diff * diff).sum(1)
 
+    def prepare(self, x: Tensor) -> Tensor:
+        """The gravity points ``g(x)`` (B, D): they depend on the anchors only, so once per batch."""
+        return self.gravity(x)
+
+    def value_and_grad(self, y: Tensor, state: Tensor | None = None, grad: bool = True) -> tuple[Tensor, Tensor | None]:
+        """``-||y - g||^2`` and its gradient ``-2 (y - g)``; ``state`` = :meth:`prepare`'s gravity points."""
+        diff = y - state.to(dtype=y.dtype)
+        value = -(diff * diff).sum(1)
+        return value, (-2.0 * diff if grad else None)
+
     def config(self) -> dict:
         self._check_is_fitted()
         return {
