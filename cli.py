@@ -31,6 +31,9 @@ class DatasetName(str, Enum):
 class ModelKind(str, Enum):
     mlp = "mlp"
     logistic = "logistic"
+    gbm = "gbm"
+    hgb = "hgb"
+    forest = "forest"
 
 
 def fail(message: str, code: int = BAD_INPUT) -> None:
@@ -98,7 +101,7 @@ def train(
     schema: Optional[Path] = typer.Option(None, help="Feature schema JSON for --data."),
     target: Optional[str] = typer.Option(None, help="Target column in --data (default: the schema's target name)."),
     out: Optional[Path] = typer.Option(None, help="Bundle directory to write (default for data sets: the demo bundle location)."),
-    model: ModelKind = typer.Option(ModelKind.mlp, help="Model to train: mlp (d→20→20→1) or logistic."),
+    model: ModelKind = typer.Option(ModelKind.mlp, help="Model to train: mlp (d→20→20→1), logistic, or a tree ensemble: gbm, hgb, forest (with a distilled surrogate for the solver)."),
     max_changes: int = typer.Option(3, "--max-changes", min=1, help="Default m stored in a bundle built from --data."),
     seed: int = typer.Option(0, help="Random seed."),
 ) -> None:
@@ -171,6 +174,334 @@ def bench_scfe(
 
     result = run_scfe_benchmark(dataset.value, density=density.value, n=n, max_changes=max_changes, peers=peers, device=device)
     typer.echo(json.dumps(result, indent=2) if as_json else format_table(result))
+
+
+keys_app = typer.Typer(add_completion=False, no_args_is_help=True, help="API keys for the HTTP service.")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("new")
+def keys_new(name: str = typer.Option("default", help="A name for the key (kept beside its digest).")) -> None:
+    """Make a new API key: prints the key (give it to the client) and the line for the key file."""
+    from api.keys import hash_key, new_key
+
+    key = new_key()
+    typer.echo(f"key:        {key}")
+    typer.echo(f"key file:   {name} {hash_key(key)}")
+
+
+@app.command()
+def serve(
+    bundle: Optional[Path] = typer.Option(None, help="Model bundle directory (default: the German credit demo bundle)."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8080, min=1, max=65535, help="Port."),
+    workers: int = typer.Option(2, min=1, help="Worker processes (one per core is a good start)."),
+    threads: int = typer.Option(16, min=1, help="Request threads per worker (their requests share micro-batched solves)."),
+    api_keys: Optional[Path] = typer.Option(None, "--api-keys", help="Key file: one 'NAME sha256:<hex>' line per key (see `recourse keys new`)."),
+    no_auth: bool = typer.Option(False, "--no-auth", help="Accept requests without an API key (local demos only)."),
+    database: Optional[Path] = typer.Option(None, help="SQLite explanation log (default: $RECOURSE_HOME/service/explanations.sqlite3)."),
+    max_batch: int = typer.Option(1000, min=1, help="Most applicants per batch request."),
+    time_limit: float = typer.Option(5.0, min=0.01, help="Solver seconds per engine call."),
+    log_sync: str = typer.Option("full", help="Explanation-log durability: full (survives power loss) or normal (survives a killed process)."),
+) -> None:
+    """Run the HTTP recourse service (gunicorn, threaded workers) until interrupted."""
+    import os
+    import subprocess
+
+    from api.config import ServiceConfig
+    from api.keys import read_key_file
+    from recourse.bundle import recourse_home
+
+    digests: list[str] = []
+    if os.environ.get("RECOURSE_API_KEY"):
+        from api.keys import hash_key
+
+        digests.append(hash_key(os.environ["RECOURSE_API_KEY"]))
+    if api_keys is not None:
+        if not api_keys.is_file():
+            fail(f"--api-keys {api_keys}: no such file")
+        try:
+            digests += read_key_file(api_keys)
+        except ValueError as exc:
+            fail(str(exc))
+    if not no_auth and not digests:
+        fail("no API keys: give --api-keys FILE (make one with `recourse keys new`), set RECOURSE_API_KEY, or use --no-auth for a local demo")
+    if log_sync not in ("full", "normal"):
+        fail(f"--log-sync: expected full or normal, got {log_sync!r}")
+    if no_auth:
+        typer.echo("warning: authentication is OFF (--no-auth); use this only for local demos", err=True)
+    # Loaded (and for the demo, built if needed) in a separate process, so no torch thread pool
+    # exists before the workers fork; each worker then loads the bundle itself.
+    code = ("import sys; from recourse.bundle import demo_bundle, load_bundle; from recourse.errors import BundleError\n"
+            "try:\n    b = load_bundle(sys.argv[1]) if sys.argv[1] else demo_bundle('german')\n"
+            "except BundleError as exc:\n    sys.exit(f'error: {exc}')\nprint(b.path)")
+    done = subprocess.run([sys.executable, "-c", code, str(bundle or "")], capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        fail(lines[-1].removeprefix("error: ") if lines else f"could not load the bundle (exit {done.returncode})")
+    bundle = Path(done.stdout.strip().splitlines()[-1])
+    config = ServiceConfig(bundle=bundle, database=database or recourse_home() / "service" / "explanations.sqlite3",
+                           api_key_hashes=digests, auth_required=not no_auth, max_batch=max_batch, time_limit=time_limit,
+                           log_sync=log_sync)
+    from api.server import serve as run_server
+
+    typer.echo(f"recourse service on http://{host}:{port} (bundle {bundle}, log {config.database}, {workers} workers)", err=True)
+    run_server(config, host=host, port=port, workers=workers, threads=threads)
+
+
+@bench_app.command("http")
+def bench_http(
+    clients: str = typer.Option("1,8,32", help="Comma-separated concurrent client counts."),
+    seconds: float = typer.Option(30.0, min=1.0, help="Seconds per client level."),
+    workers: int = typer.Option(2, min=1, help="Server worker processes."),
+    threads: int = typer.Option(32, min=1, help="Request threads per worker."),
+    batch_size: int = typer.Option(500, min=1, help="Applicants per batch request."),
+    kill_test: bool = typer.Option(True, help="Also kill -9 the server mid-load and check every returned answer is still stored."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Load-test `recourse serve` on loopback: latency per client level, batch throughput, kill -9 durability."""
+    from api.loadtest import run_load_test
+
+    try:
+        levels = tuple(int(c) for c in clients.split(",") if c.strip())
+    except ValueError:
+        fail(f"--clients: expected comma-separated whole numbers, got {clients!r}")
+    if not levels or min(levels) < 1:
+        fail("--clients: give at least one client count of 1 or more")
+    result = run_load_test(levels, seconds, workers, threads, batch_size, kill_test=kill_test)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(f"{'clients':>8} {'requests':>9} {'errors':>7} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
+    for lv in result["levels"]:
+        typer.echo(f"{lv['clients']:>8} {lv['requests']:>9} {lv['errors']:>7} {lv['p50_ms']:>8} {lv['p99_ms']:>8} {lv['per_second']:>8}")
+    b = result["batch"]
+    typer.echo(f"batch of {b['batch_size']}: {b['recourses_per_second']} recourses/s (median {b['median_seconds']} s, errors {b['errors']})")
+    if "kill_9" in result:
+        k = result["kill_9"]
+        typer.echo(f"kill -9: {k['answers_returned_before_kill']} answers returned, {k['missing_after_restart']} missing after restart, "
+                   f"{k['different_bytes']} different")
+
+
+class AuditEngine(str, Enum):
+    inprocess = "inprocess"
+    dask = "dask"
+
+
+@app.command()
+def audit(
+    population: Optional[Path] = typer.Argument(None, help="Population table (CSV or Parquet), one column per schema feature (extra columns may be grouped by)."),
+    dataset: Optional[DatasetName] = typer.Option(None, help="Audit a bundled data set's applicants instead of a file."),
+    bundle: Optional[Path] = typer.Option(None, help="Model bundle directory (default: the demo bundle of --dataset, else German credit)."),
+    group_by: str = typer.Option("", "--group-by", help="Comma-separated grouping columns, e.g. status_sex,age (numeric ones are binned)."),
+    out: Path = typer.Option(Path("audit"), help="Output directory (report.html, summary.json, applicants.parquet|csv)."),
+    max_changes: Optional[int] = typer.Option(None, "--max-changes", "-m", min=1, help="Most features a recourse may change (default: the bundle's)."),
+    density: Optional[DensityName] = typer.Option(None, help="Plausibility term (default: the bundle's)."),
+    bins: Optional[list[str]] = typer.Option(None, "--bins", help="Band edges of a numeric grouping column, e.g. age=25,35,50 (repeatable; default: training quartiles)."),
+    protected: Optional[str] = typer.Option(None, help="Comma-separated attributes for the discrimination probe (default: the --group-by columns that are model inputs)."),
+    chunk_size: int = typer.Option(2000, min=1, help="Applicants per chunk (memory is bounded by one chunk)."),
+    engine: AuditEngine = typer.Option(AuditEngine.inprocess, help="inprocess (default) or dask."),
+    scheduler: Optional[str] = typer.Option(None, help="Dask scheduler address for --engine dask, e.g. tcp://10.0.0.5:8786."),
+    fmt: str = typer.Option("parquet", "--format", help="Per-applicant table format: parquet or csv."),
+    stability_n: int = typer.Option(200, min=0, help="Denied applicants in the stability sample."),
+    bootstrap: int = typer.Option(1000, min=10, help="Bootstrap replicates for the confidence intervals."),
+    exact: str = typer.Option("auto", help="Exact MILP answers: auto (linear bundles), on, off."),
+    exact_limit: Optional[int] = typer.Option(None, min=0, help="Exact answers only for rows before this row number."),
+    seed: int = typer.Option(0, help="Random seed (bootstrap, stability sample)."),
+    fresh: bool = typer.Option(False, help="Discard a previous (partial) audit in --out instead of resuming it."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+    as_json: bool = typer.Option(False, "--json", help="Print summary.json instead of text."),
+) -> None:
+    """Audit a population: who has recourse, at what cost, is the burden fair (resumable; in-process or Dask)."""
+    from recourse.audit.io import AuditInputError
+    from recourse.audit.options import dataset_population, parse_bins, parse_list
+    from recourse.audit.pipeline import run_audit
+    from recourse.audit.run import AuditConfig
+    from recourse.audit.text import format_summary
+    from recourse.errors import BundleError
+
+    if (population is None) == (dataset is None):
+        fail("give a population file or --dataset NAME (not both)")
+    try:
+        if bundle is not None:
+            loaded = open_bundle(bundle)
+        else:
+            from recourse.bundle import demo_bundle
+
+            loaded = demo_bundle(dataset.value if dataset is not None else "german")
+        source = population if population is not None else dataset_population(dataset.value, out)
+        config = AuditConfig(
+            group_by=parse_list(group_by, "--group-by"), protected=parse_list(protected, "--protected") if protected else None,
+            bins=parse_bins(bins), max_changes=max_changes,
+            density=True if density is None else (None if density is DensityName.none else density.value),
+            chunk_size=chunk_size, stability_n=stability_n, bootstrap=bootstrap, exact=exact,
+            exact_limit=exact_limit, seed=seed, output_format=fmt)
+        result = run_audit(source, out, loaded, config, engine_kind=engine.value, scheduler=scheduler,
+                           progress=progress, fresh=fresh)
+    except (AuditInputError, BundleError) as exc:
+        fail(str(exc))
+    typer.echo(json.dumps(result.summary, indent=2) if as_json else format_summary(result.summary, str(out)))
+
+
+@bench_app.command("audit")
+def bench_audit(
+    n: int = typer.Option(100_000, min=1, help="Applicants (resampled from German credit with noise)."),
+    gap_n: int = typer.Option(2_000, "--gap-n", min=1, help="Applicants for the MILP-gap part (logistic bundle)."),
+    chunk_size: int = typer.Option(2_000, min=1, help="Applicants per chunk."),
+    seed: int = typer.Option(0, help="Random seed."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Audit throughput (applicants/s, wall time, peak RSS) and the APG-vs-MILP optimality gap."""
+    from recourse.audit.bench import format_benchmark, run_audit_benchmark
+
+    result = run_audit_benchmark(n, gap_n=gap_n, chunk_size=chunk_size, seed=seed)
+    typer.echo(json.dumps(result, indent=2) if as_json else format_benchmark(result))
+
+
+@bench_app.command("engine")
+def bench_engine(
+    density: DensityName = typer.Option(DensityName.kde, help="Plausibility term."),
+    max_changes: Optional[int] = typer.Option(None, "--max-changes", "-m", min=1, help="m (default: the bundle's, 3)."),
+    repeats: Optional[int] = typer.Option(None, min=1, help="Timed calls per batch size (default 30/30/10/5)."),
+    device: Optional[str] = typer.Option(None, help="torch device, e.g. cuda (default: cpu)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Latency and throughput of engine.explain on German credit: batches of 1, 8, 100 and 500 denied applicants."""
+    from recourse.bench import format_engine_table, run_engine_benchmark
+
+    result = run_engine_benchmark(density=density.value, max_changes=max_changes, repeats=repeats, device=device)
+    typer.echo(json.dumps(result, indent=2) if as_json else format_engine_table(result))
+
+
+class AttackMethod(str, Enum):
+    gse = "gse"
+    fbs = "fbs"
+    pgd = "pgd"
+    fw = "fw"
+
+
+class ImageExplainer(str, Enum):
+    axai = "axai"
+    probe = "probe"
+    saliency = "saliency"
+    smoothgrad = "smoothgrad"
+    ig = "ig"
+    gradcam = "gradcam"
+
+
+class VisionData(str, Enum):
+    digits = "digits"
+    mnist = "mnist"
+
+
+class Segmenter(str, Enum):
+    slic = "slic"
+    quickshift = "quickshift"
+    grid = "grid"
+
+
+class PgdNorm(str, Enum):
+    l2 = "l2"
+    linf = "linf"
+
+
+def _vision_call(fn, **kwargs):
+    """Run a vision command body; bad input and missing optional packages become clear errors."""
+    from recourse.vision.commands import CommandError
+    from recourse.vision.explain import MissingDependency
+
+    try:
+        return fn(**kwargs)
+    except CommandError as exc:
+        fail(str(exc))
+    except MissingDependency as exc:
+        fail(str(exc), code=1)
+
+
+@app.command("attack")
+def attack_cmd(
+    method: AttackMethod = typer.Option(..., "--method", help="gse (group-wise sparse), fbs (forward-backward, prox of λ‖·‖ₚᵖ), pgd, fw (ℓ1-q Frank-Wolfe)."),
+    image: Optional[Path] = typer.Option(None, help="An image file (PNG/JPEG, or .npy in the model's value range); default: test images of --dataset."),
+    dataset: VisionData = typer.Option(VisionData.mnist, help="Bundled data set and CNN (trained on first use, seconds)."),
+    bundle: Optional[Path] = typer.Option(None, help="A vision bundle directory (model.json + model.safetensors)."),
+    index: int = typer.Option(0, help="First test image to attack."),
+    n: int = typer.Option(1, min=1, help="Number of test images."),
+    target: Optional[int] = typer.Option(None, help="Target class (targeted attack); default: untargeted."),
+    p: float = typer.Option(0.5, help="FBS penalty exponent: 0, 0.5, 2/3 or 1."),
+    lam: Optional[float] = typer.Option(None, "--lambda", min=0.0, help="Initial λ for gse/fbs."),
+    norm: PgdNorm = typer.Option(PgdNorm.l2, help="PGD norm."),
+    out: Path = typer.Option(Path("attack-out"), help="Directory for the PNG figures and metrics.json."),
+    device: Optional[str] = typer.Option(None, help="torch device, e.g. cuda (default: cpu)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+) -> None:
+    """Attack images: adversarial example, perturbation x5, changed pixels, AXAI segments (PNG) and metrics (JSON)."""
+    from recourse.vision.commands import open_vision_bundle, run_attack
+
+    if method is AttackMethod.fbs and not any(abs(p - v) < 1e-6 for v in (0.0, 0.5, 2.0 / 3.0, 1.0)):
+        fail(f"--p: must be 0, 0.5, 2/3 or 1, got {p}")
+    vb = _vision_call(open_vision_bundle, bundle=bundle, dataset=dataset.value, device=device)
+    report = _vision_call(run_attack, method=method.value, vb=vb, image=image, index=index, n=n, target=target, p=p,
+                          norm=norm.value, lam=lam, out=out, device=device)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, default=float))
+    else:
+        m = report["metrics"]
+        typer.echo(f"{report['method']}: ASR {100 * m['asr']:.0f} %, changed pixels {m['acp']:.1f}, clusters {m['anc']:.2f}, "
+                   f"l2 {m['l2']:.3f}, d20 {m['d20']:.1f}, {1000 * m['seconds_per_image']:.0f} ms/image")
+        for im in report["images"]:
+            typer.echo(f"  image {im['index']}: label {im['label']}, prediction {im['prediction']} -> {im['adversarial_prediction']}"
+                       f" ({'fooled' if im['success'] else 'not fooled'})")
+        typer.echo(f"figures and metrics.json in {report['out']}")
+
+
+@app.command("explain-image")
+def explain_image_cmd(
+    method: ImageExplainer = typer.Option(..., "--method", help="axai, probe (concept probing), or captum's saliency, smoothgrad, ig, gradcam."),
+    image: Optional[Path] = typer.Option(None, help="An image file (PNG/JPEG or .npy); default: test images of --dataset."),
+    dataset: VisionData = typer.Option(VisionData.mnist, help="Bundled data set and CNN."),
+    bundle: Optional[Path] = typer.Option(None, help="A vision bundle directory."),
+    index: int = typer.Option(0, help="First test image."),
+    n: int = typer.Option(1, min=1, help="Number of test images."),
+    target: Optional[int] = typer.Option(None, help="Class to explain (gradient methods) or to probe (probe; default all)."),
+    k: int = typer.Option(3, min=1, help="AXAI: number of segments kept."),
+    segmentation: Segmenter = typer.Option(Segmenter.slic, help="AXAI segmentation."),
+    out: Path = typer.Option(Path("explain-out"), help="Directory for the PNG figures and metrics.json."),
+    device: Optional[str] = typer.Option(None, help="torch device (default: cpu)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Explain image predictions with AXAI, concept probing or a gradient baseline; writes PNGs and metrics.json."""
+    from recourse.vision.commands import open_vision_bundle, run_explain
+
+    vb = _vision_call(open_vision_bundle, bundle=bundle, dataset=dataset.value, device=device)
+    report = _vision_call(run_explain, method=method.value, vb=vb, image=image, index=index, n=n, target=target, k=k,
+                          segmentation=segmentation.value, out=out, device=device)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, default=float))
+    else:
+        typer.echo(f"{method.value}: {len(report.get('figures', []))} figures and metrics.json in {report['out']}")
+
+
+@bench_app.command("vision")
+def bench_vision(
+    n: int = typer.Option(1000, min=1, help="Correctly classified test images to attack."),
+    n_explain: int = typer.Option(50, "--n-explain", min=1, help="Images for AXAI vs captum Lime/KernelShap timing."),
+    lime_samples: int = typer.Option(1000, "--lime-samples", min=10, help="Samples for captum Lime and KernelShap."),
+    search_steps: int = typer.Option(6, "--search-steps", min=1, help="Outer λ search steps (GSE; FBS uses half)."),
+    max_iter: int = typer.Option(200, "--max-iter", min=10, help="Inner iterations of GSE and FBS."),
+    scfe: bool = typer.Option(True, help="Also run S-CFE on MNIST (m = 25)."),
+    peers: bool = typer.Option(True, help="Also time captum's Lime and KernelShap (needs captum)."),
+    bundle: Optional[Path] = typer.Option(None, help="Vision bundle (default: the MNIST-5k CNN, trained on first use)."),
+    device: Optional[str] = typer.Option(None, help="torch device (default: cpu)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Attacks (GSE, FBS p=0, 1/2, 1, PGD-l2; untargeted and targeted), IS curves, S-CFE MNIST, AXAI vs Lime/KernelShap."""
+    from recourse.vision.bench import format_vision_table, run_vision_benchmark
+
+    if bundle is not None and not (bundle / "model.json").is_file():
+        fail(f"--bundle: {bundle}: not a vision bundle (no model.json)")
+    result = run_vision_benchmark(n, n_explain=n_explain, lime_samples=lime_samples, search_steps=search_steps, max_iter=max_iter,
+                                  scfe=scfe, peers=peers, bundle=str(bundle) if bundle else None, device=device)
+    typer.echo(json.dumps(result, indent=2, default=str) if as_json else format_vision_table(result))
 
 
 def main() -> None:

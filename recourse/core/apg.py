@@ -20,9 +20,16 @@ Adaptive step: if the sufficient-decrease test
 its step halves and its momentum restarts (t = 1); otherwise the step grows by ``grow``
 (a running Lipschitz estimate).  A row stops once :math:`\|z_k - u_k\|_\infty \le` ``tol``
 (its prox-gradient map vanishes); stopped rows leave the batch, so later iterations cost less.
+
+Optional (all off by default, which is the behaviour above): ``g`` gives the value of a
+non-indicator penalty so that the monotone test compares :math:`F = h + g` (e.g. the
+forward–backward attack with :math:`g = \lambda\|w\|_p^p`); ``monotone=False`` accepts every
+prox step (plain FISTA with restart on a failed sufficient-decrease test); ``stop(x, rows)``
+returns a (b,) mask of rows to finish now (e.g. an image that already fools the classifier).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -33,6 +40,8 @@ Smooth = Callable[[Tensor, Tensor], Tensor]
 """h(y, rows) -> (b,) values for the rows ``rows`` (global row indices) of the batch."""
 Prox = Callable[[Tensor, Tensor, Tensor], Tensor]
 """prox(v, step (b, 1), rows) -> (b, D) proximal point of step·g at v."""
+ValueAndGrad = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+"""grad_fn(y, rows) -> (h (b,), ∇h (b, D)) without autograd (optional fast path)."""
 
 
 @dataclass
@@ -64,65 +73,160 @@ def apg(
     tol: float = 1e-5,
     grow: float = 1.1,
     max_step: float = 1e3,
+    g: Smooth | None = None,
+    stop: Callable[[Tensor, Tensor], Tensor] | None = None,
+    monotone: bool = True,
+    deadline: float | None = None,
+    grad_fn: ValueAndGrad | None = None,
+    check_every: int | None = None,
+    metric: Tensor | None = None,
 ) -> APGResult:
-    """Run monotone accelerated proximal gradient on every row of ``x0`` (B, D).
+    r"""Run monotone accelerated proximal gradient on every row of ``x0`` (B, D).
 
     ``x0`` should be feasible (e.g. the original points); ``step`` is the initial step size,
     a float or a (B,) tensor.  Works on any device; all state stays on ``x0``'s device.
+
+    ``metric`` (M, a positive (D,) tensor, shared by all rows) makes it a variable-metric
+    method: the gradient step is :math:`u - \alpha M^{-1}\nabla h(u)`, the sufficient-decrease
+    test uses :math:`\|z-u\|_M^2`, and ``prox`` must return the proximal point in the
+    M-norm, :math:`\arg\min_y \|y - v\|_M^2/(2\alpha) + g(y)` (a diagonal preconditioner;
+    M = identity is the plain method).
+
+    ``grad_fn(y, rows) -> (h, ∇h)`` replaces autograd when given (``h`` is then only called
+    without gradients, for the values at the prox points).  ``deadline`` (a
+    ``time.perf_counter()`` value) ends every row at the first iteration past it.  Finished rows
+    leave the batch when the stopping test is read back from the device: every iteration on
+    the CPU, every ``check_every`` iterations (default 4) elsewhere, to save host syncs.
     """
     batch = x0.shape[0]
     device, dtype = x0.device, x0.dtype
+    if check_every is None:
+        check_every = 1 if device.type == "cpu" else 4
     out_x = x0.detach().clone()
     out_value = torch.zeros(batch, device=device, dtype=dtype)
     out_iter = torch.zeros(batch, device=device, dtype=torch.long)
     out_conv = torch.zeros(batch, device=device, dtype=torch.bool)
+    if batch == 0:
+        return APGResult(out_x, out_value, out_iter, out_conv)
+    evaluate = grad_fn if grad_fn is not None else (lambda y, r: value_and_grad(h, y, r))
+    inverse = None if metric is None else 1.0 / metric
 
-    rows = torch.arange(batch, device=device)
-    x = out_x.clone()
-    x_prev = x.clone()
-    z_prev = x.clone()
-    alpha = torch.as_tensor(step, device=device, dtype=dtype).expand(batch).clone()
-    t = torch.ones(batch, device=device, dtype=dtype)
-    t_prev = torch.ones(batch, device=device, dtype=dtype)
     with torch.no_grad():
-        fx = h(x, rows).detach()
-
-    for k in range(max_iter):
-        ratio_z = (t_prev / t)[:, None]
-        ratio_m = ((t_prev - 1.0) / t)[:, None]
-        u = x + ratio_z * (z_prev - x) + ratio_m * (x - x_prev)
-        fu, gu = value_and_grad(h, u, rows)
-        a = alpha[:, None]
-        z = prox(u - a * gu, a, rows)
-        with torch.no_grad():
-            fz = h(z, rows)
-        d = z - u
-        model = fu + (gu * d).sum(1) + (d * d).sum(1) / (2.0 * alpha)
-        sufficient = fz <= model + 1e-7 * fu.abs().clamp_min(1.0)
-        accept = fz <= fx
+        rows = torch.arange(batch, device=device)
+        x = out_x.clone()
         x_prev = x
-        x = torch.where(accept[:, None], z, x)
-        fx = torch.where(accept, fz, fx)
-        z_prev = z
-        alpha = torch.where(sufficient, (alpha * grow).clamp(max=max_step), alpha * 0.5)
-        restart = ~sufficient | ~accept
-        t_next = 0.5 * (1.0 + torch.sqrt(1.0 + 4.0 * t * t))
-        t_prev = torch.where(restart, torch.ones_like(t), t)
-        t = torch.where(restart, torch.ones_like(t), t_next)
-        z_prev = torch.where(restart[:, None], x, z_prev)
-        x_prev = torch.where(restart[:, None], x, x_prev)
+        z_prev = x
+        alpha = torch.as_tensor(step, device=device, dtype=dtype).expand(batch).clone()[:, None]  # (b, 1)
+        t = torch.ones(batch, 1, device=device, dtype=dtype)
+        t_prev = t
+        fx = h(x, rows).detach()
+        if g is not None:
+            fx = fx + g(x, rows)
 
-        done = sufficient & (d.abs().amax(1) <= tol)
-        if k == max_iter - 1:
-            done = torch.ones_like(done)
-        if bool(done.any()):
+        for k in range(max_iter):
+            u = torch.addcmul(x, t_prev / t, z_prev - x).addcmul_((t_prev - 1.0) / t, x - x_prev)
+            fu, gu = evaluate(u, rows)
+            z = prox(torch.addcmul(u, alpha, gu if inverse is None else gu * inverse, value=-1.0), alpha, rows)
+            fz = h(z, rows)
+            d = z - u
+            md = d if metric is None else d * metric
+            model = (d * torch.addcdiv(gu, md, alpha, value=0.5)).sum(1).add_(fu)
+            sufficient = fz <= model.add_(fu.abs().clamp_min_(1.0), alpha=1e-7)
+            if g is not None:
+                fz = fz + g(z, rows)
+            accept = (fz <= fx) if monotone else torch.ones_like(sufficient)
+            acc = accept[:, None]
+            x_prev = x
+            x = torch.where(acc, z, x)
+            fx = torch.where(accept, fz, fx)
+            suff = sufficient[:, None]
+            alpha = torch.where(suff, (alpha * grow).clamp_(max=max_step), alpha * 0.5)
+            restart = (suff & acc).logical_not_()
+            t_next = (t * t).mul_(4.0).add_(1.0).sqrt_().add_(1.0).mul_(0.5)
+            t_prev = t.masked_fill(restart, 1.0)
+            t = t_next.masked_fill_(restart, 1.0)
+            z_prev = torch.where(restart, x, z)
+            x_prev = torch.where(restart, x, x_prev)
+
+            last = k == max_iter - 1 or (deadline is not None and time.perf_counter() >= deadline)
+            if not last and (k + 1) % check_every and stop is None:
+                continue
+            small = d.abs().amax(1) <= tol
+            done = sufficient & small
+            if stop is not None:
+                done = done | stop(x, rows)
+            if last:
+                done = torch.ones_like(done)
+            elif not bool(done.any()):
+                continue
             idx = rows[done]
             out_x[idx] = x[done]
             out_value[idx] = fx[done]
             out_iter[idx] = k + 1
-            out_conv[idx] = sufficient[done] & (d[done].abs().amax(1) <= tol)
+            out_conv[idx] = (sufficient & small)[done]
             keep = ~done
-            if not bool(keep.any()):
+            if last or not bool(keep.any()):
+                break
+            rows, x, x_prev, z_prev = rows[keep], x[keep], x_prev[keep], z_prev[keep]
+            alpha, t, t_prev, fx = alpha[keep], t[keep], t_prev[keep], fx[keep]
+    return APGResult(out_x, out_value, out_iter, out_conv)
+    evaluate = grad_fn if grad_fn is not None else (lambda y, r: value_and_grad(h, y, r))
+    inverse = None if metric is None else 1.0 / metric
+
+    with torch.no_grad():
+        rows = torch.arange(batch, device=device)
+        x = out_x.clone()
+        x_prev = x
+        z_prev = x
+        alpha = torch.as_tensor(step, device=device, dtype=dtype).expand(batch).clone()[:, None]  # (b, 1)
+        t = torch.ones(batch, 1, device=device, dtype=dtype)
+        t_prev = t
+        fx = h(x, rows).detach()
+        if g is not None:
+            fx = fx + g(x, rows)
+
+        for k in range(max_iter):
+            u = x + (t_prev / t) * (z_prev - x) + ((t_prev - 1.0) / t) * (x - x_prev)
+            fu, gu = evaluate(u, rows)
+            z = prox(u - alpha * (gu if inverse is None else gu * inverse), alpha, rows)
+            fz = h(z, rows)
+            d = z - u
+            md = d if metric is None else d * metric
+            model = fu + (d * gu + md * d / (2.0 * alpha)).sum(1)
+            sufficient = fz <= model + 1e-7 * fu.abs().clamp_min(1.0)
+            if g is not None:
+                fz = fz + g(z, rows)
+            accept = (fz <= fx) if monotone else torch.ones_like(sufficient)
+            x_prev = x
+            x = torch.where(accept[:, None], z, x)
+            fx = torch.where(accept, fz, fx)
+            suff = sufficient[:, None]
+            alpha = torch.where(suff, (alpha * grow).clamp(max=max_step), alpha * 0.5)
+            restart = ~(suff & accept[:, None])
+            t_next = 0.5 * (1.0 + torch.sqrt(1.0 + 4.0 * t * t))
+            t_prev = torch.where(restart, 1.0, t)
+            t = torch.where(restart, 1.0, t_next)
+            z_prev = torch.where(restart, x, z)
+            x_prev = torch.where(restart, x, x_prev)
+
+            last = k == max_iter - 1 or (deadline is not None and time.perf_counter() >= deadline)
+            if not last and (k + 1) % check_every and stop is None:
+                continue
+            small = d.abs().amax(1) <= tol
+            done = sufficient & small
+            if stop is not None:
+                done = done | stop(x, rows)
+            if last:
+                done = torch.ones_like(done)
+            elif not bool(done.any()):
+                continue
+            idx = rows[done]
+            out_x[idx] = x[done]
+            out_value[idx] = fx[done]
+            out_iter[idx] = k + 1
+            out_conv[idx] = (sufficient & small)[done]
+            keep = ~done
+            if last or not bool(keep.any()):
                 break
             rows, x, x_prev, z_prev = rows[keep], x[keep], x_prev[keep], z_prev[keep]
             alpha, t, t_prev, fx = alpha[keep], t[keep], t_prev[keep], fx[keep]

@@ -37,6 +37,7 @@ __all__ = [
     "project_linf_ball",
     "project_l1_ball",
     "project_simplex",
+    "prox_lp_box",
 ]
 
 _TWO_THIRDS = 2.0 / 3.0
@@ -453,3 +454,35 @@ def project_l1_ball(v: Tensor, radius) -> Tensor:
     r_rows = r.reshape(-1) if r.numel() > 1 else r.reshape(())
     proj = torch.sign(x) * project_simplex(x.abs(), r_rows)
     return torch.where(l1 <= r, x, proj).to(v.dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# l_p penalty plus a box (the forward-backward attack's prox)
+# --------------------------------------------------------------------------------------------
+def prox_lp_box(v: Tensor, lam, p: float, lower: Tensor, upper: Tensor) -> Tensor:
+    r"""Elementwise :math:`\arg\min_{l \le w \le u} \tfrac12 (w - v)^2 + \lambda |w|^p` with :math:`l \le 0 \le u`.
+
+    The objective is separable.  For :math:`p < 1`, on the side of :math:`\operatorname{sign}(v)`
+    its derivative runs from :math:`+\infty` down and back up, so it has at most a local maximum
+    :math:`w_1` and a local minimum :math:`w^*` (the nonzero branch of :func:`prox_lp`); on
+    :math:`[0, u]` the minimum is therefore at 0 or at :math:`\min(w^*, u)`.  For :math:`p = 0`
+    and :math:`p = 1` the same two candidates are exact.  So the result is 0 or
+    :math:`\Pi_{[l,u]}(\operatorname{prox}_{\lambda|\cdot|^p}(v))`, whichever has the lower
+    objective (ties: 0).
+    ``lower``/``upper`` broadcast to ``v``; ``lam`` as in :func:`prox_lp`.
+    """
+    p = _canonical_p(p)
+    dtype = _work_dtype(v.dtype)
+    x = v.to(dtype)
+    lo = torch.as_tensor(lower, dtype=dtype, device=x.device).expand_as(x)
+    hi = torch.as_tensor(upper, dtype=dtype, device=x.device).expand_as(x)
+    lam_t = _as_param(lam, x, dtype, x.shape, "lam")
+
+    def objective(w: Tensor) -> Tensor:
+        a = w.abs()
+        pen = (a != 0).to(dtype) if p == 0.0 else a.pow(p)
+        return 0.5 * (w - x).square() + lam_t * pen
+
+    cand = torch.minimum(torch.maximum(prox_lp(x, lam_t, p), lo), hi)
+    zero = torch.zeros_like(x)
+    return torch.where(objective(zero) <= objective(cand), zero, cand).to(v.dtype)
