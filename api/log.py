@@ -105,7 +105,8 @@ class ExplanationLog:
         return found
 
     def record(self, bundle_hash: str, seed: int, entries: Sequence[Entry]) -> list[dict[str, Any]]:
-        """Store the answers (one transaction, fsynced) and return the response objects to send.
+        """Store the answers (one transaction, fsynced); return per entry its ``id``, ``answer``
+        (the content) and ``text`` (the exact response: id and time, then the content).
 
         Each gets a new id and time; an earlier answer to the same request on the same bundle is
         reused as the content, so repeated questions get identical answers.
@@ -121,11 +122,14 @@ class ExplanationLog:
                 content = known.get(digest)
                 if content is None:
                     content = known[digest] = json.dumps(entry.answer, separators=(",", ":"), allow_nan=False)
+                    answer = entry.answer
+                else:
+                    answer = json.loads(content)
                 answer_id = uuid.uuid4().hex
-                response = {"id": answer_id, "created": created, **json.loads(content)}
-                text = json.dumps(response, allow_nan=False)
+                head = json.dumps({"id": answer_id, "created": created}, separators=(",", ":"))
+                text = head[:-1] + ("," + content[1:] if content != "{}" else "}")
                 rows.append((answer_id, created, entry.kind, bundle_hash, digest, seed, canonical(entry.request), content, text))
-                out.append({"id": answer_id, "response": response, "text": text})
+                out.append({"id": answer_id, "answer": answer, "text": text})
             conn.executemany("INSERT INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             conn.execute("COMMIT")
         except BaseException:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import fields, replace
+from dataclasses import replace
 from typing import Any, Hashable, Sequence
 
 import torch
@@ -16,7 +16,6 @@ from recourse.bundle import Bundle
 from recourse.errors import RecordValidationError
 from recourse.reasons import principal_reasons
 from recourse.results import to_jsonable
-from recourse.scfe import SCFEConfig
 
 from .batching import MicroBatcher
 from .config import ServiceConfig
@@ -32,8 +31,7 @@ class RecourseService:
     def __init__(self, bundle: Bundle, config: ServiceConfig, log: ExplanationLog, telemetry: Telemetry):
         self.bundle, self.config, self.log, self.telemetry = bundle, config, log, telemetry
         engine = bundle.engine()
-        if config.time_limit is not None and "time_limit" in {f.name for f in fields(SCFEConfig)}:
-            engine.config = replace(engine.config, time_limit=config.time_limit)
+        engine.config = replace(engine.config, time_limit=config.time_limit)
         self.engine = engine
         meta = bundle.metadata
         self.model_ref = {"id": f"{meta.get('dataset', bundle.schema.name)}-{meta.get('model', 'model')}", "hash": bundle.hash}
@@ -78,7 +76,8 @@ class RecourseService:
         key, target = self._options(request)
         records = self._validate(request.applicants, ["applicants"], single=False)
         items = self._answer("recourse", key, target, records)
-        return json.dumps({"count": len(items), "model": self.model_ref, "results": [i["response"] for i in items]})
+        head = json.dumps({"count": len(items), "model": self.model_ref})
+        return head[:-1] + ', "results": [' + ", ".join(i["text"] for i in items) + "]}"
 
     def predict(self, request: PredictRequest) -> str:
         record = self._validate([request.applicant], ["applicant"], single=True)[0]
@@ -159,7 +158,8 @@ class RecourseService:
     def _log(self, entries: list[Entry]) -> list[dict[str, Any]]:
         items = self.log.record(self.bundle.hash, self.config.seed, entries)
         for item in items:
-            self.telemetry.outcome(item["response"]["status"])
+            if "status" in item["answer"]:
+                self.telemetry.outcome(item["answer"]["status"])
         return items
 
     def _answer(self, kind: str, key: Hashable, target: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:

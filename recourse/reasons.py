@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-import pandas as pd
 
 from .actions import format_value
 from .results import Recourse, to_jsonable
@@ -48,45 +47,35 @@ def principal_reasons(engine: Any, results: Sequence[Recourse]) -> list[list[Rea
 
     ``engine`` is the :class:`~recourse.scfe.RecourseEngine` that produced ``results``.
     """
-    rows: list[dict[str, Any]] = []
-    owners: list[tuple[int, int]] = []
-    bases: list[dict[str, Any]] = []
-    targets: list[int] = []
-    class_index = {str(c): i for i, c in enumerate(engine.classes)}
-    for i, res in enumerate(results):
-        if res.counterfactual is None or res.target is None:
-            continue
-        bases.append(res.applicant)
-        targets.append(class_index[str(res.target.value)])
-        for a, action in enumerate(res.actions):
-            rows.append({**res.applicant, action.feature: res.counterfactual[action.feature]})
-            owners.append((i, a))
+    found = [i for i, r in enumerate(results) if r.counterfactual is not None and r.target is not None and r.actions]
     out: list[list[Reason]] = [[] for _ in results]
-    if not rows:
+    if not found:
         return out
-    names = engine.schema.names
-    encoder = engine.encoder
-    base_enc = encoder.encode(pd.DataFrame(bases, columns=names))
-    single_enc = encoder.encode(pd.DataFrame(rows, columns=names))
-    base_of = np.repeat(np.arange(len(bases)), [len(results[i].actions) for i in _found(results)])
-    target_rows = np.asarray(targets, dtype=np.int64)[base_of]
-    base_margin = engine.margin(base_enc, np.asarray(targets, dtype=np.int64))[base_of]
-    single_margin = engine.margin(single_enc, target_rows)
-    single_prob = engine.predict_proba(single_enc)[np.arange(len(rows)), target_rows]
-    delta = single_margin - base_margin
-    for k, (i, a) in enumerate(owners):
+    encoder, schema = engine.encoder, engine.schema
+    position = {name: j for j, name in enumerate(schema.names)}
+    base = encoder.to_codes([results[i].applicant for i in found])
+    cf = encoder.to_codes([results[i].counterfactual for i in found])
+    counts = np.array([len(results[i].actions) for i in found])
+    owner = np.repeat(np.arange(len(found)), counts)
+    feature = np.array([position[a.feature] for i in found for a in results[i].actions])
+    single = base[owner].copy()
+    single[np.arange(len(owner)), feature] = cf[owner, feature]
+    class_index = {str(c): k for k, c in enumerate(engine.classes)}
+    targets = np.array([class_index[str(results[i].target.value)] for i in found], dtype=np.int64)
+    base_margin = engine.margin(encoder.encode_codes(base), targets)[owner]
+    single_enc = encoder.encode_codes(single)
+    delta = engine.margin(single_enc, targets[owner]) - base_margin
+    prob = engine.predict_proba(single_enc)[np.arange(len(owner)), targets[owner]]
+    k = 0
+    for i in found:
         res = results[i]
-        action = res.actions[a]
-        feat = engine.schema.feature(action.feature)
-        text = (f"{feat.title}: {format_value(feat, action.from_, True)} "
-                f"(the recourse needs {format_value(feat, action.to, True)}); on its own this change "
-                f"{'raises' if single_prob[k] >= res.target.probability else 'lowers'} the probability of "
-                f"'{res.target.label}' from {res.target.probability:.0%} to {single_prob[k]:.0%}.")
-        out[i].append(Reason(action.feature, feat.title, action.from_, action.to, float(delta[k]), float(single_prob[k]), text))
-    for reasons in out:
-        reasons.sort(key=lambda r: -r.score_change)
+        for action in res.actions:
+            feat = schema.feature(action.feature)
+            text = (f"{feat.title}: {format_value(feat, action.from_, True)} "
+                    f"(the recourse needs {format_value(feat, action.to, True)}); on its own this change "
+                    f"{'raises' if prob[k] >= res.target.probability else 'lowers'} the probability of "
+                    f"'{res.target.label}' from {res.target.probability:.0%} to {prob[k]:.0%}.")
+            out[i].append(Reason(action.feature, feat.title, action.from_, action.to, float(delta[k]), float(prob[k]), text))
+            k += 1
+        out[i].sort(key=lambda r: -r.score_change)
     return out
-
-
-def _found(results: Sequence[Recourse]) -> list[int]:
-    return [i for i, r in enumerate(results) if r.counterfactual is not None and r.target is not None]

@@ -282,7 +282,8 @@ def test_log_is_durable_wal_and_reuses_answers(tmp_path):
     first = log.record("h1", 0, [Entry("recourse", {"a": 1}, {"status": "x", "n": 1})])[0]
     again = log.record("h1", 0, [Entry("recourse", {"a": 1}, {"status": "y", "n": 2})])[0]
     other_bundle = log.record("h2", 0, [Entry("recourse", {"a": 1}, {"status": "y", "n": 2})])[0]
-    assert again["response"]["status"] == "x" and other_bundle["response"]["status"] == "y"
+    assert again["answer"]["status"] == "x" and other_bundle["answer"]["status"] == "y"
+    assert json.loads(again["text"]) == {"id": again["id"], "created": json.loads(again["text"])["created"], "status": "x", "n": 1}
     reopened = ExplanationLog(path)
     assert reopened.response(first["id"]) == first["text"]
     assert reopened.connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
