@@ -73,7 +73,7 @@ def openapi_document(schema: FeatureSchema, config: ServiceConfig) -> dict[str, 
         "/v1/recourse/batch": {"post": op("Recourse for many applicants, solved as one batch", "BatchRequest", "BatchAnswer", input_errors)},
         "/v1/predict": {"post": op("The decision only", "PredictRequest", "PredictAnswer", _problems(400, 401, 413, 415, 422))},
         "/v1/recourse/{answer_id}": {"get": op(
-            "An answer given earlier, exactly as given", None, "RecourseAnswer", _problems(401, 404),
+            "An answer given earlier (recourse or decision), exactly as given", None, "RecourseAnswer", _problems(401, 404),
             parameters=[{"name": "answer_id", "in": "path", "required": True, "schema": {"type": "string"}}])},
         "/v1/schema": {"get": op("The feature schema (for forms)", None, "FeatureSchema", _problems(401))},
         "/v1/models": {"get": op("The model this service answers with", None, "ModelList", _problems(401))},
@@ -85,6 +85,8 @@ def openapi_document(schema: FeatureSchema, config: ServiceConfig) -> dict[str, 
         "/openapi.json": {"get": {"summary": "This document", "security": [],
                                   "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
     }
+    stored = paths["/v1/recourse/{answer_id}"]["get"]["responses"]["200"]["content"]["application/json"]
+    stored["schema"] = {"oneOf": [{"$ref": REF.format(model="RecourseAnswer")}, {"$ref": REF.format(model="PredictAnswer")}]}
     feature_schema = FeatureSchema.model_json_schema(ref_template=REF)
     components.update(feature_schema.pop("$defs", {}))
     components["FeatureSchema"] = feature_schema

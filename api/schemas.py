@@ -105,6 +105,8 @@ class BatchAnswer(BaseModel):
 
 
 class PredictAnswer(BaseModel):
+    id: str
+    created: str
     model: ModelRef
     decision: Decision
     favourable: bool

@@ -14,6 +14,7 @@ from api import ServiceConfig, create_app
 from api.batching import MicroBatcher
 from api.keys import KeyRing, hash_key, new_key, read_key_file
 from api.log import Entry, ExplanationLog
+from api.schemas import BatchAnswer, PredictAnswer, RecourseAnswer
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "datasets" / "german_credit" / "examples"
@@ -69,6 +70,7 @@ def test_recourse_answer_has_the_cli_fields_and_more(answer, german_bundle):
     assert {"l0", "l2", "lof", "cost"} <= set(body["metrics"])
     assert body["model"] == {"id": "german-mlp", "hash": german_bundle.hash}
     assert len(body["id"]) == 32 and body["created"].endswith("Z")
+    RecourseAnswer.model_validate(body)  # the documented (OpenAPI) shape
 
 
 def test_reasons_are_the_changed_features_ranked_by_effect_alone(answer):
@@ -125,6 +127,7 @@ def test_batch_is_one_engine_call(app, client, denied, approved):
     assert response.status_code == 200
     body = response.get_json()
     assert body["count"] == 5 and len(body["results"]) == 5
+    BatchAnswer.model_validate(body)
     assert calls == [5]
     assert [r["applicant"]["duration"] for r in body["results"]] == [36, 39, 42, 48, approved["duration"]]
     stored = client.get(f"/v1/recourse/{body['results'][0]['id']}", headers=AUTH).get_json()
@@ -134,6 +137,7 @@ def test_batch_is_one_engine_call(app, client, denied, approved):
 def test_predict(client, denied, approved):
     body = client.post("/v1/predict", json={"applicant": denied}, headers=AUTH).get_json()
     assert body["decision"]["label"] == "denied" and body["favourable"] is False
+    PredictAnswer.model_validate(body)
     assert math.isclose(sum(body["probabilities"].values()), 1.0, rel_tol=1e-5)
     assert client.post("/v1/predict", json={"applicant": approved}, headers=AUTH).get_json()["favourable"] is True
 
