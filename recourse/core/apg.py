@@ -108,3 +108,65 @@ def apg(
     out_conv = torch.zeros(batch, device=device, dtype=torch.bool)
     if batch == 0:
         return APGResult(out_x, out_value, out_iter, out_conv)
+    evaluate = grad_fn if grad_fn is not None else (lambda y, r: value_and_grad(h, y, r))
+    inverse = None if metric is None else 1.0 / metric
+
+    with torch.no_grad():
+        rows = torch.arange(batch, device=device)
+        x = out_x.clone()
+        x_prev = x
+        z_prev = x
+        alpha = torch.as_tensor(step, device=device, dtype=dtype).expand(batch).clone()[:, None]  # (b, 1)
+        t = torch.ones(batch, 1, device=device, dtype=dtype)
+        t_prev = t
+        fx = h(x, rows).detach()
+        if g is not None:
+            fx = fx + g(x, rows)
+
+        for k in range(max_iter):
+            u = torch.addcmul(x, t_prev / t, z_prev - x).addcmul_((t_prev - 1.0) / t, x - x_prev)
+            fu, gu = evaluate(u, rows)
+            z = prox(torch.addcmul(u, alpha, gu if inverse is None else gu * inverse, value=-1.0), alpha, rows)
+            fz = h(z, rows)
+            d = z - u
+            md = d if metric is None else d * metric
+            model = (d * torch.addcdiv(gu, md, alpha, value=0.5)).sum(1).add_(fu)
+            sufficient = fz <= model.add_(fu.abs().clamp_min_(1.0), alpha=1e-7)
+            if g is not None:
+                fz = fz + g(z, rows)
+            accept = (fz <= fx) if monotone else torch.ones_like(sufficient)
+            acc = accept[:, None]
+            x_prev = x
+            x = torch.where(acc, z, x)
+            fx = torch.where(accept, fz, fx)
+            suff = sufficient[:, None]
+            alpha = torch.where(suff, (alpha * grow).clamp_(max=max_step), alpha * 0.5)
+            restart = (suff & acc).logical_not_()
+            t_next = (t * t).mul_(4.0).add_(1.0).sqrt_().add_(1.0).mul_(0.5)
+            t_prev = t.masked_fill(restart, 1.0)
+            t = t_next.masked_fill_(restart, 1.0)
+            z_prev = torch.where(restart, x, z)
+            x_prev = torch.where(restart, x, x_prev)
+
+            last = k == max_iter - 1 or (deadline is not None and time.perf_counter() >= deadline)
+            if not last and (k + 1) % check_every and stop is None:
+                continue
+            small = d.abs().amax(1) <= tol
+            done = sufficient & small
+            if stop is not None:
+                done = done | stop(x, rows)
+            if last:
+                done = torch.ones_like(done)
+            elif not bool(done.any()):
+                continue
+            idx = rows[done]
+            out_x[idx] = x[done]
+            out_value[idx] = fx[done]
+            out_iter[idx] = k + 1
+            out_conv[idx] = (sufficient & small)[done]
+            keep = ~done
+            if last or not bool(keep.any()):
+                break
+            rows, x, x_prev, z_prev = rows[keep], x[keep], x_prev[keep], z_prev[keep]
+            alpha, t, t_prev, fx = alpha[keep], t[keep], t_prev[keep], fx[keep]
+    return APGResult(out_x, out_value, out_iter, out_conv)
