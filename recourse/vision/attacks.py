@@ -1,0 +1,381 @@
+r"""Adversarial attacks on images, all on the batched core solvers (rows = images).
+
+* :func:`fbs_attack` — forward–backward splitting with Nesterov momentum (the core's
+  :func:`~recourse.core.apg.apg`) on :math:`c\,[m(x+w)+\kappa]_+ + \mu\|w\|_2^2 + \lambda\|w\|_p^p`
+  subject to the pixel box, :math:`p \in \{0, \tfrac12, \tfrac23, 1\}` (prox:
+  :func:`~recourse.core.prox.prox_lp_box`), with an optional outer search on λ.
+* :func:`gse_attack` — GSE (Sadiku, Wagner & Pokutta, ICLR 2025): k̂ proximal steps of the
+  ℓ½ penalty with a per-pixel λ map re-weighted after every step by a blurred mask of the
+  perturbed pixels, then the support is frozen and accelerated gradient runs on it; an outer
+  search on λ keeps, per image, the successful perturbation with the lowest :math:`d_{2,0}`.
+* :func:`pgd_attack` — PGD in ℓ2 or ℓ∞ (:func:`~recourse.core.pgd.pgd`), with an optional
+  increasing schedule of radii (each image keeps the first radius that fools the model).
+* :func:`fw_attack` — ℓ1-q Frank–Wolfe (:func:`~recourse.core.frank_wolfe.frank_wolfe`):
+  untargeted/targeted attacks and the label- and prediction-targeted perturbations of seed 003.
+
+Every attack stops an image as soon as it fools the model (``early_stop``), takes targets for
+targeted runs, works for any pixel box and on the adapter's device.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from recourse.core.apg import apg
+from recourse.core.frank_wolfe import frank_wolfe, lmo_l1_topq
+from recourse.core.pgd import pgd
+from recourse.core.prox import LpPenalty, project_l2_ball, prox_lp_box
+
+from .adapter import ImageAdapter
+from .metrics import d20, default_patch
+
+__all__ = ["AttackResult", "fbs_attack", "gse_attack", "pgd_attack", "fw_attack", "gaussian_kernel", "ATTACKS"]
+
+
+@dataclass
+class AttackResult:
+    """Adversarial images (B, C, H, W), perturbations, success flags (B,), aims and wall time."""
+
+    x: Tensor
+    x_adv: Tensor
+    success: Tensor
+    aims: Tensor
+    targeted: bool
+    seconds: float
+    method: str
+    params: dict = field(default_factory=dict)
+
+    @property
+    def delta(self) -> Tensor:
+        return self.x_adv - self.x
+
+
+def _aims(adapter: ImageAdapter, x: Tensor, labels: Tensor | None, targets: Tensor | None) -> tuple[Tensor, bool]:
+    if targets is not None:
+        return torch.as_tensor(targets, device=adapter.device, dtype=torch.long).reshape(-1).expand(x.shape[0]).clone(), True
+    if labels is None:
+        labels = adapter.predict(x)
+    return torch.as_tensor(labels, device=adapter.device, dtype=torch.long).reshape(-1).expand(x.shape[0]).clone(), False
+
+
+def _row(v: float | Tensor, batch: int, device: torch.device) -> Tensor:
+    return torch.as_tensor(v, dtype=torch.float32, device=device).reshape(-1).expand(batch).clone()
+
+
+def _cw_smooth(adapter: ImageAdapter, x: Tensor, aims: Tensor, targeted: bool, c: Tensor, kappa: float, mu: float):
+    r"""h(w, rows) = c [m(x+w) + κ]_+ + μ‖w‖² on flat perturbations."""
+    shape = x.shape[1:]
+
+    def h(w: Tensor, rows: Tensor) -> Tensor:
+        y = x[rows] + w.view(-1, *shape)
+        val = c[rows] * adapter.cw_loss(y, aims[rows], targeted, kappa)
+        return val + mu * (w * w).sum(1) if mu else val
+
+    return h
+
+
+def _success_stop(adapter: ImageAdapter, x: Tensor, aims: Tensor, targeted: bool, clamp: bool = False):
+    shape = x.shape[1:]
+
+    def stop(w: Tensor, rows: Tensor) -> Tensor:
+        y = x[rows] + w.view(-1, *shape)
+        return adapter.success(adapter.clamp(y) if clamp else y, aims[rows], targeted)
+
+    return stop
+
+
+def _lambda_search(run: Callable[[Tensor], tuple[Tensor, Tensor]], score: Callable[[Tensor], Tensor],
+                   lam0: Tensor, steps: int, factor: float = 4.0) -> tuple[Tensor, Tensor, Tensor]:
+    r"""Outer search on a per-image λ: bracket then geometric bisection.
+
+    After each run an image that succeeded moves to a larger λ (sparser), one that failed to a
+    smaller λ; once both a success :math:`\lambda_s` and a failure :math:`\lambda_f` are known
+    the next λ is :math:`\sqrt{\lambda_s\lambda_f}`.  Keeps per image the successful
+    perturbation with the lowest ``score``.  Returns (best w, success, best λ).
+    """
+    lam = lam0.clone()
+    ok_lam = torch.zeros_like(lam)
+    fail_lam = torch.full_like(lam, float("inf"))
+    best_w: Tensor | None = None
+    best_score = torch.full_like(lam, float("inf"))
+    best_lam = lam.clone()
+    for _ in range(max(1, steps)):
+        w, succ = run(lam)
+        if best_w is None:
+            best_w = w.clone()
+        s = score(w)
+        better = succ & (s < best_score)
+        best_w[better] = w[better]
+        best_score = torch.where(better, s, best_score)
+        best_lam = torch.where(better, lam, best_lam)
+        ok_lam = torch.where(succ, lam, ok_lam)
+        fail_lam = torch.where(succ, fail_lam, lam)
+        up = torch.where(torch.isfinite(fail_lam), torch.sqrt(ok_lam * fail_lam.clamp_max(1e30)), lam * factor)
+        down = torch.where(ok_lam > 0, torch.sqrt(ok_lam * lam), lam / factor)
+        lam = torch.where(succ, up, down)
+    assert best_w is not None
+    return best_w, torch.isfinite(best_score), best_lam
+
+
+# ---------------------------------------------------------------------------------------- FBS
+def fbs_attack(adapter: ImageAdapter, x: Tensor, labels: Tensor | None = None, *, targets: Tensor | None = None,
+               p: float = 0.5, lam: float = 0.05, c: float = 1.0, kappa: float = 0.0, mu: float = 0.0,
+               step: float = 1.0, max_iter: int = 200, search_steps: int = 1, grow: float = 1.1,
+               early_stop: bool = True) -> AttackResult:
+    r"""Forward–backward splitting attack (seed 000, Algorithm "FBS"), accelerated and monotone.
+
+    .. math::
+        w_{k+1} = \operatorname{prox}_{\alpha_k(\lambda\|\cdot\|_p^p + \iota_{[l-x,\,u-x]})}
+        \big(u_k - \alpha_k \nabla h(u_k)\big),\quad
+        h(w) = c\,[m(x+w)+\kappa]_+ + \mu\|w\|_2^2,
+
+    with Nesterov extrapolation :math:`u_k`, an adaptive step and the monotone safeguard on
+    :math:`h + \lambda\|w\|_p^p` (:func:`recourse.core.apg.apg` with ``g``).  With
+    ``search_steps > 1`` an outer search on λ keeps each image's sparsest (lowest
+    :math:`d_{2,0}`) success.  ``labels``: true labels (untargeted; default: the predictions);
+    ``targets``: classes to reach (targeted).
+    """
+    t0 = time.perf_counter()
+    x = adapter.to_device(x)
+    aims, targeted = _aims(adapter, x, labels, targets)
+    batch = x.shape[0]
+    flat = x.reshape(batch, -1)
+    lo, hi = adapter.delta_box(x)
+    cw = _row(c, batch, adapter.device)
+    h = _cw_smooth(adapter, x, aims, targeted, cw, kappa, mu)
+    stop = _success_stop(adapter, x, aims, targeted) if early_stop else None
+    unit = LpPenalty(1.0, p)
+    patch = default_patch(x.shape[-2:])
+
+    def run(lam_rows: Tensor) -> tuple[Tensor, Tensor]:
+        def prox(v: Tensor, a: Tensor, rows: Tensor) -> Tensor:
+            return prox_lp_box(v, a * lam_rows[rows][:, None], p, lo[rows], hi[rows])
+
+        def g(w: Tensor, rows: Tensor) -> Tensor:
+            return lam_rows[rows] * unit(w)
+
+        res = apg(h, prox, torch.zeros_like(flat), step=step, max_iter=max_iter, tol=-1.0, g=g, stop=stop, grow=grow)
+        return res.x, adapter.success(x + res.x.view_as(x), aims, targeted)
+
+    lam0 = _row(lam, batch, adapter.device)
+    if search_steps > 1:
+        w, _, _ = _lambda_search(run, lambda w: d20(w.view_as(x), patch).float(), lam0, search_steps)
+    else:
+        w, _ = run(lam0)
+    x_adv = adapter.clamp(x + w.view_as(x))
+    succ = adapter.success(x_adv, aims, targeted)
+    return AttackResult(x, x_adv, succ, aims, targeted, time.perf_counter() - t0, f"fbs-p{p:g}",
+                        {"p": p, "lam": lam, "c": c, "kappa": kappa, "mu": mu, "max_iter": max_iter, "search_steps": search_steps})
+
+
+# ---------------------------------------------------------------------------------------- GSE
+def gaussian_kernel(size: int = 5, sigma: float = 1.5, device: torch.device | str | None = None) -> Tensor:
+    """Normalised 2-D Gaussian kernel (1, 1, size, size)."""
+    r = torch.arange(size, dtype=torch.float32, device=device) - (size - 1) / 2
+    g = torch.exp(-(r * r) / (2 * sigma * sigma))
+    k = g[:, None] * g[None, :]
+    return (k / k.sum()).reshape(1, 1, size, size)
+
+
+def blurred_mask_divisor(w: Tensor, kernel: Tensor, q: float) -> Tensor:
+    r"""GSE's λ divisor per pixel (B, H, W) from perturbations w (B, C, H, W).
+
+    :math:`m = \operatorname{sign}(\sum_c |w_c|)`, :math:`M = m \ast K` (Gaussian blur),
+    :math:`\bar M = M + 1` where :math:`M \ne 0`, else q.  Images with no perturbed pixel get 1
+    (λ unchanged), so the map does not grow before anything is perturbed.
+    """
+    m = (w.abs().sum(1, keepdim=True) > 0).to(w.dtype)
+    pad = kernel.shape[-1] // 2
+    blur = F.conv2d(m, kernel, padding=pad)[:, 0]
+    div = torch.where(blur > 1e-8, blur + 1.0, torch.full_like(blur, q))
+    empty = m.flatten(1).sum(1) == 0
+    return torch.where(empty[:, None, None], torch.ones_like(div), div)
+
+
+def gse_attack(adapter: ImageAdapter, x: Tensor, labels: Tensor | None = None, *, targets: Tensor | None = None,
+               lam: float = 0.05, mu: float = 0.1, c: float = 1.0, kappa: float = 0.0, step: float = 1.0,
+               k_hat: int | None = None, q: float = 0.25, blur_size: int = 5, blur_sigma: float = 1.5,
+               max_iter: int = 200, search_steps: int = 6, grow: float = 1.1, early_stop: bool = True) -> AttackResult:
+    r"""GSE: group-wise sparse and explainable attack (seed 000, GSE slides; authors' defaults noted).
+
+    For each λ of the outer search (per image):
+
+    1. k̂ iterations (30 untargeted, 50 targeted) of accelerated forward–backward steps
+       :math:`w \leftarrow \operatorname{prox}_{\alpha \Lambda\odot|\cdot|^{1/2} + \iota_{box}}(u - \alpha\nabla h(u))`,
+       :math:`h = c[m(x+w)+\kappa]_+ + \mu\|w\|_2^2`, with a per-pixel λ map Λ (shared by the
+       channels of a pixel) divided after every step by :func:`blurred_mask_divisor`: pixels
+       near perturbed pixels become cheaper, isolated ones dearer (divisor q < 1).
+    2. The support V (pixels with nonzero perturbation) is frozen and accelerated projected
+       gradient on :math:`h` over :math:`\{w : \operatorname{supp} w \subseteq V\} \cap box`
+       runs for the remaining ``max_iter − k̂`` iterations.
+
+    Each image stops once it fools the model; the outer search keeps the lowest
+    :math:`d_{2,0}` success.  Both phases run on :func:`recourse.core.apg.apg`.
+    """
+    t0 = time.perf_counter()
+    x = adapter.to_device(x)
+    aims, targeted = _aims(adapter, x, labels, targets)
+    k_hat = k_hat if k_hat is not None else (50 if targeted else 30)
+    k_hat = min(k_hat, max_iter)
+    batch, ch, hh, ww = x.shape
+    flat = x.reshape(batch, -1)
+    lo, hi = adapter.delta_box(x)
+    cw = _row(c, batch, adapter.device)
+    h = _cw_smooth(adapter, x, aims, targeted, cw, kappa, mu)
+    stop = _success_stop(adapter, x, aims, targeted) if early_stop else None
+    kernel = gaussian_kernel(blur_size, blur_sigma, adapter.device)
+    patch = default_patch((hh, ww))
+
+    def run(lam_rows: Tensor) -> tuple[Tensor, Tensor]:
+        lam_map = lam_rows[:, None, None].expand(batch, hh, ww).clone()
+
+        def prox1(v: Tensor, a: Tensor, rows: Tensor) -> Tensor:
+            lam_flat = lam_map[rows].repeat(1, ch, 1).reshape(len(rows), -1) if ch > 1 else lam_map[rows].reshape(len(rows), -1)
+            z = prox_lp_box(v, a * lam_flat, 0.5, lo[rows], hi[rows])
+            div = blurred_mask_divisor(z.view(-1, ch, hh, ww), kernel, q)
+            lam_map[rows] = (lam_map[rows] / div).clamp(max=1e30)
+            return z
+
+        res1 = apg(h, prox1, torch.zeros_like(flat), step=step, max_iter=k_hat, tol=-1.0, stop=stop, monotone=False, grow=grow)
+        w = res1.x
+        done = adapter.success(x + w.view_as(x), aims, targeted)
+        rest = (~done).nonzero().squeeze(1)
+        if max_iter > k_hat and rest.numel():
+            support = (w[rest].view(-1, ch, hh, ww).abs().sum(1, keepdim=True) > 0).expand(-1, ch, -1, -1).reshape(len(rest), -1)
+            lo_r = torch.where(support, lo[rest], torch.zeros_like(lo[rest]))
+            hi_r = torch.where(support, hi[rest], torch.zeros_like(hi[rest]))
+            x_r, aims_r = x[rest], aims[rest]
+            h_r = _cw_smooth(adapter, x_r, aims_r, targeted, cw[rest], kappa, mu)
+            stop_r = _success_stop(adapter, x_r, aims_r, targeted) if early_stop else None
+
+            def prox2(v: Tensor, a: Tensor, rows: Tensor) -> Tensor:
+                return torch.minimum(torch.maximum(v, lo_r[rows]), hi_r[rows])
+
+            res2 = apg(h_r, prox2, w[rest], step=step, max_iter=max_iter - k_hat, tol=1e-7, stop=stop_r, grow=grow)
+            w = w.clone()
+            w[rest] = res2.x
+        return w, adapter.success(x + w.view_as(x), aims, targeted)
+
+    lam0 = _row(lam, batch, adapter.device)
+    w, _, _ = _lambda_search(run, lambda w: d20(w.view_as(x), patch).float(), lam0, search_steps)
+    x_adv = adapter.clamp(x + w.view_as(x))
+    succ = adapter.success(x_adv, aims, targeted)
+    return AttackResult(x, x_adv, succ, aims, targeted, time.perf_counter() - t0, "gse",
+                        {"lam": lam, "mu": mu, "c": c, "k_hat": k_hat, "q": q, "max_iter": max_iter, "search_steps": search_steps})
+
+
+# ---------------------------------------------------------------------------------------- PGD
+def _ce_smooth(adapter: ImageAdapter, x: Tensor, aims: Tensor, sign: float, clamp: bool):
+    """h(w, rows) = sign · CE(f(x + w), aim) (clamped to the box when ``clamp``)."""
+    shape = x.shape[1:]
+
+    def h(w: Tensor, rows: Tensor) -> Tensor:
+        y = x[rows] + w.view(-1, *shape)
+        if clamp:
+            y = adapter.clamp(y)
+        return sign * F.cross_entropy(adapter.logits(y), aims[rows], reduction="none")
+
+    return h
+
+
+def pgd_attack(adapter: ImageAdapter, x: Tensor, labels: Tensor | None = None, *, targets: Tensor | None = None,
+               norm: str = "l2", eps: float | Sequence[float] = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0),
+               steps: int = 40, rel_step: float = 2.5, early_stop: bool = True) -> AttackResult:
+    r"""PGD (Madry et al.) in ℓ2 or ℓ∞ on cross-entropy, over :math:`\{\|w\| \le \varepsilon\} \cap box`.
+
+    Step :math:`\alpha = \text{rel\_step}\cdot\varepsilon/\text{steps}` along the normalised
+    gradient (ℓ2) or its sign (ℓ∞); projection: the ball, then the box.  ``eps`` may be an
+    increasing list: images not yet fooled are attacked again with the next radius, so each
+    keeps the smallest radius of the schedule that fools it.
+    """
+    t0 = time.perf_counter()
+    x = adapter.to_device(x)
+    aims, targeted = _aims(adapter, x, labels, targets)
+    batch = x.shape[0]
+    radii = [float(eps)] if isinstance(eps, (int, float)) else [float(e) for e in eps]
+    lo, hi = adapter.delta_box(x)
+    sign = 1.0 if targeted else -1.0
+    w_all = torch.zeros_like(x.reshape(batch, -1))
+    todo = torch.arange(batch, device=adapter.device)
+    for r in radii:
+        if todo.numel() == 0:
+            break
+        x_t, aims_t, lo_t, hi_t = x[todo], aims[todo], lo[todo], hi[todo]
+        h = _ce_smooth(adapter, x_t, aims_t, sign, clamp=False)
+        stop = _success_stop(adapter, x_t, aims_t, targeted) if early_stop else None
+
+        def project(w: Tensor, rows: Tensor, r: float = r, lo_t: Tensor = lo_t, hi_t: Tensor = hi_t) -> Tensor:
+            ball = project_l2_ball(w, r) if norm == "l2" else w.clamp(-r, r)
+            return torch.minimum(torch.maximum(ball, lo_t[rows]), hi_t[rows])
+
+        res = pgd(h, project, torch.zeros_like(x_t.reshape(len(todo), -1)), step=rel_step * r / steps,
+                  max_iter=steps, norm=norm, stop=stop)
+        w_all[todo] = res.x
+        ok = adapter.success(x_t + res.x.view_as(x_t), aims_t, targeted)
+        todo = todo[~ok]
+    x_adv = adapter.clamp(x + w_all.view_as(x))
+    succ = adapter.success(x_adv, aims, targeted)
+    return AttackResult(x, x_adv, succ, aims, targeted, time.perf_counter() - t0, f"pgd-{norm}",
+                        {"norm": norm, "eps": radii, "steps": steps, "rel_step": rel_step})
+
+
+# ---------------------------------------------------------------------------------------- FW
+def fw_attack(adapter: ImageAdapter, x: Tensor, labels: Tensor | None = None, *, targets: Tensor | None = None,
+              mode: str | None = None, eps: float | None = None, q: float = 0.975, steps: int = 45, c: float = 1.0,
+              early_stop: bool | None = None) -> AttackResult:
+    r"""ℓ1-q Frank–Wolfe perturbation (seed 003): :math:`\min_{\|w\|_1 \le \varepsilon} \pm\mathrm{CE}(f(\Pi_{box}(x+w)), y_a)`.
+
+    ``mode``:
+
+    * ``"untargeted"`` (default without targets): maximise the CE of ``labels``; stops when fooled;
+    * ``"targeted"`` (default with targets): minimise the CE of ``targets``; stops when reached;
+    * ``"label"``: label-targeted, :math:`y_a` = the true label (``labels``) — *what would have
+      corrected this mistake?*; runs all ``steps``;
+    * ``"prediction"``: prediction-targeted, :math:`y_a` = the model's prediction — *why this
+      mistake?*; runs all ``steps``.
+
+    Default radius :math:`\varepsilon = 0.1\,D` (D = C·H·W); the oracle keeps the top
+    ``1 − q`` fraction of the gradient entries (:func:`recourse.core.frank_wolfe.lmo_l1_topq`).
+    """
+    t0 = time.perf_counter()
+    x = adapter.to_device(x)
+    if mode is None:
+        mode = "targeted" if targets is not None else "untargeted"
+    if mode not in ("untargeted", "targeted", "label", "prediction"):
+        raise ValueError(f"mode must be untargeted, targeted, label or prediction; got {mode!r}")
+    if mode == "prediction":
+        aims, targeted = adapter.predict(x), True
+    elif mode == "targeted":
+        if targets is None:
+            raise ValueError("mode 'targeted' needs targets")
+        aims, targeted = _aims(adapter, x, None, targets)
+    else:
+        if labels is None and mode == "label":
+            raise ValueError("mode 'label' needs the true labels")
+        aims, targeted = _aims(adapter, x, labels, None)
+        targeted = mode == "label"
+    if early_stop is None:
+        early_stop = mode in ("untargeted", "targeted")
+    batch = x.shape[0]
+    d = x[0].numel()
+    radius = _row(eps if eps is not None else 0.1 * d, batch, adapter.device)
+    sign = -1.0 if mode == "untargeted" else 1.0
+    h = _ce_smooth(adapter, x, aims, sign, clamp=True)
+    stop = _success_stop(adapter, x, aims, targeted, clamp=True) if early_stop else None
+
+    def lmo(grad: Tensor, rows: Tensor) -> Tensor:
+        return lmo_l1_topq(grad, radius[rows], q)
+
+    res = frank_wolfe(h, lmo, torch.zeros_like(x.reshape(batch, -1)), max_iter=steps, c=c, stop=stop)
+    x_adv = adapter.clamp(x + res.x.view_as(x))
+    succ = adapter.success(x_adv, aims, targeted)
+    return AttackResult(x, x_adv, succ, aims, targeted, time.perf_counter() - t0, f"fw-{mode}",
+                        {"mode": mode, "eps": float(radius[0]), "q": q, "steps": steps, "c": c})
+
+
+ATTACKS = {"gse": gse_attack, "fbs": fbs_attack, "pgd": pgd_attack, "fw": fw_attack}
