@@ -36,6 +36,11 @@ class ModelKind(str, Enum):
     forest = "forest"
 
 
+class GradientKind(str, Enum):
+    surrogate = "surrogate"
+    zeroth = "zeroth"
+
+
 def fail(message: str, code: int = BAD_INPUT) -> None:
     """Print an error for a person (no traceback) and exit."""
     typer.echo(f"error: {message}", err=True)
@@ -72,26 +77,48 @@ def explain(
     max_changes: Optional[int] = typer.Option(None, "--max-changes", "-m", min=1, help="Most features the recourse may change (default: the bundle's)."),
     density: Optional[DensityName] = typer.Option(None, help="Plausibility term (default: the bundle's)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+    alternatives: Optional[int] = typer.Option(None, "--alternatives", "-k", min=1, help="Also show up to K verified counterfactuals that change different feature sets, ordered by cost."),
+    cost_weight: Optional[list[str]] = typer.Option(None, "--cost-weight", help="FEATURE=W: make changing FEATURE W times as expensive (repeatable), e.g. present_employment=5."),
 ) -> None:
     """Explain a decision and find the recourse: what to change to obtain the favourable decision."""
     from recourse.errors import RecordValidationError
     from recourse.report import format_recourse
 
     payload = read_json(file)
+    weights = _parse_cost_weights(cost_weight or [])
     engine = open_bundle(bundle).engine()
     kwargs: dict[str, Any] = {"max_changes": max_changes}
+    if alternatives is not None:
+        kwargs["alternatives"] = alternatives
+    if weights:
+        kwargs["cost_weights"] = weights
     if density is not None:
         kwargs["density"] = None if density is DensityName.none else density.value
     try:
         results = engine.explain(payload, **kwargs)
     except RecordValidationError as exc:
         lines = "\n".join(f"  - {e.field}: {e.message}" for e in exc.errors)
-        fail(f"invalid applicant in {file}:\n{lines}")
+        where = "invalid --cost-weight" if all(e.field.startswith("cost_weights") for e in exc.errors) else f"invalid applicant in {file}"
+        fail(f"{where}:\n{lines}")
     if as_json:
         data = [r.to_dict() for r in results]
         typer.echo(json.dumps(data[0] if isinstance(payload, dict) else data, indent=2))
     else:
         typer.echo("\n\n".join(format_recourse(r, engine.schema) for r in results))
+
+
+def _parse_cost_weights(items: list[str]) -> dict[str, float]:
+    """``["FEATURE=W", ...]`` → {feature: W} (the engine checks names and W > 0)."""
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            fail(f"invalid --cost-weight {item!r}: expected FEATURE=W with W a number > 0, e.g. present_employment=5")
+    return out
 
 
 @app.command()
@@ -165,14 +192,18 @@ def bench_scfe(
     density: DensityName = typer.Option(DensityName.kde, help="Plausibility term."),
     n: int = typer.Option(100, min=1, help="Number of query points."),
     max_changes: Optional[int] = typer.Option(None, "--max-changes", "-m", min=1, help="m (default 2 for wine, 3 for german)."),
-    peers: bool = typer.Option(True, help="Also run DiCE random on the same model and points when dice-ml is installed."),
+    peers: bool = typer.Option(True, help="Also run DiCE random and genetic on the same model and points when dice-ml is installed."),
     device: Optional[str] = typer.Option(None, help="torch device, e.g. cuda (default: cpu)."),
+    model: ModelKind = typer.Option(ModelKind.mlp, help="Bundle model: mlp, logistic, or a tree ensemble gbm, hgb, forest (built under $RECOURSE_HOME on first use)."),
+    gradient: GradientKind = typer.Option(GradientKind.surrogate, help="Tree ensembles: steer with the distilled surrogate or zeroth-order estimates on the real model (answers verified on the real model either way)."),
+    alternatives: Optional[int] = typer.Option(None, "--alternatives", min=1, help="Also measure explain --alternatives K on the same points (share with >= 2, diversity)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """S-CFE on Wine or German credit: validity, sparsity, proximity, plausibility, violations, time."""
     from recourse.bench import format_table, run_scfe_benchmark
 
-    result = run_scfe_benchmark(dataset.value, density=density.value, n=n, max_changes=max_changes, peers=peers, device=device)
+    result = run_scfe_benchmark(dataset.value, density=density.value, n=n, max_changes=max_changes, peers=peers, device=device,
+                                model=model.value, gradient=gradient.value, alternatives=alternatives)
     typer.echo(json.dumps(result, indent=2) if as_json else format_table(result))
 
 

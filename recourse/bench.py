@@ -50,27 +50,56 @@ from .scfe import RecourseEngine
 
 BENCH_DATASETS = ("wine", "german")
 BENCH_DENSITIES = ("kde", "gmm", "knn", "none")
+BENCH_MODELS = ("mlp", "logistic", "gbm", "hgb", "forest")
+BENCH_GRADIENTS = ("surrogate", "zeroth")
+DICE_METHODS = ("random", "genetic")
+ZEROTH_DIRECTIONS, ZEROTH_SIGMA = 16, 0.05
 DEFAULT_M = {"wine": 2, "german": 3}
 DICE_MISSING = "not installed (pip install -e .[bench])"
 
-__all__ = ["run_scfe_benchmark", "format_table", "benchmark_points", "run_dice_random", "DiceModel",
+__all__ = ["run_scfe_benchmark", "format_table", "benchmark_points", "run_dice_random", "run_dice", "DiceModel",
+           "BENCH_MODELS", "BENCH_GRADIENTS", "DICE_METHODS",
            "BENCH_DATASETS", "BENCH_DENSITIES", "DEFAULT_M", "denied_applicants", "run_engine_benchmark",
            "format_engine_table", "ENGINE_BATCH_SIZES"]
 
 
 # ---------------------------------------------------------------------- set-up
-def _bundle(dataset: str, bundle_dir: str | Path | None, device: Any, seed: int) -> Bundle:
-    """Reuse (or build) the bundle: ``bundle_dir`` if given, else the cached demo bundle."""
-    if bundle_dir is None and seed == 0:
+def _bundle(dataset: str, bundle_dir: str | Path | None, device: Any, seed: int, model: str = "mlp") -> Bundle:
+    """Reuse (or build) the bundle: ``bundle_dir`` if given, else the cached demo bundle (mlp, seed 0)
+    or ``$RECOURSE_HOME/bundles/<dataset>[-<model>][-seed<seed>]``."""
+    if bundle_dir is None and seed == 0 and model == "mlp":
         return demo_bundle(dataset, device=device)
-    path = Path(bundle_dir) if bundle_dir is not None else recourse_home() / "bundles" / f"{dataset}-seed{seed}"
+    name = dataset + ("" if model == "mlp" else f"-{model}") + ("" if seed == 0 else f"-seed{seed}")
+    path = Path(bundle_dir) if bundle_dir is not None else recourse_home() / "bundles" / name
     if (path / "metadata.json").is_file():
         try:
-            return load_bundle(path, device=device)
+            loaded = load_bundle(path, device=device)
+            if bundle_dir is not None or loaded.metadata.get("model") == model:  # a given bundle is used as it is
+                return loaded
         except BundleError:
             pass
-    build_dataset_bundle(dataset, path, seed=seed)
+    build_dataset_bundle(dataset, path, model=model, seed=seed)
     return load_bundle(path, device=device)
+
+
+def _engine(bundle: Bundle, gradient: str, device: Any, seed: int) -> RecourseEngine:
+    """The bundle's engine; ``gradient="zeroth"`` steers with zeroth-order estimates on the real model.
+
+    Zeroth order (models with a ``verifier``, i.e. tree ensembles): the solver's classifier is
+    :class:`~recourse.surrogate.ZerothOrderClassifier` (antithetic Gaussian smoothing,
+    q = ZEROTH_DIRECTIONS directions, σ = ZEROTH_SIGMA) around the real model instead of the
+    distilled surrogate; verification is on the real model either way.
+    """
+    if gradient not in BENCH_GRADIENTS:
+        raise ValueError(f"unknown gradient {gradient!r}; choose from {', '.join(BENCH_GRADIENTS)}")
+    if gradient == "surrogate" or bundle.verifier is None:
+        return bundle.engine(device=device)
+    from .surrogate import ZerothOrderClassifier
+
+    base = bundle.engine(device=device)
+    zo = ZerothOrderClassifier(bundle.verifier, directions=ZEROTH_DIRECTIONS, sigma=ZEROTH_SIGMA, seed=seed)
+    return RecourseEngine(bundle.schema, zo, bundle.densities, bundle.train_encoded, bundle.train_labels,
+                          config=base.config, device=device, verifier=bundle.verifier)
 
 
 def benchmark_points(dataset: str, engine: RecourseEngine, n: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
@@ -105,8 +134,22 @@ def run_scfe_benchmark(
     peers: bool = True,
     device: str | torch.device | None = None,
     seed: int = 0,
+    model: str = "mlp",
+    gradient: str = "surrogate",
+    dice_methods: tuple[str, ...] = DICE_METHODS,
+    alternatives: int | None = None,
 ) -> dict[str, Any]:
     """Run the protocol of ``dataset`` (see the module docstring) and return a JSON-ready dict.
+
+    ``model``: the bundle's model kind (mlp, logistic, or a tree ensemble gbm, hgb, forest whose
+    bundle holds a distilled surrogate); ``gradient``: for tree ensembles, steer the solver with
+    the surrogate ("surrogate") or zeroth-order estimates on the real model ("zeroth"); answers
+    are verified on the real model either way, and DiCE runs on the real model too.
+    ``dice_methods``: the DiCE peers to run (``peers.dice_random``, ``peers.dice_genetic``).
+    ``alternatives``: K, also time ``explain(alternatives=K)`` on the same points and report
+    ``alternatives`` = {k, seconds, share_two_plus (share of the rows with any recourse that get
+    ≥ 2 distinct verified alternatives), mean_count, diversity_mean (mean pairwise Jaccard
+    distance, over rows with ≥ 2), violations (constraint checks of every alternative)}.
 
     Keys: ``dataset, density, n, max_changes, found, validity, l0_mean, l0_std, l2_mean, l2_std,
     cost_mean, lof_mean, lof_std, ynn_mean, redundancy_mean, violations, seconds, per_second,
@@ -120,10 +163,17 @@ def run_scfe_benchmark(
     density_name = None if density in (None, "none", False) else str(density)
     if density_name is not None and density_name not in BENCH_DENSITIES:
         raise ValueError(f"unknown density {density!r}; choose from {', '.join(BENCH_DENSITIES)}")
+    if model not in BENCH_MODELS:
+        raise ValueError(f"unknown model {model!r}; choose from {', '.join(BENCH_MODELS)}")
+    if gradient not in BENCH_GRADIENTS:
+        raise ValueError(f"unknown gradient {gradient!r}; choose from {', '.join(BENCH_GRADIENTS)}")
+    unknown = [d for d in dice_methods if d not in DICE_METHODS]
+    if unknown:
+        raise ValueError(f"unknown DiCE method {unknown[0]!r}; choose from {', '.join(DICE_METHODS)}")
     m = int(max_changes) if max_changes is not None else DEFAULT_M[dataset]
     torch.manual_seed(seed)
-    bundle = _bundle(dataset, bundle_dir, device, seed)
-    engine = bundle.engine(device=device)
+    bundle = _bundle(dataset, bundle_dir, device, seed, model)
+    engine = _engine(bundle, gradient, device, seed)
     queries, positions, targets = benchmark_points(dataset, engine, n)
     target_values = [engine.classes[t] for t in targets]
     evaluator = Evaluator(engine.schema, engine.predict_proba, bundle.train_encoded, bundle.train_labels).prepare()
@@ -140,10 +190,19 @@ def run_scfe_benchmark(
     found = np.array([a.found for a in answers], dtype=bool)
     cfs = _frame_of([a.counterfactual for a in answers], engine.schema.names, found)
     summary = evaluator.summarise(queries, cfs, targets, m, found=found, seconds=seconds)
-    result: dict[str, Any] = {"dataset": dataset, "density": density_name or "none", "max_changes": m}
+    result: dict[str, Any] = {"dataset": dataset, "model": bundle.metadata.get("model", model),
+                              "gradient": gradient if bundle.verifier is not None else "exact",
+                              "density": density_name or "none", "max_changes": m}
     result.update(summary)
+    queries_count = getattr(engine.classifier, "queries", None)
+    if queries_count is not None:
+        result["model_queries_per_row"] = queries_count / max(len(queries), 1)
+    if bundle.metadata.get("surrogate"):
+        result["surrogate"] = bundle.metadata["surrogate"]
     result["no_recourse"] = [{"index": int(positions[i]), "reason": answers[i].message}
                              for i in np.flatnonzero(~found)]
+    if alternatives is not None:
+        result["alternatives"] = _alternatives_summary(engine, queries, target_values, m, density_name, int(alternatives))
     result["device"] = str(engine.device)
     result["torch_threads"] = torch.get_num_threads()
     result["bundle_hash"] = bundle.hash
@@ -151,11 +210,40 @@ def run_scfe_benchmark(
     if peers:
         train, y_train, _, _ = load_dataset(dataset).split()
         labels = np.array([engine.classes.index(v) if v in engine.classes else int(v) for v in y_train])
-        dice = run_dice_random(engine, engine.validate(train), labels, queries, targets, m, evaluator, seed=seed)
-        result["peers"]["dice_random"] = dice
-        if isinstance(dice, dict) and dice.get("per_second"):
-            result["speedup_vs_dice_random"] = result["per_second"] / dice["per_second"]
+        for method in dice_methods:
+            dice = run_dice(engine, engine.validate(train), labels, queries, targets, m, evaluator, seed=seed,
+                            method=method)
+            result["peers"][f"dice_{method}"] = dice
+            if isinstance(dice, dict) and dice.get("per_second"):
+                result[f"speedup_vs_dice_{method}"] = result["per_second"] / dice["per_second"]
     return to_jsonable(result)
+
+
+def _alternatives_summary(engine: RecourseEngine, queries: pd.DataFrame, target_values: list[Any], m: int,
+                          density: str | None, k: int) -> dict[str, Any]:
+    """``explain(alternatives=k)`` on the benchmark points: timing, share with ≥ 2, diversity, violations."""
+    from .constraints import violations
+
+    _sync(engine.device)
+    started = time.perf_counter()
+    answers = engine.explain(queries, max_changes=m, density=density, target=target_values, alternatives=k)
+    _sync(engine.device)
+    seconds = time.perf_counter() - started
+    found = [a for a in answers if a.found]
+    counts = np.array([len(a.alternatives) for a in found])
+    diversity = [a.diversity for a in found if a.diversity is not None]
+    bad = 0
+    for a in found:
+        cfs = pd.DataFrame([alt.counterfactual for alt in a.alternatives], columns=engine.schema.names)
+        orig = pd.DataFrame([a.applicant] * len(cfs), columns=engine.schema.names)
+        bad += sum(bool(v) for v in violations(engine.schema, orig, cfs, m))
+    cheaper = sum(any(alt.metrics["cost"] < a.alternatives[0].metrics["cost"] - 1e-9 for alt in a.alternatives[1:])
+                  for a in found)
+    return {"k": k, "seconds": seconds, "rows_with_recourse": len(found),
+            "share_two_plus": float((counts >= 2).mean()) if len(found) else float("nan"),
+            "mean_count": float(counts.mean()) if len(found) else float("nan"),
+            "diversity_mean": float(np.mean(diversity)) if diversity else float("nan"),
+            "violations": int(bad), "rows_with_a_cheaper_alternative": int(cheaper)}
 
 
 def _sync(device: torch.device) -> None:
@@ -219,10 +307,21 @@ def from_dice(schema, frame: pd.DataFrame) -> pd.DataFrame:
 
 def run_dice_random(engine: RecourseEngine, train: pd.DataFrame, train_labels: np.ndarray, queries: pd.DataFrame,
                     targets: np.ndarray, max_changes: int, evaluator: Evaluator, seed: int = 0) -> dict[str, Any] | str:
-    """DiCE "random" on the same model and points; metrics as for S-CFE (or why it could not run).
+    """DiCE "random" on the same model and points (see :func:`run_dice`)."""
+    return run_dice(engine, train, train_labels, queries, targets, max_changes, evaluator, seed=seed, method="random")
+
+
+def run_dice(engine: RecourseEngine, train: pd.DataFrame, train_labels: np.ndarray, queries: pd.DataFrame,
+             targets: np.ndarray, max_changes: int, evaluator: Evaluator, seed: int = 0,
+             method: str = "random") -> dict[str, Any] | str:
+    """DiCE ``method`` ("random" or "genetic") on the same model and points; metrics as for S-CFE
+    (or why it could not run).  The model is the engine's real model (``engine.predict_proba``,
+    i.e. the verifier for tree ensembles).
 
     ``train``: the raw training rows (DiCE's data description); ``train_labels``: their class indices.
     """
+    if method not in DICE_METHODS:
+        raise ValueError(f"unknown DiCE method {method!r}; choose from {', '.join(DICE_METHODS)}")
     try:
         import dice_ml
     except ImportError:
@@ -234,7 +333,7 @@ def run_dice_random(engine: RecourseEngine, train: pd.DataFrame, train_labels: n
     continuous = [f.name for f in schema.features if f.is_numeric]
     data = dice_ml.Data(dataframe=train, continuous_features=continuous, outcome_name=outcome)
     model = dice_ml.Model(model=DiceModel(engine), backend="sklearn")
-    explainer = dice_ml.Dice(data, model, method="random")
+    explainer = dice_ml.Dice(data, model, method=method)
     to_vary = [f.name for f in schema.features if not f.immutable]
     permitted = {}
     for f in schema.features:
@@ -249,13 +348,15 @@ def run_dice_random(engine: RecourseEngine, train: pd.DataFrame, train_labels: n
     desired: Any = int(targets[0]) if len(set(targets.tolist())) == 1 else "opposite"
     query_frame = to_dice(schema, queries)
 
+    extra: dict[str, Any] = {"random_seed": seed} if method == "random" else {}
+
     def call(frame: pd.DataFrame) -> Any:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
                 warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return explainer.generate_counterfactuals(
                 frame, total_CFs=1, desired_class=desired, features_to_vary=to_vary,
-                permitted_range=permitted, random_seed=seed, verbose=False)
+                permitted_range=permitted, verbose=False, **extra)
 
     state = np.random.get_state()  # DiCE draws from numpy's global generator: seed it, then restore it
     try:
@@ -279,7 +380,9 @@ def run_dice_random(engine: RecourseEngine, train: pd.DataFrame, train_labels: n
             rows.append({})
     cfs = pd.DataFrame(rows, columns=schema.names).astype(object)
     summary = evaluator.summarise(queries, cfs, targets, max_changes, found=found, seconds=seconds)
-    summary["method"] = "dice_ml random, total_CFs=1, sample_size=1000, posthoc sparsity 0.1 (DiCE defaults)"
+    summary["method"] = (f"dice_ml {method}, total_CFs=1, "
+                         + ("sample_size=1000, " if method == "random" else "")
+                         + "posthoc sparsity 0.1 (DiCE defaults)")
     try:
         from importlib.metadata import version
 
@@ -305,7 +408,8 @@ def format_table(result: dict[str, Any]) -> str:
         except (ValueError, TypeError):
             return str(v)
 
-    rows = [(f"S-CFE ({result.get('density')})", result)]
+    rows = [(f"S-CFE ({result.get('density')}" + (f", {result['gradient']}" if result.get("gradient") not in (None, "exact") else "")
+              + ")", result)]
     notes = []
     for name, peer in (result.get("peers") or {}).items():
         if isinstance(peer, dict):
@@ -316,12 +420,20 @@ def format_table(result: dict[str, Any]) -> str:
     body = [[label] + [cell(r, k, f) for k, _, f in cols] for label, r in rows]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
     line = lambda cells: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
-    out = [f"{result.get('dataset')}: n={result.get('n')}, m={result.get('max_changes')}, "
+    out = [f"{result.get('dataset')}: n={result.get('n')}, m={result.get('max_changes')}, model={result.get('model', 'mlp')}, "
            f"device={result.get('device')}, torch threads={result.get('torch_threads')}",
            line(header), line(["-" * w for w in widths])]
     out += [line(b) for b in body]
-    if "speedup_vs_dice_random" in result:
-        out.append(f"speed-up vs DiCE random: {result['speedup_vs_dice_random']:.1f}x")
+    for method in DICE_METHODS:
+        if f"speedup_vs_dice_{method}" in result:
+            out.append(f"speed-up vs DiCE {method}: {result[f'speedup_vs_dice_{method}']:.1f}x")
+    alt = result.get("alternatives")
+    if isinstance(alt, dict):
+        out.append(f"alternatives (K={alt['k']}): {alt['share_two_plus']:.0%} of {alt['rows_with_recourse']} rows with "
+                   f"recourse get >= 2 distinct, mean {alt['mean_count']:.2f}, diversity {alt['diversity_mean']:.2f}, "
+                   f"violations {alt['violations']}, {alt['seconds']:.2f} s")
+    if "model_queries_per_row" in result:
+        out.append(f"real-model queries per row (zeroth order): {result['model_queries_per_row']:.0f}")
     out += notes
     if result.get("no_recourse"):
         out.append(f"no recourse for {len(result['no_recourse'])} point(s): "

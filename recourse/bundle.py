@@ -43,6 +43,7 @@ from .scfe import RecourseEngine, SCFEConfig
 
 FORMAT = "recourse-bundle/1"
 DENSITIES = ("kde", "gmm", "knn")
+EXTERNAL = "external"
 DEFAULT_MAX_CHANGES = {"german_credit": 3, "wine": 2}
 
 
@@ -71,6 +72,9 @@ class Bundle:
 
     def engine(self, config: SCFEConfig | None = None, device: str | torch.device | None = None) -> RecourseEngine:
         """A :class:`RecourseEngine` with the bundle's defaults (m, density) unless ``config`` says otherwise."""
+        if self.verifier is None and self.metadata.get("verifier", {}).get("format") == EXTERNAL:
+            raise BundleError(f"{self.path}: this bundle's model is supplied at load time (a black box): "
+                              "use recourse.blackbox.with_black_box(bundle, predict_proba) before asking for recourse")
         defaults = self.metadata.get("defaults", {})
         config = config or SCFEConfig(max_changes=defaults.get("max_changes", 3), density=defaults.get("density", "kde"))
         return RecourseEngine(self.schema, self.classifier, self.densities, self.train_encoded, self.train_labels,
@@ -103,6 +107,7 @@ def build_bundle(
     default_density: str = "kde",
     seed: int = 0,
     dataset: str | None = None,
+    external_model: str | None = None,
 ) -> Bundle:
     """Fit (or wrap) a model and the densities on ``train`` and save a bundle to ``out``.
 
@@ -157,6 +162,8 @@ def build_bundle(
     if verifier is not None:
         metadata["verifier"] = {"format": "recourse-trees/1", "output": verifier.output}
         metadata["surrogate"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in surrogate_info.items()}
+    elif external_model is not None:  # the real model is a black box given again at load time
+        metadata["verifier"] = {"format": EXTERNAL, "about": external_model}
     if test is not None:
         metadata["training"]["test_rows"] = len(test[0])
         metadata["training"]["test_accuracy"] = _accuracy(verifier or clf, encoder.encode(test[0]), np.array([index[str(v)] for v in test[1]]))
@@ -247,7 +254,7 @@ def load_bundle(path: str | Path, device: str | torch.device | None = None) -> B
         densities[name] = ClassConditionalDensity.from_state(config, load_file(str(path / f"density-{name}.safetensors")))
     data = load_file(str(path / "data.safetensors"))
     verifier = None
-    if metadata.get("verifier"):
+    if metadata.get("verifier") and metadata["verifier"].get("format") != EXTERNAL:
         try:
             trees = TreeEnsemble.load(path, "verifier")
         except (ValueError, KeyError, OSError) as exc:

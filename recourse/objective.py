@@ -220,6 +220,7 @@ class SCFEProblem:
         margin: float = 0.1,
         simplex: Tensor | None = None,
         metric: Tensor | None = None,
+        pinned_simplex: bool = False,
     ):
         self.classifier = classifier
         self.metric = metric
@@ -248,6 +249,8 @@ class SCFEProblem:
         onehot = (groups[:, None] == torch.arange(n_groups, device=groups.device)[None, :]).to(weights.dtype)
         self._gain_matrix = onehot * (metric[:, None] if metric is not None else 1.0)
         self._simplex_prep = _SimplexGroups(simplex) if self._simplex_cols is not None else None
+        # some rows pin a mutable categorical (bounds zero): clamp again after the simplex projection
+        self._reclamp = bool(pinned_simplex) and self._simplex_prep is not None
 
     def rows(self, rows: Tensor) -> RowData:
         return self._rows(rows)[0]
@@ -314,6 +317,8 @@ class SCFEProblem:
         z = torch.clamp(w, d.lower, d.upper)
         if self._simplex_prep is not None:
             self._simplex_prep.project_into(z, v, d.x)
+            if self._reclamp:  # a pinned group's box is {0}; any other group's box holds its simplex
+                z = torch.maximum(torch.minimum(z, d.upper), d.lower)
         gain = (z * (2.0 * w - z)) @ self._gain_matrix
         m = self._budget_of(d)
         if isinstance(m, int) and m >= self.n_groups:

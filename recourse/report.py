@@ -41,4 +41,22 @@ def format_recourse(rec: Recourse, schema: FeatureSchema) -> str:
     lof = "n/a" if m.get("lof") != m.get("lof") else f"{m['lof']:.2f}"
     lines += ["", f"Metrics: {m['l0']} feature(s) changed, l2 = {m['l2']:.3f} (scaled encoding), "
               f"cost = {m['cost']:.2f} (in cost-scale units), LOF = {lof} (about 1 = typical of approved applicants)"]
+    if rec.alternatives is not None:
+        lines += ["", *format_alternatives(rec)]
     return "\n".join(lines)
+
+
+def format_alternatives(rec: Recourse) -> list[str]:
+    """The alternatives (each verified, different changed features), cheapest first after the answer above."""
+    alts = rec.alternatives or []
+    div = rec.diversity
+    head = (f"Alternatives ({len(alts)} verified, each changing a different set of features"
+            + (f"; diversity {div:.2f} = mean pairwise Jaccard distance" if div is not None else "") + "):")
+    lines = [head]
+    for i, alt in enumerate(alts, 1):
+        m = alt.metrics
+        tag = " (the answer above)" if i == 1 else ""
+        lines.append(f"  {chr(64 + i) if i <= 26 else i}. cost {m['cost']:.2f}, {m['l0']} change(s), "
+                     f"model probability {alt.counterfactual_decision.probability:.2f}{tag}")
+        lines += [f"     - {a.text}" for a in alt.actions]
+    return lines

@@ -49,6 +49,40 @@ class Action:
 
 
 @dataclass
+class Alternative:
+    """One verified counterfactual among an applicant's alternatives: record, decision, actions, metrics."""
+
+    counterfactual: dict[str, Any]
+    counterfactual_decision: Decision
+    actions: list[Action] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def features(self) -> frozenset[str]:
+        """The changed features (names)."""
+        return frozenset(a.feature for a in self.actions)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_jsonable({"counterfactual_decision": asdict(self.counterfactual_decision),
+                            "actions": [a.to_dict() for a in self.actions],
+                            "counterfactual": self.counterfactual, "metrics": self.metrics})
+
+
+def jaccard_diversity(sets: list[frozenset[str]] | list[set[str]]) -> float | None:
+    r"""Mean pairwise Jaccard distance :math:`\frac{2}{K(K-1)}\sum_{i<j} 1 - |S_i \cap S_j| / |S_i \cup S_j|`
+    between changed-feature sets (None for fewer than two sets; two empty sets are at distance 0)."""
+    if len(sets) < 2:
+        return None
+    total, pairs = 0.0, 0
+    for i in range(len(sets)):
+        for j in range(i + 1, len(sets)):
+            union = len(sets[i] | sets[j])
+            total += 1.0 - (len(sets[i] & sets[j]) / union if union else 1.0)
+            pairs += 1
+    return total / pairs
+
+
+@dataclass
 class Recourse:
     """The answer for one applicant."""
 
@@ -62,10 +96,18 @@ class Recourse:
     metrics: dict[str, float] = field(default_factory=dict)
     message: str = ""
     max_changes: int | None = None
+    alternatives: list[Alternative] | None = None
+    """With ``explain(alternatives=K)``: up to K verified counterfactuals with different changed-feature
+    sets, the ordinary answer first, then by cost (empty when none); None when not requested."""
 
     @property
     def found(self) -> bool:
         return self.status == "recourse_found"
+
+    @property
+    def diversity(self) -> float | None:
+        """Mean pairwise Jaccard distance between the alternatives' changed-feature sets (None: < 2)."""
+        return jaccard_diversity([a.features for a in self.alternatives or []])
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -84,4 +126,7 @@ class Recourse:
         else:
             out["actions"] = []
         out["applicant"] = self.applicant
+        if self.alternatives is not None:  # only when requested: the JSON is otherwise unchanged
+            out["alternatives"] = [a.to_dict() for a in self.alternatives]
+            out["diversity"] = self.diversity
         return to_jsonable(out)

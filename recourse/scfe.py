@@ -77,6 +77,8 @@ class SCFEConfig:
     tol: float = 1e-4
     diagnose: bool = True
     time_limit: float | None = None
+    polish: bool = True
+    """Cost polish after verification (recourse/polish.py): cheaper verified answers, same constraints."""
     cost_weights: tuple[float, ...] | None = None
     """Per-feature cost weights ω_j (schema order; None: the schema's ``cost_weight``s)."""
 
@@ -150,7 +152,7 @@ class RecourseEngine:
         alternatives: int | None = None,
         cost_weights: dict[str, float] | None = None,
     ) -> list[Recourse]:
-        """Recourse for each record (validated first; errors name row and field).
+        r"""Recourse for each record (validated first; errors name row and field).
 
         ``target``: the class to reach (default: the schema's favourable class), one value or
         one per row.  ``density=True`` uses the configured density, ``None``/``False`` none.
@@ -268,6 +270,9 @@ class RecourseEngine:
             if _past(deadline):
                 cut[active] = True
                 break
+        if getattr(config, "polish", True) and self._polishable(config, pinned) and not _past(deadline):  # cost polish (recourse/polish.py)
+            from .polish import polish_solution
+            found, encoded = polish_solution(self, x, codes, targets, found, encoded, config.max_changes)
         return self._finish(x, codes, targets, found, encoded, config, cut & ~found)
 
     def _base_weight(self, x: np.ndarray, targets: np.ndarray, lower: np.ndarray, upper: np.ndarray,
@@ -312,8 +317,11 @@ class RecourseEngine:
                        max_changes=tensor(np.full(n, config.max_changes), torch.long),
                        target=tensor(targets, torch.long), loss_weight=tensor(weight))
         weights = self._proximity(config)
+        simplex_cols = np.concatenate([np.asarray(g, dtype=np.int64) for g in self.encoder.simplex_groups()] or [np.zeros(0, np.int64)])
+        pinned_simplex = bool(simplex_cols.size) and bool(((lower[:, simplex_cols] == 0) & (upper[:, simplex_cols] == 0)).any())
         problem = SCFEProblem(self.classifier, data, weights, self._groups, self.encoder.n_features,
-                              density, config.tau(), config.margin, self._simplex, metric=weights)
+                              density, config.tau(), config.margin, self._simplex, metric=weights,
+                              pinned_simplex=pinned_simplex)
         result = apg(problem.value, problem.prox, data.x, step=INITIAL_STEP, max_iter=config.max_iter, tol=config.tol,
                      deadline=deadline, grad_fn=problem.value_and_grad, metric=weights)
         return result.x.double().cpu().numpy()
@@ -444,6 +452,11 @@ class RecourseEngine:
         if errors:
             raise RecordValidationError(errors)
         return out
+
+    def _polishable(self, config: SCFEConfig, pinned: np.ndarray | None) -> bool:
+        """Whether the cost polish may run: it knows neither cost weights ω ≠ 1 nor pinned features
+        (it would trade them back in), so weighted calls and the alternatives' solves skip it."""
+        return pinned is None and bool(np.all(self._cost_weights(config) == 1.0))
 
     def _cost_weights(self, config: SCFEConfig) -> np.ndarray:
         """Per-feature cost weights ω (F,) of a call."""

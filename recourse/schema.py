@@ -11,7 +11,10 @@ Feature kinds:
 
 Actionability per feature: ``immutable``, ``direction`` (``any``/``increase``/``decrease``),
 ``max_change`` (raw units; levels for ordinals) and ``cost_scale`` (the size of a change that
-costs 1; default from data: the median absolute deviation, see :mod:`recourse.encoding`).
+costs 1; default from data: the median absolute deviation, see :mod:`recourse.encoding`) and
+``cost_weight`` (default 1; a change of this feature costs ``cost_weight`` × |Δ| / ``cost_scale``,
+so 5 makes it five times as expensive; per request weights override it, see
+:meth:`recourse.scfe.RecourseEngine.explain`).
 """
 from __future__ import annotations
 
@@ -52,6 +55,8 @@ class Feature(BaseModel):
     direction: Direction = "any"
     max_change: float | None = Field(default=None, gt=0)
     cost_scale: float | None = Field(default=None, gt=0)
+    cost_weight: float = Field(default=1.0, gt=0, allow_inf_nan=False,
+                               description="multiplies this feature's change cost (e.g. 5: five times as expensive)")
     phrases: dict[Literal["increase", "decrease", "change", "on", "off"], str] | None = None
 
     @field_validator("levels", mode="before")

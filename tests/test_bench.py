@@ -48,7 +48,8 @@ def test_peers_without_dice_say_so(wine, monkeypatch):
     monkeypatch.setenv("RECOURSE_HOME", str(home))
     monkeypatch.setitem(sys.modules, "dice_ml", None)  # import dice_ml → ImportError
     result = run_scfe_benchmark("wine", density="none", n=3, max_changes=3, bundle_dir=bundle_dir)
-    assert result["peers"] == {"dice_random": "not installed (pip install -e .[bench])"}
+    assert result["peers"] == {"dice_random": "not installed (pip install -e .[bench])",
+                               "dice_genetic": "not installed (pip install -e .[bench])"}
     assert result["density"] == "none" and result["max_changes"] == 3 and result["violations"] == 0
     assert "speedup_vs_dice_random" not in result
     assert "not installed" in format_table(result)
@@ -91,3 +92,74 @@ def test_dice_random_peer_when_installed(wine, monkeypatch):
     assert isinstance(dice["violations"], int)
     assert result["speedup_vs_dice_random"] == pytest.approx(result["per_second"] / dice["per_second"], rel=1e-3)
     assert "dice random" in format_table(result)
+
+
+# ---------------------------------------------------------------------- tree models, gradients, DiCE methods
+def test_bench_options_are_checked():
+    for kwargs in ({"model": "xgb"}, {"gradient": "finite"}, {"dice_methods": ("annealing",)}):
+        with pytest.raises(ValueError):
+            run_scfe_benchmark("wine", n=1, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def forest_wine(tmp_path_factory):
+    """A random-forest Wine bundle (small: distillation is the slow part)."""
+    from recourse.bundle import build_bundle
+
+    data = load_dataset("wine")
+    train, y, _, _ = data.split()
+    from sklearn.ensemble import RandomForestClassifier
+    from recourse.encoding import TabularEncoder, complete_schema
+
+    x = TabularEncoder(complete_schema(data.schema, train)).encode(train)
+    forest = RandomForestClassifier(30, min_samples_leaf=3, random_state=0).fit(x, y)
+    out = tmp_path_factory.mktemp("bundle") / "wine-forest"
+    import functools
+
+    import recourse.bundle
+    from recourse.surrogate import distill
+
+    with pytest.MonkeyPatch.context() as mp:  # a smaller distillation keeps the test fast
+        mp.setattr(recourse.bundle, "distill", functools.partial(distill, synthetic=1500, epochs=10))
+        build_bundle(data.schema, train, y, out, model=forest, densities=("gmm",), default_density="gmm", dataset="wine")
+    return out
+
+
+@pytest.mark.parametrize("gradient", ["surrogate", "zeroth"])
+def test_tree_benchmark_verifies_on_the_real_model(forest_wine, gradient, monkeypatch):
+    monkeypatch.setitem(sys.modules, "dice_ml", None)
+    result = run_scfe_benchmark("wine", density="gmm", n=4, bundle_dir=forest_wine, model="mlp", gradient=gradient)
+    assert result["gradient"] == gradient and result["violations"] == 0
+    assert result["peers"] == {"dice_random": "not installed (pip install -e .[bench])",
+                               "dice_genetic": "not installed (pip install -e .[bench])"}
+    assert "surrogate" in result
+    assert ("model_queries_per_row" in result) == (gradient == "zeroth")
+    # every found counterfactual is in the target class of the real forest
+    bundle = load_bundle(forest_wine)
+    engine = bundle.engine()
+    rows, _, targets = benchmark_points("wine", engine, 4)
+    probs = engine.predict_proba(engine.encoder.encode(rows))
+    assert np.array_equal(probs, bundle.verifier.predict_proba(
+        __import__("torch").as_tensor(engine.encoder.encode(rows), dtype=__import__("torch").float32)).double().numpy())
+
+
+def test_dice_genetic_peer_when_installed(wine, monkeypatch):
+    pytest.importorskip("dice_ml")
+    _, bundle_dir, home = wine
+    monkeypatch.setenv("RECOURSE_HOME", str(home))
+    result = run_scfe_benchmark("wine", density="gmm", n=2, bundle_dir=bundle_dir, dice_methods=("genetic",))
+    dice = result["peers"]["dice_genetic"]
+    assert isinstance(dice, dict), dice
+    assert dice["n"] == 2 and "genetic" in dice["method"]
+    assert result["speedup_vs_dice_genetic"] == pytest.approx(result["per_second"] / dice["per_second"], rel=1e-3)
+    assert "dice genetic" in format_table(result)
+
+
+def test_alternatives_figures_in_the_same_run(wine, monkeypatch):
+    _, bundle_dir, home = wine
+    monkeypatch.setenv("RECOURSE_HOME", str(home))
+    result = run_scfe_benchmark("wine", density="gmm", n=4, peers=False, bundle_dir=bundle_dir, alternatives=2)
+    alt = result["alternatives"]
+    assert alt["k"] == 2 and alt["violations"] == 0 and alt["rows_with_recourse"] == result["found"]
+    assert 0.0 <= alt["share_two_plus"] <= 1.0 and 1.0 <= alt["mean_count"] <= 2.0
+    assert "alternatives (K=2)" in format_table(result)
