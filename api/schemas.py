@@ -15,6 +15,8 @@ class Options(BaseModel):
     max_changes: int | None = Field(default=None, ge=1, le=100, description="Most features the recourse may change (default: the bundle's).")
     density: str | None = Field(default=None, description="Plausibility term: one of the bundle's densities (kde, gmm, knn) or 'none'.")
     target: str | int | None = Field(default=None, description="Class to reach (default: the favourable class).")
+    alternatives: int | None = Field(default=None, ge=1, le=10, description="Also return up to K verified alternatives using different features.")
+    cost_weights: dict[str, float] | None = Field(default=None, description="Per-feature cost weights (> 0), e.g. {\"present_employment\": 5}: changes of that feature count as more expensive.")
 
 
 class RecourseRequest(Options):
@@ -95,6 +97,8 @@ class RecourseAnswer(BaseModel):
     metrics: Metrics | None = None
     reasons: list[Reason]
     max_changes: int | None = None
+    alternatives: list[dict[str, Any]] | None = None
+    diversity: float | None = None
     applicant: dict[str, Any]
 
 

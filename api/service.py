@@ -120,7 +120,15 @@ class RecourseService:
         names = {str(c): c for c in engine.classes}
         if str(target) not in names:
             raise Problem(422, "unknown target class", [field_error(["target"], f"unknown class {target!r}; classes: {engine.classes}")])
-        return (int(m), density), names[str(target)]
+        weights = None
+        if request.cost_weights:
+            known = set(engine.schema.names)
+            bad = [field_error(["cost_weights", k], "unknown feature" if k not in known else "must be a finite number > 0")
+                   for k, w in request.cost_weights.items() if k not in known or not (0 < w < float("inf"))]
+            if bad:
+                raise Problem(422, "invalid cost weights", bad)
+            weights = tuple(sorted(request.cost_weights.items()))
+        return (int(m), density, request.alternatives, weights), names[str(target)]
 
     def _validate(self, records: Sequence[Any], path: list[str], single: bool) -> list[dict[str, Any]]:
         schema = self.engine.schema
@@ -147,10 +155,11 @@ class RecourseService:
         Runs on the batcher's thread, so concurrent requests share both the solve and the
         commit (group commit: one fsync per micro-batch, not per answer).
         """
-        m, density = key
+        m, density, alternatives, weights = key
         torch.manual_seed(self.config.seed)
         results = self.engine.explain([e.request["applicant"] for e in entries], max_changes=m, density=density,
-                                      target=[e.request["target"] for e in entries])
+                                      target=[e.request["target"] for e in entries], alternatives=alternatives,
+                                      cost_weights=dict(weights) if weights else None)
         for entry, res, reasons in zip(entries, results, principal_reasons(self.engine, results)):
             entry.answer = {"model": self.model_ref, **res.to_dict(), "reasons": [r.to_dict() for r in reasons]}
         return self._log(entries)
@@ -164,8 +173,13 @@ class RecourseService:
 
     def _answer(self, kind: str, key: Hashable, target: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Logged answers for records: earlier answers to the same request reused, the rest solved."""
-        m, density = key
-        entries = [Entry(kind, {"applicant": r, "max_changes": m, "density": density, "target": target}, {}) for r in records]
+        m, density, alternatives, weights = key
+        request = {"max_changes": m, "density": density, "target": target}
+        if alternatives is not None:
+            request["alternatives"] = alternatives
+        if weights:
+            request["cost_weights"] = dict(weights)
+        entries = [Entry(kind, {"applicant": r, **request}, {}) for r in records]
         known = self.log.known_answers(self.bundle.hash, entries)
         items: list[dict[str, Any] | None] = [None] * len(entries)
         todo = [i for i, e in enumerate(entries) if e.digest not in known]

@@ -338,3 +338,23 @@ def test_config_rejects_unknown_settings():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ServiceConfig(auth_required=True, api_key_hashes=[hash_key("k")])
+
+
+def test_alternatives_and_cost_weights_over_http(client, denied):
+    body = client.post("/v1/recourse", json={"applicant": denied, "alternatives": 3}, headers=AUTH).get_json()
+    assert body["status"] == "recourse_found" and 2 <= len(body["alternatives"]) <= 3
+    sets = [frozenset(a["feature"] for a in alt["actions"]) for alt in body["alternatives"]]
+    assert len(set(sets)) == len(sets) and 0 <= body["diversity"] <= 1
+    RecourseAnswer.model_validate(body)
+    changed = {a["feature"] for a in client.post("/v1/recourse", json={"applicant": denied}, headers=AUTH).get_json()["actions"]}
+    weights = {name: 50.0 for name in changed}
+    steered = client.post("/v1/recourse", json={"applicant": denied, "cost_weights": weights}, headers=AUTH).get_json()
+    assert steered["status"] == "recourse_found"
+    assert {a["feature"] for a in steered["actions"]} != changed
+
+
+@pytest.mark.parametrize("weights, field", [({"shoe_size": 2.0}, "cost_weights.shoe_size"), ({"duration": 0}, "cost_weights.duration"),
+                                            ({"duration": -1.5}, "cost_weights.duration"), ({"duration": "high"}, "cost_weights.duration")])
+def test_422_bad_cost_weights(client, denied, weights, field):
+    body = problem(client.post("/v1/recourse", json={"applicant": denied, "cost_weights": weights}, headers=AUTH), 422)
+    assert body["errors"][0]["field"] == field
