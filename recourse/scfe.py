@@ -270,9 +270,10 @@ class RecourseEngine:
             if _past(deadline):
                 cut[active] = True
                 break
-        if getattr(config, "polish", True) and self._polishable(config, pinned) and not _past(deadline):  # cost polish (recourse/polish.py)
+        if config.polish and pinned is None and not _past(deadline):  # cost polish (recourse/polish.py)
             from .polish import polish_solution
-            found, encoded = polish_solution(self, x, codes, targets, found, encoded, config.max_changes)
+            found, encoded = polish_solution(self, x, codes, targets, found, encoded, config.max_changes,
+                                             weights=self._cost_weights(config))
         return self._finish(x, codes, targets, found, encoded, config, cut & ~found)
 
     def _base_weight(self, x: np.ndarray, targets: np.ndarray, lower: np.ndarray, upper: np.ndarray,
@@ -452,11 +453,6 @@ class RecourseEngine:
         if errors:
             raise RecordValidationError(errors)
         return out
-
-    def _polishable(self, config: SCFEConfig, pinned: np.ndarray | None) -> bool:
-        """Whether the cost polish may run: it knows neither cost weights ω ≠ 1 nor pinned features
-        (it would trade them back in), so weighted calls and the alternatives' solves skip it."""
-        return pinned is None and bool(np.all(self._cost_weights(config) == 1.0))
 
     def _cost_weights(self, config: SCFEConfig) -> np.ndarray:
         """Per-feature cost weights ω (F,) of a call."""
