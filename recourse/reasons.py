@@ -75,6 +75,7 @@ def principal_reasons(engine: Any, results: Sequence[Recourse]) -> list[list[Rea
                     f"(the recourse needs {format_value(feat, action.to, True)}); on its own this change "
                     f"{'raises' if prob[k] >= res.target.probability else 'lowers'} the probability of "
                     f"'{res.target.label}' from {res.target.probability:.0%} to {prob[k]:.0%}.")
+            text = text[:1].upper() + text[1:]
             out[i].append(Reason(action.feature, feat.title, action.from_, action.to, float(delta[k]), float(prob[k]), text))
             k += 1
         out[i].sort(key=lambda r: -r.score_change)

@@ -612,7 +612,7 @@ class RecourseEngine:
             metrics = {"l0": int(changed[i].sum()), "l2": float(l2[i]), "cost": float(sol.cost[i]), "lof": float(lof_rows[i])}
             out.append(Recourse("recourse_found", rows[r], decision, target, cf,
                                 self._decision(int(targets[r]), sol.probability[i]), acts, metrics,
-                                message=f"{len(acts)} change{'s' if len(acts) != 1 else ''} lead to the decision '{target.label}'.",
+                                message=f"{len(acts)} change{'s lead' if len(acts) != 1 else ' leads'} to the decision '{target.label}'.",
                                 max_changes=config.max_changes, alternatives=None if alt_of is None else alt_of[i]))
         return out
 
