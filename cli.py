@@ -288,6 +288,7 @@ def bench_http(
     threads: int = typer.Option(32, min=1, help="Request threads per worker."),
     batch_size: int = typer.Option(500, min=1, help="Applicants per batch request."),
     kill_test: bool = typer.Option(True, help="Also kill -9 the server mid-load and check every returned answer is still stored."),
+    log_sync: str = typer.Option("full", help="The server's --log-sync: full or normal."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Load-test `recourse serve` on loopback: latency per client level, batch throughput, kill -9 durability."""
@@ -299,7 +300,9 @@ def bench_http(
         fail(f"--clients: expected comma-separated whole numbers, got {clients!r}")
     if not levels or min(levels) < 1:
         fail("--clients: give at least one client count of 1 or more")
-    result = run_load_test(levels, seconds, workers, threads, batch_size, kill_test=kill_test)
+    if log_sync not in ("full", "normal"):
+        fail(f"--log-sync: expected full or normal, got {log_sync!r}")
+    result = run_load_test(levels, seconds, workers, threads, batch_size, kill_test=kill_test, log_sync=log_sync)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return

@@ -225,7 +225,7 @@ def durability(server: Server, pool: Iterator[dict[str, Any]], clients: int, sec
 
 def run_load_test(levels: tuple[int, ...] = (1, 8, 32), seconds: float = 30.0, workers: int = 2, threads: int = 32,
                   batch_size: int = 500, batch_repeats: int = 5, kill_test: bool = True,
-                  pool_size: int = 20000) -> dict[str, Any]:
+                  pool_size: int = 20000, log_sync: str = "full") -> dict[str, Any]:
     """Start the server, run every measurement, stop it; returns the figures."""
     applicants = denied_applicants(pool_size + batch_size * batch_repeats)
     singles, batches = applicants[:pool_size], applicants[pool_size:]
@@ -238,10 +238,11 @@ def run_load_test(levels: tuple[int, ...] = (1, 8, 32), seconds: float = 30.0, w
     stream = pool()
     key = new_key()
     with tempfile.TemporaryDirectory() as tmp:
-        server = Server(free_port(), key, Path(tmp) / "log.sqlite3", args=["--workers", str(workers), "--threads", str(threads)])
+        server = Server(free_port(), key, Path(tmp) / "log.sqlite3", args=["--workers", str(workers), "--threads", str(threads), "--log-sync", log_sync])
         server.start()
         try:
-            out: dict[str, Any] = {"server": {"workers": workers, "threads": threads, "cpu_count": os.cpu_count()},
+            out: dict[str, Any] = {"server": {"workers": workers, "threads": threads, "log_sync": log_sync,
+                                              "cpu_count": os.cpu_count()},
                                    "pool": {"distinct_applicants": len(singles), "kind": "denied by the model"}}
             run_level(server.port, key, stream, 2, 3.0)  # warm-up, not reported
             out["levels"] = [run_level(server.port, key, stream, c, seconds).to_dict() for c in levels]
