@@ -264,7 +264,7 @@ def serve(
     # Loaded (and for the demo, built if needed) in a separate process, so no torch thread pool
     # exists before the workers fork; each worker then loads the bundle itself.
     code = ("import sys; from recourse.bundle import demo_bundle, load_bundle; from recourse.errors import BundleError\n"
-            "try:\n    b = load_bundle(sys.argv[1]) if sys.argv[1] else demo_bundle('german')\n"
+            "try:\n    b = load_bundle(sys.argv[1]) if sys.argv[1] else demo_bundle('german')\n    b.engine()\n"
             "except BundleError as exc:\n    sys.exit(f'error: {exc}')\nprint(b.path)")
     done = subprocess.run([sys.executable, "-c", code, str(bundle or "")], capture_output=True, text=True)
     if done.returncode != 0:
