@@ -63,6 +63,17 @@ def value_and_grad(h: Smooth, y: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
     return value.detach(), grad
 
 
+
+def record_finished(rows: Tensor, finish: Tensor, done: Tensor, iteration: int, x: Tensor,
+                    out_x: Tensor, out_iter: Tensor, out_stop: Tensor) -> Tensor:
+    """Write the finished rows' iterate, iteration count and stop flag into the outputs (by their
+    global indices ``rows``); return the mask of the rows that stay in the batch."""
+    idx = rows[finish]
+    out_x[idx] = x[finish]
+    out_iter[idx] = iteration
+    out_stop[idx] = done[finish]
+    return ~finish
+
 def apg(
     h: Smooth,
     prox: Prox,

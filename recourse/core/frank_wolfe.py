@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .apg import Smooth, value_and_grad
+from .apg import Smooth, record_finished, value_and_grad
 
 LMO = Callable[[Tensor, Tensor], Tensor]
 """lmo(grad (b, D), rows) -> (b, D) minimiser of <grad, s> over the feasible set of those rows."""
@@ -85,10 +85,6 @@ def frank_wolfe(
             done = stop(x, rows) if stop is not None else torch.zeros_like(rows, dtype=torch.bool)
         finish = done | (k == max_iter - 1)
         if bool(finish.any()):
-            idx = rows[finish]
-            out_x[idx] = x[finish]
-            out_iter[idx] = k + 1
-            out_stop[idx] = done[finish]
-            keep = ~finish
+            keep = record_finished(rows, finish, done, k + 1, x, out_x, out_iter, out_stop)
             rows, x = rows[keep], x[keep]
     return FWResult(out_x, out_iter, out_stop)

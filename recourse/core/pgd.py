@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .apg import Smooth, value_and_grad
+from .apg import Smooth, record_finished, value_and_grad
 
 Project = Callable[[Tensor, Tensor], Tensor]
 """project(w (b, D), rows) -> (b, D) point of the feasible set of rows ``rows``."""
@@ -79,10 +79,6 @@ def pgd(
             done = stop(x, rows) if stop is not None else torch.zeros_like(rows, dtype=torch.bool)
         finish = done | (k == max_iter - 1)
         if bool(finish.any()):
-            idx = rows[finish]
-            out_x[idx] = x[finish]
-            out_iter[idx] = k + 1
-            out_stop[idx] = done[finish]
-            keep = ~finish
+            keep = record_finished(rows, finish, done, k + 1, x, out_x, out_iter, out_stop)
             rows, x, alpha = rows[keep], x[keep], alpha[keep]
     return PGDResult(out_x, out_iter, out_stop)

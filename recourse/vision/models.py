@@ -7,7 +7,6 @@ Supported layers: Conv2d, Linear, ReLU, MaxPool2d, Flatten (types matched exactl
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -21,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from recourse.errors import BundleError
+from recourse.model_io import file_sha256
 
 FORMAT = "recourse.vision.cnn"
 FORMAT_VERSION = 1
@@ -113,10 +113,6 @@ def module_from_spec(layers: list[dict[str, Any]]) -> nn.Sequential:
     return nn.Sequential(*mods)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 @dataclass
 class VisionBundle:
     """A loaded CNN with its metadata (input shape, value range, classes, data set, split seed)."""
@@ -151,7 +147,7 @@ def save_bundle(model: nn.Sequential, out: str | Path, meta: dict[str, Any]) -> 
     layers, tensors = module_to_spec(model)
     save_file(tensors, str(out / "model.safetensors"))
     meta = {"format": FORMAT, "version": FORMAT_VERSION, **meta, "layers": layers,
-            "sha256": _sha256(out / "model.safetensors")}
+            "sha256": file_sha256(out / "model.safetensors")}
     (out / "model.json").write_text(json.dumps(meta, indent=2))
     return VisionBundle(out, model.eval(), meta)
 
@@ -168,7 +164,7 @@ def load_bundle(path: str | Path, device: str | torch.device | None = None) -> V
         raise BundleError(f"{spec_file}: not valid JSON ({exc.msg})") from None
     if meta.get("format") != FORMAT:
         raise BundleError(f"{spec_file}: format {meta.get('format')!r} is not {FORMAT!r}")
-    if _sha256(weights) != meta.get("sha256"):
+    if file_sha256(weights) != meta.get("sha256"):
         raise BundleError(f"{weights}: SHA-256 does not match model.json; refusing to load")
     model = module_from_spec(meta["layers"])
     state = load_file(str(weights))
