@@ -81,8 +81,8 @@ class RecourseService:
 
     def predict(self, request: PredictRequest) -> str:
         record = self._validate([request.applicant], ["applicant"], single=True)[0]
-        frame = self.engine.validate([record])
-        probs = self.engine.predict_proba(self.engine.encoder.encode(frame))[0]
+        encoder = self.engine.encoder
+        probs = self.engine.predict_proba(encoder.encode_codes(encoder.to_codes([record])))[0]
         k = int(probs.argmax())
         decision = self.engine._decision(k, probs[k])
         target = self.engine.schema.target
