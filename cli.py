@@ -234,6 +234,7 @@ def serve(
     max_batch: int = typer.Option(1000, min=1, help="Most applicants per batch request."),
     time_limit: float = typer.Option(5.0, min=0.01, help="Solver seconds per engine call."),
     log_sync: str = typer.Option("full", help="Explanation-log durability: full (survives power loss) or normal (survives a killed process)."),
+    batch_wait_ms: float = typer.Option(4.0, "--batch-wait-ms", min=0.0, max=1000.0, help="Micro-batching: wait at most this long for concurrent requests to join a solve (0: never wait)."),
 ) -> None:
     """Run the HTTP recourse service (gunicorn, threaded workers) until interrupted."""
     import os
@@ -273,7 +274,7 @@ def serve(
     bundle = Path(done.stdout.strip().splitlines()[-1])
     config = ServiceConfig(bundle=bundle, database=database or recourse_home() / "service" / "explanations.sqlite3",
                            api_key_hashes=digests, auth_required=not no_auth, max_batch=max_batch, time_limit=time_limit,
-                           log_sync=log_sync)
+                           log_sync=log_sync, batch_wait=batch_wait_ms / 1000.0)
     from api.server import serve as run_server
 
     typer.echo(f"recourse service on http://{host}:{port} (bundle {bundle}, log {config.database}, {workers} workers)", err=True)

@@ -3,18 +3,35 @@
 Request threads :meth:`~MicroBatcher.submit` their rows and wait on a future; one worker thread
 takes everything queued when it becomes free (up to ``max_rows``), groups it by solver options
 and runs each group as one batch.  Under load, waiting requests are solved together at about the
-cost of one; an idle service adds no delay (no fixed batching window).
+cost of one.
+
+Adaptive gathering window.  Taking only what is queued at that instant lets batches fragment
+under steady load: while batch A is solved, the clients answered by batch B send their next
+requests, so A and B alternate with half the rows each and every row pays twice the solver's
+fixed cost.  So the batcher estimates the concurrency as ``ĉ`` = jobs in the last batch + jobs
+queued when it finished, and when it becomes free with fewer than ``ĉ`` jobs queued it waits
+for more, at most ``min(max_wait, wait_share · last solve time)`` and only until ``ĉ`` jobs
+are there.  A lone client has ``ĉ = 1`` and never waits; a client leaving costs at most one
+window.
+
+With a ``finish`` stage (e.g. writing the answers to the explanation log and waiting for the
+disk), a second thread runs it on each solved group while the solver thread already works on
+the next one: a two-stage pipeline, so the solver never waits for an ``fsync``.  A job's future
+is resolved only after its group has been finished.
 """
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Sequence
 
 Solve = Callable[[Hashable, list[Any]], list[Any]]
 """solve(options key, rows) -> one result per row (raises only on a bug)."""
+Finish = Callable[[list[Any]], list[Any]]
+"""finish(results of one solve) -> one final result per row (e.g. after logging them)."""
 
 
 @dataclass
@@ -25,44 +42,71 @@ class _Job:
 
 
 class MicroBatcher:
-    """One worker thread that batches the rows of concurrent submissions."""
+    """A solver thread that batches the rows of concurrent submissions (and an optional finisher)."""
 
-    def __init__(self, solve: Solve, max_rows: int = 1024, on_batch: Callable[[int], None] | None = None):
+    def __init__(self, solve: Solve, max_rows: int = 1024, on_batch: Callable[[int], None] | None = None,
+                 finish: Finish | None = None, max_wait: float = 0.004, wait_share: float = 0.5):
         self.solve = solve
+        self.finish = finish
         self.max_rows = max_rows
         self.on_batch = on_batch
+        self.max_wait = max(0.0, float(max_wait))
+        self.wait_share = max(0.0, float(wait_share))
+        self._expected = 1  # ĉ: estimated concurrent jobs
+        self._last_seconds = 0.0  # wall time of the last solve
         self._queue: queue.Queue[_Job | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
+        self._done: queue.Queue[tuple[list[_Job], list[Any]] | None] = queue.Queue()
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
     def submit(self, key: Hashable, rows: Sequence[Any]) -> Future:
         """Queue rows solved with options ``key``; the future gets their results in order."""
         job = _Job(key, list(rows))
-        self._ensure_worker()
+        self._ensure_workers()
         self._queue.put(job)
         return job.future
 
     def close(self) -> None:
-        if self._thread is not None:
+        with self._lock:
+            threads, self._threads = self._threads, []
+        if threads:
             self._queue.put(None)
-            self._thread.join(timeout=5)
-            self._thread = None
+            for thread in threads:
+                thread.join(timeout=5)
 
-    def _ensure_worker(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            with self._lock:
-                if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(target=self._run, name="recourse-solver", daemon=True)
-                    self._thread.start()
+    def _ensure_workers(self) -> None:
+        """Start each pipeline stage that is not running (first use, or after a crash)."""
+        if self._threads and all(t.is_alive() for t in self._threads):
+            return
+        with self._lock:
+            stages = [("recourse-solver", self._run)]
+            if self.finish is not None:
+                stages.append(("recourse-finish", self._run_finish))
+            current = {t.name: t for t in self._threads}
+            threads = []
+            for name, target in stages:
+                thread = current.get(name)
+                if thread is None or not thread.is_alive():
+                    thread = threading.Thread(target=target, name=name, daemon=True)
+                    thread.start()
+                threads.append(thread)
+            self._threads = threads
 
     def _take(self) -> list[_Job] | None:
+        """The next jobs to solve: the first to arrive, everything queued, and (adaptive window)
+        up to ``ĉ`` jobs arriving within the window; None when closing."""
         first = self._queue.get()
         if first is None:
             return None
         jobs, rows = [first], len(first.rows)
+        end = time.perf_counter() + min(self.max_wait, self.wait_share * self._last_seconds)
         while rows < self.max_rows:
+            remaining = end - time.perf_counter()
             try:
-                job = self._queue.get_nowait()
+                if len(jobs) >= self._expected or remaining <= 0:
+                    job = self._queue.get_nowait()
+                else:
+                    job = self._queue.get(timeout=remaining)
             except queue.Empty:
                 break
             if job is None:
@@ -76,13 +120,25 @@ class MicroBatcher:
         while True:
             jobs = self._take()
             if jobs is None:
+                self._done.put(None)  # closing: the finisher ends after the groups before it
                 return
             groups: dict[Hashable, list[_Job]] = {}
             for job in jobs:
                 if job.future.set_running_or_notify_cancel():
                     groups.setdefault(job.key, []).append(job)
+            started = time.perf_counter()
             for key, group in groups.items():
                 self._solve_group(key, group)
+            self._last_seconds = time.perf_counter() - started
+            self._expected = len(jobs) + self._queue.qsize()
+
+    def _run_finish(self) -> None:
+        while True:
+            item = self._done.get()
+            if item is None:
+                return
+            group, results = item
+            self._finish_group(group, results)
 
     def _solve_group(self, key: Hashable, group: list[_Job]) -> None:
         rows = [row for job in group for row in job.rows]
@@ -90,16 +146,40 @@ class MicroBatcher:
             self.on_batch(len(rows))
         try:
             results = self.solve(key, rows)
-        except BaseException as exc:  # isolate: retry one job at a time so one bad job fails alone
+        except BaseException:  # isolate: retry one job at a time so one bad job fails alone
             if len(group) == 1:
-                group[0].future.set_exception(exc)
+                self._solve_alone(key, group[0])
                 return
             for job in group:
-                try:
-                    job.future.set_result(self.solve(key, job.rows))
-                except BaseException as single:
-                    job.future.set_exception(single)
+                self._solve_alone(key, job)
             return
+        self._deliver(group, results)
+
+    def _solve_alone(self, key: Hashable, job: _Job) -> None:
+        try:
+            results = self.solve(key, job.rows)
+        except BaseException as exc:
+            job.future.set_exception(exc)
+            return
+        self._deliver([job], results)
+
+    def _deliver(self, group: list[_Job], results: list[Any]) -> None:
+        if self.finish is None:
+            self._resolve(group, results)
+        else:
+            self._done.put((group, results))
+
+    def _finish_group(self, group: list[_Job], results: list[Any]) -> None:
+        try:
+            final = self.finish(results)
+        except BaseException as exc:
+            for job in group:
+                job.future.set_exception(exc)
+            return
+        self._resolve(group, final)
+
+    @staticmethod
+    def _resolve(group: list[_Job], results: list[Any]) -> None:
         start = 0
         for job in group:
             job.future.set_result(results[start:start + len(job.rows)])

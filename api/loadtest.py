@@ -166,7 +166,7 @@ def run_level(port: int, key: str, pool: Iterator[dict[str, Any]], clients: int,
                     continue
                 latencies.append(dt)
                 answer = json.loads(data)
-                statuses[answer["status"]] = statuses.get(answer["status"], 0) + 1
+                statuses[answer.get("status", "decided")] = statuses.get(answer.get("status", "decided"), 0) + 1
                 if ids is not None:
                     ids.append((answer["id"], data))
         conn.close()

@@ -35,7 +35,8 @@ class RecourseService:
         self.engine = engine
         meta = bundle.metadata
         self.model_ref = {"id": f"{meta.get('dataset', bundle.schema.name)}-{meta.get('model', 'model')}", "hash": bundle.hash}
-        self.batcher = MicroBatcher(self._solve, max_rows=config.max_solver_rows, on_batch=telemetry.batch_rows.observe)
+        self.batcher = MicroBatcher(self._solve, max_rows=config.max_solver_rows, on_batch=telemetry.batch_rows.observe,
+                                    finish=self._log, max_wait=config.batch_wait)
         self.ready = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -149,20 +150,34 @@ class RecourseService:
                 errors.append(field_error(parts, e.message))
             raise Problem(422, "the applicant does not fit the model's feature schema", errors) from None
 
-    def _solve(self, key: Hashable, entries: list[Entry]) -> list[dict[str, Any]]:
-        """One engine call for entries sharing solver options, then one log transaction for all.
+    def _solve(self, key: Hashable, entries: list[Entry]) -> list[Entry]:
+        """One engine call for entries sharing solver options; fills each entry's answer.
 
-        Runs on the batcher's thread, so concurrent requests share both the solve and the
-        commit (group commit: one fsync per micro-batch, not per answer).
+        Runs on the batcher's solver thread; the batcher's finishing thread then logs the
+        micro-batch in one transaction (:meth:`_log`, group commit: one fsync per micro-batch)
+        while the solver already works on the next one.
         """
         m, density, alternatives, weights = key
-        torch.manual_seed(self.config.seed)
+        self._seed()
         results = self.engine.explain([e.request["applicant"] for e in entries], max_changes=m, density=density,
                                       target=[e.request["target"] for e in entries], alternatives=alternatives,
                                       cost_weights=dict(weights) if weights else None)
         for entry, res, reasons in zip(entries, results, principal_reasons(self.engine, results)):
             entry.answer = {"model": self.model_ref, **res.to_dict(), "reasons": [r.to_dict() for r in reasons]}
-        return self._log(entries)
+        return entries
+
+    def _seed(self) -> None:
+        """Seed the engine's random draws (only black-box estimates draw any) with the configured seed.
+
+        The CPU generator directly, and the engine's CUDA device when it has one:
+        ``torch.manual_seed`` would also queue a lazy seeding of every CUDA device, which costs
+        a stack capture per call where CUDA is not initialised.
+        """
+        torch.random.default_generator.manual_seed(self.config.seed)
+        device = torch.device(self.engine.device)
+        if device.type == "cuda":
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(self.config.seed)
 
     def _log(self, entries: list[Entry]) -> list[dict[str, Any]]:
         items = self.log.record(self.bundle.hash, self.config.seed, entries)

@@ -120,12 +120,50 @@ def count_violations(schema: FeatureSchema, originals: pd.DataFrame, counterfact
     return int(violation_flags(schema, originals, counterfactuals, max_changes).sum())
 
 
-def _lof_model(points: np.ndarray, n_neighbors: int = 30):
+class NoveltyLOF:
+    r"""Scores of a fitted ``LocalOutlierFactor(novelty=True)``, computed in numpy.
+
+    The same maths as scikit-learn's ``score_samples`` without its per-call validation and
+    tree queries (which dominate for the few rows of a single request): for a query q with
+    k nearest training points :math:`N(q)` at distances :math:`d_j`,
+
+    .. math::
+        \mathrm{lrd}(q) = 1 / \big(\operatorname{mean}_{j\in N(q)} \max(d_j, \mathrm{kdist}_j) + 10^{-10}\big),\quad
+        \mathrm{score}(q) = -\operatorname{mean}_{j\in N(q)} \mathrm{lrd}_j / \mathrm{lrd}(q),
+
+    with the training points' k-distances and lrds taken from the fitted model.
+    """
+
+    _CHUNK = 1 << 22  # elements of one (rows, points, features) difference block
+
+    def __init__(self, model):
+        self.model = model
+        self.points = np.asarray(model._fit_X, dtype=np.float64)
+        self.k = int(model.n_neighbors_)
+        self.kdist = np.asarray(model._distances_fit_X_[:, self.k - 1], dtype=np.float64)
+        self.lrd = np.asarray(model._lrd, dtype=np.float64)
+
+    def score_samples(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64)
+        n, (m, d) = len(X), self.points.shape
+        out = np.empty(n)
+        step = max(1, self._CHUNK // max(1, m * d))
+        for s in range(0, n, step):
+            q = X[s:s + step]
+            dist = np.sqrt(((q[:, None, :] - self.points[None, :, :]) ** 2).sum(-1))
+            idx = np.argpartition(dist, self.k - 1, axis=1)[:, :self.k]
+            near = np.take_along_axis(dist, idx, axis=1)
+            lrd_q = 1.0 / (np.maximum(near, self.kdist[idx]).mean(1) + 1e-10)
+            out[s:s + step] = -(self.lrd[idx] / lrd_q[:, None]).mean(1)
+        return out
+
+
+def _lof_model(points: np.ndarray, n_neighbors: int = 30) -> NoveltyLOF | None:
     from sklearn.neighbors import LocalOutlierFactor
 
     if len(points) < 3:
         return None
-    return LocalOutlierFactor(n_neighbors=min(n_neighbors, len(points) - 1), novelty=True).fit(points)
+    return NoveltyLOF(LocalOutlierFactor(n_neighbors=min(n_neighbors, len(points) - 1), novelty=True).fit(points))
 
 
 def lof_scores(train_encoded: np.ndarray, train_labels: np.ndarray, encoded: np.ndarray, targets: np.ndarray,

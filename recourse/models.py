@@ -160,27 +160,40 @@ class TorchClassifier:
     @property
     def device(self) -> torch.device:
         """Device of the module's parameters/buffers."""
-        for t in self._tensors():
-            return t.device
-        return self._fallback_device
+        anchor = self._anchors()[0]
+        return self._fallback_device if anchor is None else anchor.device
 
     @property
     def dtype(self) -> torch.dtype:
         """Floating dtype of the module's parameters/buffers."""
-        for t in self._tensors():
-            if t.is_floating_point():
-                return t.dtype
-        return self._fallback_dtype
+        anchor = self._anchors()[1]
+        return self._fallback_dtype if anchor is None else anchor.dtype
 
     def _tensors(self):
         yield from self.module.parameters()
         yield from self.module.buffers()
+
+    def _anchors(self) -> tuple[Tensor | None, Tensor | None]:
+        """(first tensor, first floating tensor) of the module, found once and kept.
+
+        ``module.to(...)`` moves parameters and buffers in place (the same objects), so the
+        kept tensors always report the module's current device and dtype; looking them up
+        again on every call would cost more than a small forward pass.
+        """
+        anchors = self.__dict__.get("_anchor_cache")
+        if anchors is None:
+            tensors = list(self._tensors())
+            first = tensors[0] if tensors else None
+            floating = next((t for t in tensors if t.is_floating_point()), None)
+            anchors = self.__dict__["_anchor_cache"] = (first, floating)
+        return anchors
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> TorchClassifier:
         """Move/cast the module in place; returns ``self``."""
         if dtype is not None and not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating dtype, got {dtype}")
         self.module.to(device=device, dtype=dtype)
+        self.__dict__.pop("_anchor_cache", None)
         if device is not None:
             self._fallback_device = torch.device(device)
         if dtype is not None:

@@ -73,7 +73,7 @@ class SCFEConfig:
     search_steps: int = 2
     initial_weight: float = 1.0
     max_weight: float = 1e5
-    max_iter: int = 20
+    max_iter: int = 10
     tol: float = 1e-4
     diagnose: bool = True
     time_limit: float | None = None
@@ -712,8 +712,16 @@ def _alternatives_count(alternatives: int | None) -> int | None:
 def _distinct(rows: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Positions of the first of each distinct (row, point) pair and, per pair, its distinct index."""
     key = np.concatenate([rows[:, None].astype(points.dtype), points], axis=1)
-    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
-    return first, inverse.reshape(-1)
+    if len(key) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    order = np.lexsort(key.T[::-1])  # rows sorted lexicographically (stable: ties keep input order)
+    ordered = key[order]
+    new = np.ones(len(key), dtype=bool)
+    new[1:] = (ordered[1:] != ordered[:-1]).any(1)
+    group = np.cumsum(new) - 1  # distinct index of each sorted position
+    inverse = np.empty(len(key), dtype=np.int64)
+    inverse[order] = group
+    return order[new], inverse
 
 
 def _past(deadline: float | None) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -329,6 +330,88 @@ def test_micro_batcher_isolates_a_failing_job():
     assert good.result(5) == ["ok"]
     with pytest.raises(ValueError):
         bad.result(5)
+    batcher.close()
+
+
+def test_micro_batcher_finish_stage_runs_beside_the_next_solve():
+    solved: list[list] = []
+    release = threading.Event()
+    finishing = threading.Event()
+
+    def solve(key, rows):
+        solved.append(list(rows))
+        return [r * 2 for r in rows]
+
+    def finish(results):
+        finishing.set()
+        assert release.wait(5)
+        return [r + 1 for r in results]
+
+    batcher = MicroBatcher(solve, finish=finish, max_wait=0.0)
+    first = batcher.submit("k", [1, 2])
+    assert finishing.wait(5)  # the first group is being finished (e.g. waiting for the disk)...
+    second = batcher.submit("k", [5])
+    deadline = time.time() + 5
+    while len(solved) < 2 and time.time() < deadline:
+        time.sleep(0.01)
+    assert solved == [[1, 2], [5]]  # ...while the solver already solved the next one
+    assert not first.done() and not second.done()  # futures resolve only after finishing
+    release.set()
+    assert first.result(5) == [3, 5] and second.result(5) == [11]
+    batcher.close()
+
+
+def test_micro_batcher_finish_failure_fails_only_that_group():
+    def finish(results):
+        if "bad" in results:
+            raise OSError("disk full")
+        return results
+
+    batcher = MicroBatcher(lambda key, rows: rows, finish=finish, max_wait=0.0)
+    bad = batcher.submit("k", ["bad"])
+    with pytest.raises(OSError):
+        bad.result(5)
+    assert batcher.submit("k", ["ok"]).result(5) == ["ok"]
+    batcher.close()
+
+
+def test_micro_batcher_gathers_up_to_the_estimated_concurrency():
+    """After a batch of 1 with 3 jobs queued behind it (ĉ = 4), the next batch waits for a 4th job
+    arriving within the window instead of leaving without it."""
+    gate, entered = threading.Event(), threading.Event()
+    batches: list[list] = []
+
+    def solve(key, rows):
+        batches.append(list(rows))
+        if len(batches) == 1:
+            entered.set()
+            assert gate.wait(5)
+        time.sleep(0.2)  # every solve takes 0.2 s: window min(10 s, 1.0 · 0.2 s)
+        return rows
+
+    batcher = MicroBatcher(solve, max_wait=10.0, wait_share=1.0)
+    first = batcher.submit("k", ["a"])
+    assert entered.wait(5)
+    queued = [batcher.submit("k", [c]) for c in "bcd"]
+    gate.set()
+    first.result(5)
+    for f in queued:
+        f.result(5)
+    late = [batcher.submit("k", [c]) for c in "ef"]
+    time.sleep(0.05)  # well inside the 0.2 s window
+    late.append(batcher.submit("k", ["g"]))
+    for f in late:
+        f.result(5)
+    assert batches == [["a"], ["b", "c", "d"], ["e", "f", "g"]]  # ĉ = 3: waited for "g", 50 ms later
+    batcher.close()
+
+
+def test_micro_batcher_lone_client_never_waits():
+    batcher = MicroBatcher(lambda key, rows: rows, max_wait=30.0, wait_share=1e6)
+    for i in range(5):
+        started = time.perf_counter()
+        assert batcher.submit("k", [i]).result(10) == [i]
+        assert time.perf_counter() - started < 5.0  # ĉ = 1: the window never opens
     batcher.close()
 
 

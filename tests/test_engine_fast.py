@@ -440,3 +440,22 @@ def test_bench_engine_command(german_bundle, monkeypatch):
     assert all(r["validity"] >= 0.9 and r["recourses_per_second"] > 0 for r in out["sizes"])
     text = CliRunner().invoke(app, ["bench", "engine", "--repeats", "1", "--density", "none"])
     assert text.exit_code == 0 and "batch" in text.stdout and "density=none" in text.stdout
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 40), width=st.integers(1, 5), seed=st.integers(0, 2**16))
+def test_distinct_pairs_match_numpy_unique(n, width, seed):
+    """``_distinct`` (lexsort) gives numpy.unique(axis=0)'s first positions and inverse."""
+    from recourse.scfe import _distinct
+
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, 3, n)
+    points = rng.integers(0, 3, (n, width)).astype(float)
+    first, inverse = _distinct(rows, points)
+    key = np.concatenate([rows[:, None].astype(float), points], axis=1)
+    if n == 0:
+        assert first.size == 0 and inverse.size == 0
+        return
+    _, first_np, inverse_np = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    np.testing.assert_array_equal(first, first_np)
+    np.testing.assert_array_equal(inverse, inverse_np.reshape(-1))

@@ -6,11 +6,14 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.neighbors import LocalOutlierFactor
 
 from recourse.encoding import TabularEncoder
 from recourse.metrics import (
     Evaluator,
+    NoveltyLOF,
     count_violations,
     l0_distance,
     l2_distance,
@@ -149,3 +152,18 @@ def test_summarise_end_to_end():
     rows = ev.evaluate(orig, bad, targets, 3)
     assert rows.violated.tolist() == [False, False, True, False]
     assert np.isnan(rows.l2[2]) and not rows.valid[2]
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(4, 60), d=st.integers(1, 6), k=st.integers(1, 30), q=st.integers(1, 25),
+       dup=st.booleans(), seed=st.integers(0, 2**16))
+def test_novelty_lof_equals_scikit_learn(n, d, k, q, dup, seed):
+    """The numpy LOF scorer gives scikit-learn's ``score_samples`` (duplicates and training points included)."""
+    rng = np.random.default_rng(seed)
+    points = rng.normal(size=(n, d))
+    if dup:
+        points[1] = points[0]
+    model = LocalOutlierFactor(n_neighbors=min(k, n - 1), novelty=True).fit(points)
+    queries = np.concatenate([rng.normal(size=(q, d)) * 2.0, points[:3]])
+    np.testing.assert_allclose(NoveltyLOF(model).score_samples(queries), model.score_samples(queries),
+                               rtol=1e-9, atol=1e-9)
