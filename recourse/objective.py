@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .core.projections import SimplexGroups, top_m_mask
 from .models import Affine
 
 
@@ -248,7 +249,7 @@ class SCFEProblem:
         # prox constants: (D, G) group-sum matrix (metric folded in) and the simplex layout's indices
         onehot = (groups[:, None] == torch.arange(n_groups, device=groups.device)[None, :]).to(weights.dtype)
         self._gain_matrix = onehot * (metric[:, None] if metric is not None else 1.0)
-        self._simplex_prep = _SimplexGroups(simplex) if self._simplex_cols is not None else None
+        self._simplex_prep = SimplexGroups(simplex) if self._simplex_cols is not None else None
         # some rows pin a mutable categorical (bounds zero): clamp again after the simplex projection
         self._reclamp = bool(pinned_simplex) and self._simplex_prep is not None
 
@@ -323,62 +324,11 @@ class SCFEProblem:
         m = self._budget_of(d)
         if isinstance(m, int) and m >= self.n_groups:
             return d.x + z
-        keep = _top_m(gain, m).index_select(1, self.groups)
+        keep = top_m_mask(gain, m).index_select(1, self.groups)
         return z.masked_fill_(keep.logical_not_(), 0.0).add_(d.x)
 
     def _budget_of(self, d: RowData) -> int | Tensor:
         return self._budget if isinstance(self._budget, int) else d.max_changes
-
-
-class _SimplexGroups:
-    r"""Projection of column groups onto the unit simplex with the layout's index tensors prepared once.
-
-    The maths of :func:`recourse.core.projections.project_simplex_groups` (sort-based, Held et
-    al. 1974 / Duchi et al. 2008): with :math:`u` the group sorted decreasingly,
-    :math:`\rho = \#\{j : u_j - (\sum_{i\le j} u_i - 1)/j > 0\}`,
-    :math:`\theta = (\sum_{i\le\rho} u_i - 1)/\rho`, :math:`\Pi(v) = \max(v - \theta, 0)`,
-    computed on :math:`v - \max_i v_i` (the projection is invariant to shifts along
-    :math:`\mathbf 1`; this keeps it exact when a huge gradient step makes v large).
-    """
-
-    def __init__(self, layout: Tensor):
-        valid = layout >= 0
-        self.shape = tuple(layout.shape)
-        self.cols = layout.clamp(min=0).reshape(-1)
-        self.invalid = ~valid
-        self.k = torch.arange(1, layout.shape[1] + 1, device=layout.device)
-        self.src = valid.reshape(-1).nonzero().squeeze(1)
-        self.dst = self.cols.index_select(0, self.src)
-
-    def project_into(self, z: Tensor, v: Tensor, x: Tensor) -> None:
-        """Write the simplex projections of ``v``'s groups, minus ``x``, into ``z`` (displacements)."""
-        vals = v.index_select(1, self.cols).view(v.shape[0], *self.shape)
-        ordered = vals.masked_fill(self.invalid, float("-inf")).sort(dim=-1, descending=True).values
-        top = ordered[..., :1]
-        vals, ordered = vals - top, ordered - top  # Π(v) = Π(v − s·1): exact even for huge steps
-        cssv = ordered.masked_fill(self.invalid, 0.0).cumsum(-1).sub_(1.0)
-        rho = (ordered - cssv / self.k > 0).sum(-1, keepdim=True).clamp_(min=1)  # ≥ 1 but for round-off
-        theta = cssv.gather(-1, rho - 1) / rho
-        proj = (vals - theta).clamp_min_(0.0).view(v.shape[0], -1).index_select(1, self.src)
-        z.index_copy_(1, self.dst, proj.sub_(x.index_select(1, self.dst)))
-
-
-def _top_m(scores: Tensor, m: int | Tensor) -> Tensor:
-    """(B, G) mask of the ``m`` largest scores per row (``m`` an int or a (B,) tensor)."""
-    n = scores.shape[1]
-    if isinstance(m, int):
-        k = max(0, min(m, n))
-        if k >= n:
-            return torch.ones_like(scores, dtype=torch.bool)
-        mask = torch.zeros_like(scores, dtype=torch.bool)
-        return mask.scatter_(1, scores.topk(k, dim=1).indices, True) if k else mask
-    k = int(m.clamp(0, n).max())
-    mask = torch.zeros_like(scores, dtype=torch.bool)
-    if k == 0:
-        return mask
-    idx = scores.topk(k, dim=1).indices
-    take = torch.arange(k, device=scores.device)[None, :] < m.clamp(0, n)[:, None]
-    return mask.scatter_(1, idx, take)
 
 
 def _autograd_density(density: Any, y: Tensor, d: RowData, grad: bool) -> tuple[Tensor, Tensor | None]:

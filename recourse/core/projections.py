@@ -65,7 +65,7 @@ def select_groups(
         if n_groups is None:
             n_groups = int(groups.max().item()) + 1 if groups.numel() else 0
         group_gain = group_sums(gain, groups, n_groups)
-    keep_groups = _top_m_mask(group_gain, m, n_groups)
+    keep_groups = top_m_mask(group_gain, m, n_groups)
     keep = keep_groups if groups is None else keep_groups[:, groups]
     return torch.where(keep, z, torch.zeros_like(z))
 
@@ -77,36 +77,66 @@ def simplex_layout(groups: list[list[int]], device: torch.device | str | None = 
     return torch.tensor(rows, dtype=torch.long, device=device).reshape(len(groups), width)
 
 
+class SimplexGroups:
+    r"""Projection of column groups onto the unit simplex, the layout's index tensors prepared once.
+
+    Sort-based (Held et al. 1974; Duchi et al. 2008): with :math:`u` a group sorted
+    decreasingly, :math:`\rho = \#\{j : u_j - (\sum_{i\le j} u_i - 1)/j > 0\}`,
+    :math:`\theta = (\sum_{i\le\rho} u_i - 1)/\rho` and :math:`\Pi_\Delta(v) = \max(v - \theta, 0)`,
+    computed on :math:`v - \max_i v_i` (the projection is invariant to shifts along
+    :math:`\mathbf 1`; this keeps it exact when a huge gradient step makes v large).
+    Batched over rows and groups at once.
+    """
+
+    def __init__(self, layout: Tensor):
+        valid = layout >= 0
+        self.shape = tuple(layout.shape)
+        self.cols = layout.clamp(min=0).reshape(-1)
+        self.invalid = ~valid
+        self.k = torch.arange(1, layout.shape[1] + 1, device=layout.device)
+        self.src = valid.reshape(-1).nonzero().squeeze(1)
+        self.dst = self.cols.index_select(0, self.src)
+        """the grouped columns, in the order of :meth:`values`"""
+
+    def values(self, v: Tensor) -> Tensor:
+        """(B, K): the projections of ``v``'s grouped columns :attr:`dst`."""
+        vals = v.index_select(1, self.cols).view(v.shape[0], *self.shape)
+        ordered = vals.masked_fill(self.invalid, float("-inf")).sort(dim=-1, descending=True).values
+        top = ordered[..., :1]
+        vals, ordered = vals - top, ordered - top
+        cssv = ordered.masked_fill(self.invalid, 0.0).cumsum(-1).sub_(1.0)
+        rho = (ordered - cssv / self.k > 0).sum(-1, keepdim=True).clamp_(min=1)  # ≥ 1 but for round-off
+        theta = cssv.gather(-1, rho - 1) / rho
+        return (vals - theta).clamp_min_(0.0).view(v.shape[0], -1).index_select(1, self.src)
+
+    def project(self, v: Tensor) -> Tensor:
+        """``v`` (B, D) with its grouped columns projected; the other columns unchanged."""
+        if self.dst.numel() == 0:
+            return v.clone()
+        return v.clone().index_copy_(1, self.dst, self.values(v))
+
+    def project_into(self, z: Tensor, v: Tensor, x: Tensor) -> None:
+        """Write the projections of ``v``'s groups minus ``x`` (displacements) into ``z`` in place."""
+        if self.dst.numel():
+            z.index_copy_(1, self.dst, self.values(v).sub_(x.index_select(1, self.dst)))
+
+
 def project_simplex_groups(v: Tensor, layout: Tensor) -> Tensor:
     r"""Project each column group of ``v`` (B, D) listed in ``layout`` onto the unit simplex.
 
-    :math:`\Pi_\Delta(v_g) = \max(v_g - \theta, 0)` with :math:`\theta` from the sorted
-    cumulative sums (Held et al. 1974; Duchi et al. 2008).  Columns outside the layout are
-    returned unchanged.  Batched over rows and groups at once.
+    :math:`\Pi_\Delta(v_g) = \max(v_g - \theta, 0)` (see :class:`SimplexGroups`, which keeps the
+    layout's index tensors for repeated calls).  Columns outside the layout are returned unchanged.
     """
     if layout.numel() == 0:
         return v
-    valid = layout >= 0
-    cols = layout.clamp(min=0)
-    vals = v[:, cols]                                   # (B, G, L)
-    masked = torch.where(valid, vals, torch.full_like(vals, float("-inf")))
-    ordered = masked.sort(dim=-1, descending=True).values
-    finite = torch.isfinite(ordered)
-    cssv = torch.where(finite, ordered, torch.zeros_like(ordered)).cumsum(-1) - 1.0
-    k = torch.arange(1, ordered.shape[-1] + 1, device=v.device, dtype=v.dtype)
-    positive = finite & (ordered - cssv / k > 0)
-    rho = positive.sum(-1, keepdim=True).clamp(min=1)
-    theta = cssv.gather(-1, rho - 1) / rho.to(v.dtype)
-    projected = torch.clamp(vals - theta, min=0.0)
-    out = v.clone()
-    flat_cols = cols[valid]
-    out[:, flat_cols] = projected[:, valid]
-    return out
+    return SimplexGroups(layout).project(v)
 
 
-def _top_m_mask(scores: Tensor, m: int | Tensor, n: int) -> Tensor:
-    """Boolean (B, n) mask of the ``m`` largest scores per row (``m`` per row allowed)."""
+def top_m_mask(scores: Tensor, m: int | Tensor, n: int | None = None) -> Tensor:
+    """Boolean (B, n) mask of the ``m`` largest scores per row (``m`` an int or a (B,) tensor;
+    ``n`` = the number of columns of ``scores``, the default)."""
     batch = scores.shape[0]
+    n = scores.shape[1] if n is None else n
     if isinstance(m, Tensor):
         m_rows = m.reshape(-1).expand(batch).to(device=scores.device, dtype=torch.long).clamp(0, n)
         k = int(m_rows.max().item()) if m_rows.numel() else 0
