@@ -219,17 +219,20 @@ class CostPolish:
     def _one_feature(self, base: np.ndarray, rows: np.ndarray, x: np.ndarray, lo: np.ndarray, hi: np.ndarray,
                      targets: np.ndarray, margin: Margin, skip: np.ndarray | None,
                      floor_cost: np.ndarray, best: np.ndarray,
-                     max_changes: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                     max_changes: int | None = None,
+                     frozen: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Move one feature of each base point (P, F) in every admissible way: (rows, codes, cost) of accepted candidates.
 
         ``rows``: each base point's row (into x, lo, hi, targets); ``skip`` (P, F): features not to move;
         ``floor_cost`` (P, F): a lower bound of a candidate's cost when feature j moves (pruned when
-        it is not below ``best`` of its row).
+        it is not below ``best`` of its row); ``frozen`` (N, F): per row (of x), features never moved.
         """
         p = len(base)
         movable = np.broadcast_to(self.mutable, (p, self.n)).copy()
         if skip is not None:
             movable &= ~skip
+        if frozen is not None:
+            movable &= ~frozen[rows]
         movable &= floor_cost < best[rows][:, None] - 1e-12
         if max_changes is not None:  # an unchanged feature moves only while the budget allows
             ch = self.changed(x[rows], base)
@@ -298,20 +301,29 @@ class CostPolish:
 
     # ------------------------------------------------------------------ driver
     def __call__(self, x: np.ndarray, y: np.ndarray, found: np.ndarray, targets: np.ndarray, max_changes: int,
-                 margin: Margin, admissible_fn: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None
-                 ) -> tuple[np.ndarray, np.ndarray]:
+                 margin: Margin, admissible_fn: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
+                 frozen: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Polished answers: (found, codes).  ``x``: the originals' codes, ``y`` the answers' codes
-        (rows with ``found`` False are ignored as starting points but may get an answer)."""
+        (rows with ``found`` False are ignored as starting points but may get an answer).
+        ``frozen`` (N, F): per row, features the polish must leave at the original's value (e.g.
+        the features an alternative is pinned away from); moves only ever touch other features."""
         n = len(x)
         if n == 0 or not self.mutable.any():
             return found, y
         if n > ROW_CHUNK:  # bounded memory: the candidate arrays grow with rows × (2F + levels)
             parts = [self(x[s:s + ROW_CHUNK], y[s:s + ROW_CHUNK], found[s:s + ROW_CHUNK], targets[s:s + ROW_CHUNK],
-                          max_changes, margin, admissible_fn) for s in range(0, n, ROW_CHUNK)]
+                          max_changes, margin, admissible_fn, None if frozen is None else frozen[s:s + ROW_CHUNK])
+                     for s in range(0, n, ROW_CHUNK)]
             return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        if frozen is not None:
+            frozen = np.asarray(frozen, dtype=bool)
+            if not frozen.any():
+                frozen = None
         y = np.where(found[:, None], y, x)
         start_cost = np.where(found, self.costs(x, y).sum(1), np.inf)
         lo, hi = self.bounds(x)
+        if frozen is not None:
+            lo, hi = np.where(frozen, x, lo), np.where(frozen, x, hi)
         all_rows = np.arange(n)
         best, cost = y.copy(), start_cost.copy()
 
@@ -327,7 +339,8 @@ class CostPolish:
             cost[r[o][better]] = c[o][better]
 
         # 1. single-feature recourse from the original
-        singles = self._one_feature(x, all_rows, x, lo, hi, targets, margin, None, np.zeros((n, self.n)), cost)
+        singles = self._one_feature(x, all_rows, x, lo, hi, targets, margin, None, np.zeros((n, self.n)), cost,
+                                    frozen=frozen)
         take(*singles)
         # 2. shrink the current answers
         rows = np.flatnonzero(np.isfinite(cost) & (self.changed(x, best).sum(1) > 0))
@@ -357,7 +370,8 @@ class CostPolish:
             i, r, base, floor_cost = i[keep], r[keep], base[keep], floor_cost[keep]
             skip = np.zeros_like(floor_cost, dtype=bool)
             skip[np.arange(i.size), i] = True
-            rr, codes, c = self._one_feature(base, r, x, lo, hi, targets, margin, skip, floor_cost, cost, max_changes)
+            rr, codes, c = self._one_feature(base, r, x, lo, hi, targets, margin, skip, floor_cost, cost, max_changes,
+                                             frozen=frozen)
             ok = self.changed(x[rr], codes).sum(1) <= max_changes
             before = cost.copy()
             take(rr[ok], codes[ok], c[ok])
@@ -379,7 +393,7 @@ class CostPolish:
 
 def polish_solution(engine, x: np.ndarray, codes: np.ndarray, targets: np.ndarray, found: np.ndarray,
                     encoded: np.ndarray, max_changes: int, lof_slack: float | None = LOF_SLACK,
-                    weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    weights: np.ndarray | None = None, frozen: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The engine hook: polish a batch's kept points (scaled rows ``encoded``) and return (found, encoded).
 
     Uses only ``engine.margin`` (the verifier model), ``engine.encoder`` and the engine's own
@@ -389,6 +403,7 @@ def polish_solution(engine, x: np.ndarray, codes: np.ndarray, targets: np.ndarra
     + ``lof_slack``; otherwise the row keeps its unpolished answer.  Rows that had no answer keep
     any polished one.  ``weights``: per-feature cost weights ω_j of the call (None or all 1: the
     schema's cost), so that the polish minimises the same weighted cost as the search.
+    ``frozen`` (N, F): per row, features left at the original's value (see :class:`CostPolish`).
     """
     if len(x) == 0:
         return found, encoded
@@ -403,7 +418,7 @@ def polish_solution(engine, x: np.ndarray, codes: np.ndarray, targets: np.ndarra
     def check(orig: np.ndarray, new: np.ndarray, tg: np.ndarray) -> np.ndarray:
         return engine._admissible(orig, new, enc.encode_codes(new), tg, max_changes)
 
-    new_found, new = polish(codes, current, found, targets, max_changes, engine.margin, check)
+    new_found, new = polish(codes, current, found, targets, max_changes, engine.margin, check, frozen)
     changed = np.flatnonzero(new_found & (~found | enc.changed_codes(current, new).any(1)))
     if changed.size == 0:
         return found, encoded

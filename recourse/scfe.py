@@ -270,10 +270,10 @@ class RecourseEngine:
             if _past(deadline):
                 cut[active] = True
                 break
-        if config.polish and pinned is None and not _past(deadline):  # cost polish (recourse/polish.py)
+        if config.polish and not _past(deadline):  # cost polish (recourse/polish.py); pinned features stay
             from .polish import polish_solution
             found, encoded = polish_solution(self, x, codes, targets, found, encoded, config.max_changes,
-                                             weights=self._cost_weights(config))
+                                             weights=self._cost_weights(config), frozen=pinned)
         return self._finish(x, codes, targets, found, encoded, config, cut & ~found)
 
     def _base_weight(self, x: np.ndarray, targets: np.ndarray, lower: np.ndarray, upper: np.ndarray,
