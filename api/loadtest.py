@@ -89,28 +89,13 @@ def request(port: int, method: str, path: str, body: Any = None, key: str | None
 
 
 def denied_applicants(n: int, seed: int = 0) -> list[dict[str, Any]]:
-    """``n`` distinct applicants the demo model denies, resampled with noise from German credit."""
-    from recourse.audit.io import resample_population
+    """``n`` distinct applicants the demo model denies (:func:`recourse.bench.denied_applicants`), as JSON-ready dicts."""
+    from recourse.bench import denied_applicants as population
     from recourse.bundle import demo_bundle
-    from recourse.data import load_dataset
 
-    data = load_dataset("german")
-    engine = demo_bundle("german").engine()
-    out: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    round_ = 0
-    while len(out) < n:
-        frame = resample_population(data.frame, data.schema, 4 * n, seed=seed + round_)
-        probs = engine.predict_proba(engine.encoder.encode(engine.validate(frame)))
-        favourable = engine.classes.index(engine.schema.target.favourable)
-        for record in frame[probs.argmax(1) != favourable].to_dict(orient="records"):
-            record = {k: (v.item() if hasattr(v, "item") else v) for k, v in record.items()}
-            text = json.dumps(record, sort_keys=True)
-            if text not in seen:
-                seen.add(text)
-                out.append(record)
-        round_ += 1
-    return out[:n]
+    frame = population(demo_bundle("german").engine(), n, seed=seed)
+    return [{k: (v.item() if hasattr(v, "item") else v) for k, v in record.items()}
+            for record in frame.to_dict(orient="records")]
 
 
 @dataclass

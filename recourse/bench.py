@@ -446,42 +446,32 @@ def format_table(result: dict[str, Any]) -> str:
 ENGINE_BATCH_SIZES = (1, 8, 100, 500)
 
 
-def denied_applicants(engine: RecourseEngine, n: int, seed: int = 0, noise: float = 0.05) -> pd.DataFrame:
-    """``n`` distinct German-credit applicants the model denies.
+def denied_applicants(engine: RecourseEngine, n: int, seed: int = 0) -> pd.DataFrame:
+    """``n`` distinct German-credit applicants the model denies (the engine and load benchmarks' population).
 
-    The held-out rows the model denies come first; if there are fewer than ``n``, more are
-    drawn from them (seeded) with small noise on the numeric features (``noise`` × the feature's
-    span, Gaussian, rounded to the feature's lattice and clipped to its range); a drawn row is
-    kept only if it is new and still denied.
+    The held-out rows the model denies come first; if there are fewer than ``n``, rounds of
+    applicants resampled from the whole data set with noise
+    (:func:`recourse.audit.io.resample_population`, seeded) follow, keeping each drawn row only
+    if the model denies it and it is new.
     """
-    _, _, test, _ = load_dataset("german").split()
-    rows = engine.validate(test)
-    denied = engine.classes.index(2) if 2 in engine.classes else 1
-    pred = engine.predict_proba(engine.encoder.encode(rows)).argmax(axis=1)
-    base = rows.iloc[np.flatnonzero(pred == denied)].reset_index(drop=True)
-    out = [base]
-    have = {tuple(r) for r in base.itertuples(index=False)}
-    rng = np.random.default_rng(seed)
-    numeric = [f for f in engine.schema.features if f.is_numeric]
-    total = len(base)
-    for _ in range(1000):
-        if total >= n or len(base) == 0:
+    from .audit.io import resample_population
+
+    data = load_dataset("german")
+    _, _, test, _ = data.split()
+    favourable = engine.classes.index(engine.schema.target.favourable)
+
+    def denied_rows(frame: pd.DataFrame) -> pd.DataFrame:
+        rows = engine.validate(frame)
+        pred = engine.predict_proba(engine.encoder.encode(rows)).argmax(axis=1)
+        return rows.iloc[np.flatnonzero(pred != favourable)]
+
+    out = denied_rows(test).drop_duplicates()
+    for round_ in range(1000):
+        if len(out) >= n:
             break
-        draw = base.iloc[rng.integers(0, len(base), 2 * (n - total))].reset_index(drop=True).copy()
-        for f in numeric:
-            lo, hi = f.range
-            values = draw[f.name].to_numpy(dtype=float) + rng.normal(0.0, noise * (hi - lo), len(draw))
-            values = np.clip(np.round(values) if f.kind == "integer" else values, lo, hi)
-            draw[f.name] = values.astype(np.int64) if f.kind == "integer" else values
-        keep = engine.predict_proba(engine.encoder.encode(draw)).argmax(axis=1) == denied
-        fresh = []
-        for i, row in zip(np.flatnonzero(keep), draw.iloc[keep].itertuples(index=False)):
-            if tuple(row) not in have:
-                have.add(tuple(row))
-                fresh.append(i)
-        out.append(draw.iloc[fresh])
-        total += len(fresh)
-    return pd.concat(out, ignore_index=True).head(n).reset_index(drop=True)
+        draw = denied_rows(resample_population(data.frame, data.schema, 4 * (n - len(out)) + 16, seed=seed + round_))
+        out = pd.concat([out, draw], ignore_index=True).drop_duplicates()
+    return out.head(n).reset_index(drop=True)
 
 
 def run_engine_benchmark(
