@@ -17,7 +17,9 @@ window.
 With a ``finish`` stage (e.g. writing the answers to the explanation log and waiting for the
 disk), a second thread runs it on each solved group while the solver thread already works on
 the next one: a two-stage pipeline, so the solver never waits for an ``fsync``.  A job's future
-is resolved only after its group has been finished.
+is resolved only after its group has been finished.  Everything waiting for the finisher (solved
+groups and :meth:`~MicroBatcher.submit_solved` jobs, e.g. answers reused from the log) is
+finished in one call: group commit across concurrent requests.
 """
 from __future__ import annotations
 
@@ -64,6 +66,18 @@ class MicroBatcher:
         job = _Job(key, list(rows))
         self._ensure_workers()
         self._queue.put(job)
+        return job.future
+
+    def submit_solved(self, rows: Sequence[Any]) -> Future:
+        """Queue rows that need only the finishing stage (e.g. answers reused from the log), so
+        that they share its next transaction; without a finish stage they are returned as is."""
+        job = _Job(None, list(rows))
+        job.future.set_running_or_notify_cancel()
+        if self.finish is None:
+            job.future.set_result(job.rows)
+            return job.future
+        self._ensure_workers()
+        self._done.put(([job], job.rows))
         return job.future
 
     def close(self) -> None:
@@ -133,12 +147,42 @@ class MicroBatcher:
             self._expected = len(jobs) + self._queue.qsize()
 
     def _run_finish(self) -> None:
+        """Finish everything waiting at once: solved groups and :meth:`submit_solved` jobs share
+        one ``finish`` call (one log transaction); if it fails, each group is finished alone so
+        that one bad group fails alone."""
         while True:
             item = self._done.get()
             if item is None:
                 return
-            group, results = item
-            self._finish_group(group, results)
+            items, closing = [item], False
+            while True:
+                try:
+                    more = self._done.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    closing = True
+                    break
+                items.append(more)
+            if len(items) == 1:
+                self._finish_group(*items[0])
+            else:
+                self._finish_many(items)
+            if closing:
+                return
+
+    def _finish_many(self, items: list[tuple[list[_Job], list[Any]]]) -> None:
+        results = [r for _, rs in items for r in rs]
+        try:
+            final = self.finish(results)
+        except BaseException:
+            for group, rs in items:
+                self._finish_group(group, rs)
+            return
+        start = 0
+        for group, rs in items:
+            self._resolve(group, final[start:start + len(rs)])
+            start += len(rs)
 
     def _solve_group(self, key: Hashable, group: list[_Job]) -> None:
         rows = [row for job in group for row in job.rows]

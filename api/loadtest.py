@@ -210,7 +210,7 @@ def durability(server: Server, pool: Iterator[dict[str, Any]], clients: int, sec
 
 def run_load_test(levels: tuple[int, ...] = (1, 8, 32), seconds: float = 30.0, workers: int = 2, threads: int = 32,
                   batch_size: int = 500, batch_repeats: int = 5, kill_test: bool = True,
-                  pool_size: int = 20000, log_sync: str = "full") -> dict[str, Any]:
+                  pool_size: int = 60000, log_sync: str = "full") -> dict[str, Any]:
     """Start the server, run every measurement, stop it; returns the figures."""
     applicants = denied_applicants(pool_size + batch_size * batch_repeats)
     singles, batches = applicants[:pool_size], applicants[pool_size:]

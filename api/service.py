@@ -93,7 +93,7 @@ class RecourseService:
             "favourable": target is not None and str(decision.value) == str(target.favourable),
             "probabilities": {str(c): float(p) for c, p in zip(self.engine.classes, probs)},
         })
-        [item] = self.log.record(self.bundle.hash, self.config.seed, [Entry("predict", {"applicant": record}, answer)])
+        [item] = self._wait(self.batcher.submit_solved([Entry("predict", {"applicant": record}, answer)]))
         return item["text"]
 
     def stored(self, answer_id: str) -> str:
@@ -186,6 +186,14 @@ class RecourseService:
                 self.telemetry.outcome(item["answer"]["status"])
         return items
 
+    def _wait(self, future: Any) -> list[dict[str, Any]]:
+        """The logged answers of a batcher job, or 503 after ``request_timeout`` seconds."""
+        try:
+            return future.result(timeout=self.config.request_timeout)
+        except FutureTimeout:
+            raise Problem(503, f"no answer within {self.config.request_timeout:g} s; try again",
+                          headers={"Retry-After": "1"}) from None
+
     def _answer(self, kind: str, key: Hashable, target: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Logged answers for records: earlier answers to the same request reused, the rest solved."""
         m, density, alternatives, weights = key
@@ -198,19 +206,15 @@ class RecourseService:
         known = self.log.known_answers(self.bundle.hash, entries)
         items: list[dict[str, Any] | None] = [None] * len(entries)
         todo = [i for i, e in enumerate(entries) if e.digest not in known]
-        if todo:
-            future = self.batcher.submit(key, [entries[i] for i in todo])
-            try:
-                solved = future.result(timeout=self.config.request_timeout)
-            except FutureTimeout:
-                raise Problem(503, f"no answer within {self.config.request_timeout:g} s; try again",
-                              headers={"Retry-After": "1"}) from None
-            for i, item in zip(todo, solved):
-                items[i] = item
-        rest = [i for i, item in enumerate(items) if item is None]
-        for i in rest:
+        rest = [i for i, e in enumerate(entries) if e.digest in known]
+        for i in rest:  # reused: logged again (new id and time) in the finisher's next transaction
             entries[i].answer = json.loads(known[entries[i].digest])
+        waits = []
+        if todo:
+            waits.append((todo, self.batcher.submit(key, [entries[i] for i in todo])))
         if rest:
-            for i, item in zip(rest, self._log([entries[i] for i in rest])):
+            waits.append((rest, self.batcher.submit_solved([entries[i] for i in rest])))
+        for positions, future in waits:
+            for i, item in zip(positions, self._wait(future)):
                 items[i] = item
         return items  # type: ignore[return-value]

@@ -375,6 +375,38 @@ def test_micro_batcher_finish_failure_fails_only_that_group():
     batcher.close()
 
 
+def test_micro_batcher_finishes_waiting_jobs_in_one_call():
+    """Jobs waiting for the finisher (solved groups and submit_solved ones) share one finish call."""
+    calls: list[list] = []
+    release, entered = threading.Event(), threading.Event()
+
+    def finish(results):
+        calls.append(list(results))
+        if len(calls) == 1:
+            entered.set()
+            assert release.wait(5)
+        return [f"logged {r}" for r in results]
+
+    batcher = MicroBatcher(lambda key, rows: rows, finish=finish, max_wait=0.0)
+    first = batcher.submit_solved(["a"])
+    assert entered.wait(5)  # the finisher is busy with "a"; the next jobs queue behind it
+    waiting = [batcher.submit_solved(["b"]), batcher.submit_solved(["c", "d"])]
+    deadline = time.time() + 5
+    while batcher._done.qsize() < 2 and time.time() < deadline:
+        time.sleep(0.01)
+    release.set()
+    assert first.result(5) == ["logged a"]
+    assert [f.result(5) for f in waiting] == [["logged b"], ["logged c", "logged d"]]
+    assert calls == [["a"], ["b", "c", "d"]]
+    batcher.close()
+
+
+def test_micro_batcher_without_finish_returns_solved_rows():
+    batcher = MicroBatcher(lambda key, rows: rows)
+    assert batcher.submit_solved([1, 2]).result(1) == [1, 2]
+    batcher.close()
+
+
 def test_micro_batcher_gathers_up_to_the_estimated_concurrency():
     """After a batch of 1 with 3 jobs queued behind it (ĉ = 4), the next batch waits for a 4th job
     arriving within the window instead of leaving without it."""
