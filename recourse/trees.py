@@ -50,6 +50,30 @@ class TreeEnsemble(nn.Module):
         self.register_buffer("right", right.long())
         self.register_buffer("value", value.double())
         self.register_buffer("init", init.double())
+        self._build_step_tables()
+
+    def _build_step_tables(self) -> None:
+        r"""Flat traversal tables (not saved; rebuilt from the node arrays).
+
+        Over the flat node index n = tree · M + node: ``_step_feature`` (a leaf reads feature 0),
+        ``_step_threshold_bits`` (a leaf: +∞, so x ≤ threshold always holds) and ``_children``
+        (2n: left child, 2n + 1: right child; a leaf points to itself twice).  One traversal
+        step is then :math:`n \leftarrow \text{children}[2n + (x_{f[n]} > t[n])]` for every row
+        and tree at once, with no leaf test: a row that reached its leaf stays there.
+        """
+        t, m = self.feature.shape
+        flat = torch.arange(t * m, device=self.feature.device).reshape(t, m)
+        offset = (torch.arange(t, device=self.feature.device) * m)[:, None]
+        leaf = self.feature < 0
+        threshold = self.threshold_bits.view(torch.float64)
+        step_threshold = torch.where(leaf, torch.full_like(threshold, float("inf")), threshold)
+        left = torch.where(leaf, flat, self.left + offset)
+        right = torch.where(leaf, flat, self.right + offset)
+        self.register_buffer("_step_feature", self.feature.clamp_min(0).reshape(-1), persistent=False)
+        self.register_buffer("_step_threshold_bits", step_threshold.contiguous().view(torch.int64).reshape(-1),
+                             persistent=False)
+        self.register_buffer("_children", torch.stack([left, right], -1).reshape(-1), persistent=False)
+        self.register_buffer("_is_leaf", leaf.reshape(-1), persistent=False)
 
     @property
     def n_trees(self) -> int:
@@ -67,21 +91,28 @@ class TreeEnsemble(nn.Module):
         if x.ndim != 2 or x.shape[1] != self.n_features:
             raise ValueError(f"expected inputs of shape (B, {self.n_features}), got {tuple(x.shape)}")
         xs = x.detach().float().double() if self.float32_inputs else x.detach().double()
+        b, d = xs.shape
         t, m = self.feature.shape
-        offset = torch.arange(t, device=x.device) * m
-        feature = self.feature.reshape(-1)
-        threshold = self.threshold_bits.view(torch.float64).reshape(-1)
-        left = (self.left + offset[:, None]).reshape(-1)
-        right = (self.right + offset[:, None]).reshape(-1)
-        node = offset.expand(x.shape[0], t).contiguous()
+        feature, children, is_leaf = self._step_feature, self._children, self._is_leaf
+        threshold = self._step_threshold_bits.view(torch.float64)
+        x_flat = xs.reshape(-1)
+        node = (torch.arange(t, device=x.device) * m).repeat(b)  # (B·T,) row-major: row r, tree k at r·T + k
+        out = node.clone()
+        pos = torch.arange(b * t, device=x.device)
+        row_base = torch.arange(b, device=x.device).repeat_interleave(t) * d
         for step in range(self.depth):
-            f = feature.take(node)
-            leaf = f < 0
-            if step % 4 == 3 and bool(leaf.all()):
-                break
-            go_left = xs.gather(1, f.clamp_min(0)) <= threshold.take(node)
-            node = torch.where(leaf, node, torch.where(go_left, left.take(node), right.take(node)))
-        return node
+            if step % 4 == 3:  # every 4 levels, (row, tree) pairs that reached their leaf leave
+                done = is_leaf.take(node)
+                if bool(done.any()):
+                    out.index_copy_(0, pos[done], node[done])
+                    active = ~done
+                    node, pos, row_base = node[active], pos[active], row_base[active]
+                    if node.numel() == 0:
+                        break
+            right = x_flat.take(row_base + feature.take(node)) > threshold.take(node)
+            node = children.take(node * 2 + right)
+        out.index_copy_(0, pos, node)
+        return out.view(b, t)
 
     def forward(self, x: Tensor) -> Tensor:
         node = self.leaves(x)

@@ -122,3 +122,17 @@ def test_tree_bundle_answers_are_verified_on_the_real_model(kind, tiny_schema, t
     cf = encoder.encode(__import__("pandas").DataFrame([r.counterfactual for r in found], columns=bundle.schema.names))
     assert (estimator.predict(cf) == 1).all()
     assert all(r.counterfactual["region"] == r.applicant["region"] for r in found)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 300))
+def test_leaves_are_scikit_learns_leaves(seed, n):
+    """The level-by-level traversal (with finished pairs leaving the batch) reaches, for every row
+    and tree, the leaf scikit-learn's ``apply`` reaches."""
+    x, y = data(2)
+    est = RandomForestClassifier(15, max_depth=None, random_state=0).fit(x, y)
+    model = from_sklearn_trees(est)
+    test = np.random.default_rng(seed).random((n, 6))
+    flat = model.leaves(torch.as_tensor(test)).numpy()
+    per_tree = flat - np.arange(model.n_trees)[None, :] * model.feature.shape[1]
+    np.testing.assert_array_equal(per_tree, est.apply(test.astype(np.float32)))
