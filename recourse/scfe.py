@@ -38,7 +38,7 @@ from .metrics import lof_scores
 from .objective import MarginGradient, RowData, SCFEProblem, logit_margin
 from .repair import DiscreteRepair
 from .runtime import threads_for
-from .results import Alternative, Decision, Recourse, jaccard_diversity
+from .results import Alternative, Decision, Recourse
 from .schema import FeatureSchema
 
 DEFAULT_DENSITY_WEIGHTS = {"kde": 0.02, "gmm": 0.02, "knn": 0.5}

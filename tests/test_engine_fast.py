@@ -245,7 +245,6 @@ def test_prox_is_the_exact_projection_in_the_w_norm(prob):
 
     x, v, W = (np.array(prob[k]) for k in ("x", "v", "weights"))
     groups, n_groups, m = np.array(prob["groups"]), len(prob["kinds"]), prob["m"]
-    d = len(x)
     data = RowData(torch.tensor([x]), torch.tensor([prob["lower"]]), torch.tensor([prob["upper"]]),
                    torch.tensor([m]), torch.tensor([1]), torch.tensor([1.0]))
     layout = simplex_layout(prob["simplex"]) if prob["simplex"] else None
