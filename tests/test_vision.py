@@ -8,16 +8,21 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from recourse.errors import BundleError
-from recourse.vision.adapter import ImageAdapter
-from recourse.vision.attacks import blurred_mask_divisor, fbs_attack, fw_attack, gaussian_kernel, gse_attack, pgd_attack
-from recourse.vision.counterfactual import knn_gravity, runner_up, scfe_images
+from recourse.vision.adapter import ImageAdapter, LogitCache
+from recourse.vision.attacks import (blurred_mask_divisor, fbs_attack, frozen_support, fw_attack, gaussian_kernel, gse_attack,
+                                     pgd_attack, start_lambda)
+from recourse.vision.counterfactual import (cheapest_valid, knn_gravity, runner_up, scfe_images, scfe_images_cheapest,
+                                            top_other_classes)
 from recourse.vision.explain import axai, concept_probe, segment, segment_density
 from recourse.vision.metrics import (acp, adversarial_saliency_map, anc, attack_summary, d20, default_patch,
                                      interpretability_score, l2)
 from recourse.vision.models import build_vision_bundle, default_bundle_dir, load_bundle
+from recourse.core.prox import prox_lp_box
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
@@ -161,6 +166,67 @@ def test_gse_lambda_map_divisor():
     assert abs(float(k.sum()) - 1) < 1e-6 and float(k[0, 0, 2, 2]) == float(k.max())
 
 
+def test_gse_frozen_support_is_the_lowered_lambda_pixels():
+    lam0 = torch.tensor([1.0, 2.0])
+    lam_map = torch.tensor([[[0.5, 1.0], [4.0, 0.9]], [[2.0, 2.0], [2.0, 2.0]]])
+    v = frozen_support(lam_map, lam0, channels=3)
+    assert v.shape == (2, 12)
+    assert v[0].view(3, 2, 2)[0].tolist() == [[True, False], [False, True]]  # λ < λ0, not ≤
+    assert torch.equal(v[0].view(3, 2, 2)[0], v[0].view(3, 2, 2)[2])         # shared by the channels
+    assert not bool(v[1].any())                                              # λ never lowered: V = ∅
+
+
+def test_gse_start_lambda_is_the_first_step_threshold():
+    torch.manual_seed(0)
+    grad = torch.randn(4, 30)
+    lo, hi = torch.full((4, 30), -0.5), torch.full((4, 30), 0.5)
+    lam = start_lambda(grad, 1.0, lo, hi, frac=1.0)
+    first = lambda scale: (prox_lp_box(-grad, (lam * scale)[:, None], 0.5, lo, hi) != 0).any(1)
+    assert bool(first(0.99).all()) and not bool(first(1.01).any())
+    assert torch.allclose(start_lambda(grad, 1.0, lo, hi), 0.01 * lam)
+
+
+def test_gse_runs_phase_two_on_the_frozen_support(batch):
+    ad, x, y, _ = batch
+    res = gse_attack(ad, x[:6], y[:6], k_hat=3, max_iter=60, search_steps=1, lam=0.5, early_stop=False)
+    assert res.delta.shape == x[:6].shape  # runs with a small k̂ and a large λ (phase 2 on V)
+    assert torch.isfinite(res.delta).all()
+
+
+def test_channels_last_adapter_and_logit_cache_change_nothing(batch, digits_bundle):
+    ad, x, y, _ = batch
+    plain = ImageAdapter(build_like(digits_bundle), 0.0, 1.0, channels_last=False, chunk=None)
+    assert torch.allclose(plain.logits(x), ad.logits(x), atol=1e-5)
+    sliced = ImageAdapter(build_like(digits_bundle), 0.0, 1.0, chunk=3)  # 16 rows in slices of 3
+    grads = []
+    for a in (plain, sliced):
+        xg = x.clone().requires_grad_(True)
+        z = a.logits(xg)
+        grads.append(torch.autograd.grad(z.logsumexp(1).sum(), xg)[0])
+        assert torch.allclose(z, plain.logits(x), atol=1e-5)
+    assert torch.allclose(grads[0], grads[1], atol=1e-5)
+    assert torch.equal(sliced.predict(x), plain.predict(x))
+    cache = LogitCache()
+    w = torch.randn(len(x), x[0].numel()) * 0.3
+    rows = torch.arange(len(x))
+    with torch.no_grad():
+        cache.store(w, rows, ad.logits(x + w.view_as(x)))
+    w2 = w.clone()
+    w2[::2] += 0.5  # half the rows moved: those are recomputed, the others come from the cache
+    z = cache.logits(ad, w2, rows, x + w2.view_as(x))
+    assert torch.allclose(z, ad.logits(x + w2.view_as(x)), atol=1e-5)
+    assert torch.equal(cache.logits(ad, w, rows, x + w.view_as(x)), cache.z)
+
+
+def build_like(vb):
+    from recourse.vision.models import module_from_spec, module_to_spec
+
+    layers, tensors = module_to_spec(vb.model)
+    m = module_from_spec(layers)
+    m.load_state_dict(tensors)
+    return m
+
+
 # ------------------------------------------------------------------------------ metrics by hand
 def test_metrics_hand_computed():
     d = torch.zeros(2, 2, 6, 6)
@@ -260,6 +326,57 @@ def test_scfe_images_respects_m(batch, digits_bundle):
     assert int(changed.max()) <= 6
     assert torch.equal(res.valid, ad.predict(res.x_cf) == t)
     assert float(res.valid.float().mean()) >= 0.8
+
+
+def test_top_other_classes(batch):
+    ad, x, _, _ = batch
+    cand = top_other_classes(ad, x, 3)
+    z = ad.logits(x)
+    pred = z.argmax(1)
+    assert cand.shape == (len(x), 3) and not bool((cand == pred[:, None]).any())
+    zc = z.gather(1, cand)
+    assert bool((zc[:, :-1] >= zc[:, 1:]).all())
+    assert torch.equal(cand[:, 0], runner_up(ad, x))
+    with pytest.raises(ValueError, match="k must be"):
+        top_other_classes(ad, x, 10)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(b=st.integers(1, 5), k=st.integers(1, 4), seed=st.integers(0, 10_000))
+def test_cheapest_valid_picks_the_closest_valid_candidate(b, k, seed):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(b, 1, 3, 3, generator=gen)
+    x_cf = x[:, None] + torch.randn(b, k, 1, 3, 3, generator=gen)
+    valid = torch.rand(b, k, generator=gen) < 0.6
+    pick = cheapest_valid(x_cf, x, valid)
+    dist = (x_cf - x[:, None]).flatten(2).norm(dim=2)
+    for i in range(b):
+        if valid[i].any():
+            assert valid[i, pick[i]]
+            assert float(dist[i, pick[i]]) <= float(dist[i][valid[i]].min()) + 1e-6
+        else:
+            assert int(pick[i]) == 0
+
+
+def test_scfe_cheapest_target_is_valid_sparse_and_no_worse_than_runner_up(batch, digits_bundle):
+    ad, x, _, _ = batch
+    k, m = 3, 6
+    cand = top_other_classes(ad, x, k)
+    xtr = torch.as_tensor(digits_bundle.split().x_train)
+    g = knn_gravity(x.repeat_interleave(k, 0), cand.reshape(-1), xtr, ad.predict(xtr)).view(len(x), k, *x.shape[1:])
+    res = scfe_images_cheapest(ad, x, cand, gravity=g, m=m, c0=10.0, search_steps=2, max_iter=100, warm_budgets=(20,), warm_iter=30)
+    changed = ((res.x_cf - res.x).flatten(1) != 0).sum(1)
+    assert int(changed.max()) <= m
+    assert torch.equal(res.valid, ad.predict(res.x_cf) == res.targets)       # verified by the model
+    assert torch.equal(res.targets, cand.gather(1, res.rank[:, None]).squeeze(1))
+    rows_valid = res.rows.valid.view(len(x), k)
+    assert torch.equal(res.valid, rows_valid.any(1))                          # valid whenever any candidate is
+    assert float(res.valid.float().mean()) >= float(rows_valid[:, 0].float().mean())
+    assert float(res.valid.float().mean()) >= 0.9
+    # the explicit-target path still answers a fixed class
+    t = torch.full((len(x),), 3, dtype=torch.long)
+    one = scfe_images(ad, x, t, m=m, c0=10.0, search_steps=1, max_iter=60, warm_budgets=())
+    assert torch.equal(one.targets, t) and torch.equal(one.valid, ad.predict(one.x_cf) == t)
 
 
 # ------------------------------------------------------------------------------ CLI

@@ -26,12 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from recourse.core.apg import apg
+from recourse.core.apg import apg, value_and_grad
 from recourse.core.frank_wolfe import frank_wolfe, lmo_l1_topq
 from recourse.core.pgd import pgd
 from recourse.core.prox import LpPenalty, project_l2_ball, prox_lp_box
 
-from .adapter import ImageAdapter
+from .adapter import ImageAdapter, LogitCache
 from .metrics import d20, default_patch
 
 __all__ = ["AttackResult", "fbs_attack", "gse_attack", "pgd_attack", "fw_attack", "gaussian_kernel", "ATTACKS"]
@@ -67,24 +67,33 @@ def _row(v: float | Tensor, batch: int, device: torch.device) -> Tensor:
     return torch.as_tensor(v, dtype=torch.float32, device=device).reshape(-1).expand(batch).clone()
 
 
-def _cw_smooth(adapter: ImageAdapter, x: Tensor, aims: Tensor, targeted: bool, c: Tensor, kappa: float, mu: float):
-    r"""h(w, rows) = c [m(x+w) + κ]_+ + μ‖w‖² on flat perturbations."""
+def _cw_smooth(adapter: ImageAdapter, x: Tensor, aims: Tensor, targeted: bool, c: Tensor, kappa: float, mu: float,
+               cache: LogitCache | None = None):
+    r"""h(w, rows) = c [m(x+w) + κ]_+ + μ‖w‖² on flat perturbations (logits of gradient-free
+    calls kept in ``cache`` for the early-stop test)."""
     shape = x.shape[1:]
 
     def h(w: Tensor, rows: Tensor) -> Tensor:
-        y = x[rows] + w.view(-1, *shape)
-        val = c[rows] * adapter.cw_loss(y, aims[rows], targeted, kappa)
+        z = adapter.logits(x[rows] + w.view(-1, *shape))
+        if cache is not None:
+            cache.store(w, rows, z)
+        val = c[rows] * torch.clamp(adapter.margin(z, aims[rows], targeted) + kappa, min=0.0)
         return val + mu * (w * w).sum(1) if mu else val
 
     return h
 
 
-def _success_stop(adapter: ImageAdapter, x: Tensor, aims: Tensor, targeted: bool, clamp: bool = False):
+def _success_stop(adapter: ImageAdapter, x: Tensor, aims: Tensor, targeted: bool, clamp: bool = False,
+                  cache: LogitCache | None = None):
+    """stop(w, rows): rows whose image x + w (clamped when ``clamp``) reaches the goal."""
     shape = x.shape[1:]
 
+    @torch.no_grad()
     def stop(w: Tensor, rows: Tensor) -> Tensor:
         y = x[rows] + w.view(-1, *shape)
-        return adapter.success(adapter.clamp(y) if clamp else y, aims[rows], targeted)
+        if clamp or cache is None:
+            return adapter.success(adapter.clamp(y) if clamp else y, aims[rows], targeted)
+        return adapter.reached(cache.logits(adapter, w, rows, y), aims[rows], targeted)
 
     return stop
 
@@ -147,8 +156,9 @@ def fbs_attack(adapter: ImageAdapter, x: Tensor, labels: Tensor | None = None, *
     flat = x.reshape(batch, -1)
     lo, hi = adapter.delta_box(x)
     cw = _row(c, batch, adapter.device)
-    h = _cw_smooth(adapter, x, aims, targeted, cw, kappa, mu)
-    stop = _success_stop(adapter, x, aims, targeted) if early_stop else None
+    cache = LogitCache()
+    h = _cw_smooth(adapter, x, aims, targeted, cw, kappa, mu, cache)
+    stop = _success_stop(adapter, x, aims, targeted, cache=cache) if early_stop else None
     unit = LpPenalty(1.0, p)
     patch = default_patch(x.shape[-2:])
 
@@ -197,9 +207,50 @@ def blurred_mask_divisor(w: Tensor, kernel: Tensor, q: float) -> Tensor:
     return torch.where(empty[:, None, None], torch.ones_like(div), div)
 
 
+def start_lambda(grad: Tensor, step: float, lo: Tensor, hi: Tensor, frac: float = 0.01, steps: int = 50) -> Tensor:
+    r"""Per-image starting λ of GSE's search: ``frac`` × the largest λ whose first step is nonzero.
+
+    :math:`\lambda^\star = \sup\{\lambda : \operatorname{prox}_{\alpha\lambda|\cdot|^{1/2} + \iota_{box}}(-\alpha\nabla h(0)) \ne 0\}`
+    (α = ``step``), found per row by doubling from 10⁻³ then ``steps`` bisections on the prox
+    (no model calls), as the authors' section search does (a row whose gradient vanishes gets 0).
+    """
+    v = -step * grad
+
+    def nonzero(lam: Tensor) -> Tensor:
+        return (prox_lp_box(v, step * lam[:, None], 0.5, lo, hi) != 0).any(1)
+
+    lo_l = torch.zeros(grad.shape[0], device=grad.device, dtype=grad.dtype)
+    hi_l = torch.full_like(lo_l, 1e-3)
+    alive = nonzero(hi_l)
+    for _ in range(200):
+        if not bool(alive.any()):
+            break
+        lo_l = torch.where(alive, hi_l, lo_l)
+        hi_l = torch.where(alive, hi_l * 2, hi_l)
+        alive = alive & nonzero(hi_l)
+    for _ in range(steps):
+        mid = 0.5 * (lo_l + hi_l)
+        ok = nonzero(mid)
+        lo_l, hi_l = torch.where(ok, mid, lo_l), torch.where(ok, hi_l, mid)
+    return frac * 0.5 * (lo_l + hi_l)
+
+
+def frozen_support(lam_map: Tensor, lam0: Tensor, channels: int) -> Tensor:
+    r"""GSE's frozen coordinates V (b, C·H·W) after the k̂ re-weighted steps.
+
+    :math:`V = \{(c, i, j) : \Lambda^{(\hat k)}_{ij} < \lambda_0\}`: the pixels whose λ the
+    blurred-mask divisor has lowered below the image's starting λ (the perturbed pixels and the
+    halo of their blur, as in the authors' code, which zeroes every pixel with
+    :math:`\Lambda^{(\hat k)} > \lambda_0`); shared by a pixel's channels.  An image with
+    nothing perturbed keeps :math:`\Lambda = \lambda_0` and gets V = ∅.
+    """
+    keep = lam_map < lam0[:, None, None]
+    return keep[:, None].expand(-1, channels, -1, -1).reshape(len(lam0), -1)
+
+
 def gse_attack(adapter: ImageAdapter, x: Tensor, labels: Tensor | None = None, *, targets: Tensor | None = None,
-               lam: float = 0.05, mu: float = 0.1, c: float = 1.0, kappa: float = 0.0, step: float = 1.0,
-               k_hat: int | None = None, q: float = 0.25, blur_size: int = 5, blur_sigma: float = 1.5,
+               lam: float | None = 0.05, mu: float = 0.1, c: float = 1.0, kappa: float = 0.0, step: float = 1.0,
+               lam_frac: float = 0.01, k_hat: int | None = None, q: float = 0.25, blur_size: int = 5, blur_sigma: float = 1.5,
                max_iter: int = 200, search_steps: int = 6, grow: float = 1.1, early_stop: bool = True) -> AttackResult:
     r"""GSE: group-wise sparse and explainable attack (seed 000, GSE slides; authors' defaults noted).
 
@@ -210,12 +261,15 @@ def gse_attack(adapter: ImageAdapter, x: Tensor, labels: Tensor | None = None, *
        :math:`h = c[m(x+w)+\kappa]_+ + \mu\|w\|_2^2`, with a per-pixel λ map Λ (shared by the
        channels of a pixel) divided after every step by :func:`blurred_mask_divisor`: pixels
        near perturbed pixels become cheaper, isolated ones dearer (divisor q < 1).
-    2. The support V (pixels with nonzero perturbation) is frozen and accelerated projected
-       gradient on :math:`h` over :math:`\{w : \operatorname{supp} w \subseteq V\} \cap box`
-       runs for the remaining ``max_iter − k̂`` iterations.
+    2. The coordinates V = {pixels with :math:`\Lambda^{(\hat k)} < \lambda_0`} (the
+       perturbed pixels and the halo the blur gave them, :func:`frozen_support`) are frozen;
+       w is set to 0 off V and accelerated projected gradient on :math:`h` over
+       :math:`\{w : \operatorname{supp} w \subseteq V\} \cap box` runs for the remaining
+       ``max_iter − k̂`` iterations.
 
     Each image stops once it fools the model; the outer search keeps the lowest
-    :math:`d_{2,0}` success.  Both phases run on :func:`recourse.core.apg.apg`.
+    :math:`d_{2,0}` success.  Both phases run on :func:`recourse.core.apg.apg`.  ``lam=None``
+    starts each image's search at ``lam_frac`` × :func:`start_lambda` (the authors' start).
     """
     t0 = time.perf_counter()
     x = adapter.to_device(x)
@@ -226,8 +280,9 @@ def gse_attack(adapter: ImageAdapter, x: Tensor, labels: Tensor | None = None, *
     flat = x.reshape(batch, -1)
     lo, hi = adapter.delta_box(x)
     cw = _row(c, batch, adapter.device)
-    h = _cw_smooth(adapter, x, aims, targeted, cw, kappa, mu)
-    stop = _success_stop(adapter, x, aims, targeted) if early_stop else None
+    cache = LogitCache()
+    h = _cw_smooth(adapter, x, aims, targeted, cw, kappa, mu, cache)
+    stop = _success_stop(adapter, x, aims, targeted, cache=cache) if early_stop else None
     kernel = gaussian_kernel(blur_size, blur_sigma, adapter.device)
     patch = default_patch((hh, ww))
 
@@ -246,22 +301,27 @@ def gse_attack(adapter: ImageAdapter, x: Tensor, labels: Tensor | None = None, *
         done = adapter.success(x + w.view_as(x), aims, targeted)
         rest = (~done).nonzero().squeeze(1)
         if max_iter > k_hat and rest.numel():
-            support = (w[rest].view(-1, ch, hh, ww).abs().sum(1, keepdim=True) > 0).expand(-1, ch, -1, -1).reshape(len(rest), -1)
+            support = frozen_support(lam_map[rest], lam_rows[rest], ch)
             lo_r = torch.where(support, lo[rest], torch.zeros_like(lo[rest]))
             hi_r = torch.where(support, hi[rest], torch.zeros_like(hi[rest]))
             x_r, aims_r = x[rest], aims[rest]
-            h_r = _cw_smooth(adapter, x_r, aims_r, targeted, cw[rest], kappa, mu)
-            stop_r = _success_stop(adapter, x_r, aims_r, targeted) if early_stop else None
+            cache_r = LogitCache()
+            h_r = _cw_smooth(adapter, x_r, aims_r, targeted, cw[rest], kappa, mu, cache_r)
+            stop_r = _success_stop(adapter, x_r, aims_r, targeted, cache=cache_r) if early_stop else None
 
             def prox2(v: Tensor, a: Tensor, rows: Tensor) -> Tensor:
                 return torch.minimum(torch.maximum(v, lo_r[rows]), hi_r[rows])
 
-            res2 = apg(h_r, prox2, w[rest], step=step, max_iter=max_iter - k_hat, tol=1e-7, stop=stop_r, grow=grow)
+            res2 = apg(h_r, prox2, prox2(w[rest], None, torch.arange(len(rest), device=w.device)), step=step, max_iter=max_iter - k_hat, tol=1e-7, stop=stop_r, grow=grow)
             w = w.clone()
             w[rest] = res2.x
         return w, adapter.success(x + w.view_as(x), aims, targeted)
 
-    lam0 = _row(lam, batch, adapter.device)
+    if lam is None:
+        _, grad0 = value_and_grad(h, torch.zeros_like(flat), torch.arange(batch, device=adapter.device))
+        lam0 = start_lambda(grad0, step, lo, hi, lam_frac)
+    else:
+        lam0 = _row(lam, batch, adapter.device)
     w, _, _ = _lambda_search(run, lambda w: d20(w.view_as(x), patch).float(), lam0, search_steps)
     x_adv = adapter.clamp(x + w.view_as(x))
     succ = adapter.success(x_adv, aims, targeted)

@@ -11,6 +11,18 @@ prox = the exact projection onto the ℓ0-by-pixel ∩ box set
 gravity point (mean of the k = 3 training images of class t nearest to x that the model puts in
 t).  The loss weight c is searched per image (×10 until the target is reached, then geometric
 bisection); the valid answer with the smallest ℓ2 is kept.
+
+Targets.  :func:`scfe_images` solves for given targets t (one per image, e.g. a class the user
+asks for).  :func:`scfe_images_cheapest` lets each image reach the *cheapest reachable other
+class* among its k most likely other classes :math:`T_k(x)` (by logit, the prediction excluded):
+it solves the problem above for every pair (image, t ∈ T_k(x)) as rows of ONE batched call and
+returns, per image,
+
+.. math::
+    y^\star = \arg\min \{\|y_t - x\|_2 : t \in T_k(x),\ f(y_t) = t\},
+
+together with the class t it reached (the runner-up's answer, invalid, when no candidate is
+reached).  With k = 1 this is the runner-up protocol.
 """
 from __future__ import annotations
 
@@ -24,16 +36,24 @@ from torch import Tensor
 from recourse.core.apg import apg
 from recourse.core.projections import project_l0_box
 
-from .adapter import ImageAdapter
+from .adapter import ImageAdapter, LogitCache
 
 
 @dataclass
 class ImageCounterfactuals:
+    """Originals, counterfactual images, the class each one aims at (reached when ``valid``),
+    validity (model on the returned image), wall time; ``candidates`` (B, k) and ``rank`` (B,)
+    (position of the reached class among them) for :func:`scfe_images_cheapest`; ``rows`` the
+    per-(image, candidate) solutions behind the choice."""
+
     x: Tensor
     x_cf: Tensor
     targets: Tensor
     valid: Tensor
     seconds: float
+    candidates: Tensor | None = None
+    rank: Tensor | None = None
+    rows: "ImageCounterfactuals | None" = None
 
 
 def knn_gravity(x: Tensor, targets: Tensor, train_x: Tensor, train_pred: Tensor, k: int = 3) -> Tensor:
@@ -45,10 +65,19 @@ def knn_gravity(x: Tensor, targets: Tensor, train_x: Tensor, train_pred: Tensor,
     return tr[idx].mean(1).view_as(x)
 
 
+def top_other_classes(adapter: ImageAdapter, x: Tensor, k: int) -> Tensor:
+    """(B, k) the k most likely classes of each image other than its prediction, by logit."""
+    with torch.no_grad():
+        z = adapter.logits(adapter.to_device(x))
+    if not 1 <= k < z.shape[1]:
+        raise ValueError(f"k must be in 1..{z.shape[1] - 1}, got {k}")
+    others = z.scatter(1, z.argmax(1, keepdim=True), float("-inf"))
+    return others.topk(k, dim=1).indices
+
+
 def runner_up(adapter: ImageAdapter, x: Tensor) -> Tensor:
     """The second most likely class of each image."""
-    with torch.no_grad():
-        return adapter.logits(adapter.to_device(x)).topk(2, dim=1).indices[:, 1]
+    return top_other_classes(adapter, x, 1)[:, 0]
 
 
 def scfe_images(adapter: ImageAdapter, x: Tensor, targets: Tensor, *, m: int = 25, gravity: Tensor | None = None,
@@ -72,9 +101,12 @@ def scfe_images(adapter: ImageAdapter, x: Tensor, targets: Tensor, *, m: int = 2
     shape = x.shape[1:]
     c = torch.full((b,), float(c0), device=adapter.device)
 
+    cache = LogitCache()
+
     def h(w: Tensor, rows: Tensor) -> Tensor:
-        y = x[rows] + w.view(-1, *shape)
-        val = c[rows] * adapter.cw_loss(y, targets[rows], True, kappa) + (w * w).sum(1)
+        z = adapter.logits(x[rows] + w.view(-1, *shape))
+        cache.store(w, rows, z)
+        val = c[rows] * torch.clamp(adapter.margin(z, targets[rows], True) + kappa, min=0.0) + (w * w).sum(1)
         if g_flat is not None and theta:
             val = val + theta * ((w - g_flat[rows]) ** 2).sum(1)
         return val
@@ -84,8 +116,9 @@ def scfe_images(adapter: ImageAdapter, x: Tensor, targets: Tensor, *, m: int = 2
             return project_l0_box(v, lo[rows], hi[rows], budget, groups, n_groups)
         return prox
 
+    @torch.no_grad()
     def stop(w: Tensor, rows: Tensor) -> Tensor:
-        return adapter.success(x[rows] + w.view(-1, *shape), targets[rows], True)
+        return adapter.reached(cache.logits(adapter, w, rows, x[rows] + w.view(-1, *shape)), targets[rows], True)
 
     best = torch.zeros_like(lo)
     best_l2 = torch.full((b,), float("inf"), device=adapter.device)
@@ -109,6 +142,36 @@ def scfe_images(adapter: ImageAdapter, x: Tensor, targets: Tensor, *, m: int = 2
     x_cf = adapter.clamp(x + best.view_as(x))
     valid = adapter.success(x_cf, targets, True)
     return ImageCounterfactuals(x, x_cf, targets, valid, time.perf_counter() - t0)
+
+
+def cheapest_valid(x_cf: Tensor, x: Tensor, valid: Tensor) -> Tensor:
+    r"""(B,) column of the valid (B, k) candidate row with the smallest :math:`\|y - x\|_2`
+    (``x_cf`` (B, k, ...), ``x`` (B, ...)); 0 where no candidate is valid."""
+    b, k = valid.shape
+    dist = torch.linalg.vector_norm((x_cf - x[:, None]).reshape(b, k, -1), dim=2)
+    dist = torch.where(valid, dist, torch.full_like(dist, float("inf")))
+    return torch.where(valid.any(1), dist.argmin(1), torch.zeros_like(valid[:, 0], dtype=torch.long))
+
+
+def scfe_images_cheapest(adapter: ImageAdapter, x: Tensor, candidates: Tensor, *, gravity: Tensor | None = None,
+                         **kw) -> ImageCounterfactuals:
+    """S-CFE to the cheapest reachable class among ``candidates`` (B, k) (see the module docstring).
+
+    Rows = image × candidate (image-major) in one :func:`scfe_images` call (``kw`` passed on);
+    ``gravity``: (B, k, C, H, W) gravity points per candidate, or None.  Returns per image the
+    valid answer with the smallest ℓ2, its class (``targets``) and its ``rank`` in ``candidates``.
+    """
+    t0 = time.perf_counter()
+    x = adapter.to_device(x)
+    cand = torch.as_tensor(candidates, device=adapter.device, dtype=torch.long)
+    b, k = cand.shape
+    grav = None if gravity is None else adapter.to_device(gravity.reshape(b * k, *x.shape[1:]))
+    rows = scfe_images(adapter, x.repeat_interleave(k, 0), cand.reshape(-1), gravity=grav, **kw)
+    x_cf, valid = rows.x_cf.view(b, k, *x.shape[1:]), rows.valid.view(b, k)
+    rank = cheapest_valid(x_cf, x, valid)
+    pick = torch.arange(b, device=adapter.device)
+    return ImageCounterfactuals(x, x_cf[pick, rank], cand[pick, rank], valid[pick, rank], time.perf_counter() - t0,
+                                candidates=cand, rank=rank, rows=rows)
 
 
 def lof_scores(train_x: np.ndarray, train_y: np.ndarray, points: np.ndarray, classes: np.ndarray,

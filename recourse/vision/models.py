@@ -133,7 +133,8 @@ class VisionBundle:
     def adapter(self, device: str | torch.device | None = None):
         from .adapter import ImageAdapter
 
-        return ImageAdapter(self.model, *self.value_range, device=device)
+        dev = torch.device(device) if device is not None else next(self.model.parameters()).device
+        return ImageAdapter(self.model, *self.value_range, device=device, channels_last=dev.type == "cpu")
 
     def split(self):
         from .data import load_split
