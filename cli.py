@@ -234,7 +234,7 @@ def serve(
     max_batch: int = typer.Option(1000, min=1, help="Most applicants per batch request."),
     time_limit: float = typer.Option(5.0, min=0.01, help="Solver seconds per engine call."),
     log_sync: str = typer.Option("full", help="Explanation-log durability: full (survives power loss) or normal (survives a killed process)."),
-    batch_wait_ms: float = typer.Option(4.0, "--batch-wait-ms", min=0.0, max=1000.0, help="Micro-batching: wait at most this long for concurrent requests to join a solve (0: never wait)."),
+    batch_wait_ms: float = typer.Option(8.0, "--batch-wait-ms", min=0.0, max=1000.0, help="Micro-batching: wait at most this long for concurrent requests to join a solve (0: never wait)."),
 ) -> None:
     """Run the HTTP recourse service (gunicorn, threaded workers) until interrupted."""
     import os

@@ -47,7 +47,7 @@ class MicroBatcher:
     """A solver thread that batches the rows of concurrent submissions (and an optional finisher)."""
 
     def __init__(self, solve: Solve, max_rows: int = 1024, on_batch: Callable[[int], None] | None = None,
-                 finish: Finish | None = None, max_wait: float = 0.004, wait_share: float = 0.5):
+                 finish: Finish | None = None, max_wait: float = 0.008, wait_share: float = 0.5):
         self.solve = solve
         self.finish = finish
         self.max_rows = max_rows

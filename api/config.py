@@ -37,7 +37,7 @@ class ServiceConfig(BaseModel):
     time_limit: float | None = Field(default=5.0, gt=0)
     request_timeout: float = Field(default=30.0, gt=0)
     max_solver_rows: int = Field(default=1024, ge=1)
-    batch_wait: float = Field(default=0.004, ge=0, le=1.0)
+    batch_wait: float = Field(default=0.008, ge=0, le=1.0)
     seed: int = 0
     log_sync: Literal["full", "normal"] = "full"
 
