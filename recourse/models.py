@@ -264,6 +264,20 @@ class TorchClassifier:
             raise ValueError(f"output='proba' expects shape (B, {self.n_classes}), got {tuple(out.shape)}")
         return torch.log(out.clamp_min(tiny))
 
+    def binary_logit(self, x: Tensor) -> Tensor | None:
+        """For ``output="logit"``: the single logit z (B,) of ``x`` (logits are [0, z]), else None.
+
+        A shortcut for margins: the target-class margin of row b is then exactly
+        :math:`\pm z_b` (+ for class 1), the same numbers :meth:`logits` gives without building them.
+        """
+        if self.output != "logit":
+            return None
+        out = self.module(self._check_input(x))
+        if not isinstance(out, Tensor) or out.shape[0] != x.shape[0] or not (
+                out.ndim == 1 or (out.ndim == 2 and out.shape[1] == 1)):
+            return None  # let logits() raise its precise error
+        return out.reshape(-1).to(x.dtype)
+
     def predict_proba(self, x: Tensor) -> Tensor:
         r"""Class probabilities (B, C): :math:`\mathrm{softmax}(\text{logits}(x))`."""
         return torch.softmax(self.logits(x), dim=1)

@@ -209,7 +209,12 @@ class RecourseEngine:
     def margin(self, encoded: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """Logit margin of the target class per row (> 0: the model picks the target class)."""
         with torch.no_grad():
-            z = self.verifier.logits(torch.as_tensor(encoded, device=self.device, dtype=self.dtype)).double()
+            x = torch.as_tensor(encoded, device=self.device, dtype=self.dtype)
+            single = getattr(self.verifier, "binary_logit", None)
+            z1 = single(x) if single is not None else None
+            if z1 is not None:  # logits [0, z]: margin z for class 1, −z for class 0 (exactly)
+                return np.where(np.asarray(targets) == 1, 1.0, -1.0) * z1.double().cpu().numpy()
+            z = self.verifier.logits(x).double()
             t = torch.as_tensor(targets, device=self.device, dtype=torch.long)
             return logit_margin(z, t).cpu().numpy()
 

@@ -458,3 +458,20 @@ def test_distinct_pairs_match_numpy_unique(n, width, seed):
     _, first_np, inverse_np = np.unique(key, axis=0, return_index=True, return_inverse=True)
     np.testing.assert_array_equal(first, first_np)
     np.testing.assert_array_equal(inverse, inverse_np.reshape(-1))
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 64))
+def test_engine_margin_shortcut_is_the_logit_margin(german_engine, seed, n):
+    """The binary-logit shortcut of ``engine.margin`` gives exactly Z_t − max_{j≠t} Z_j of the logits."""
+    from recourse.objective import logit_margin
+
+    assert german_engine.verifier.binary_logit(torch.zeros(1, german_engine.encoder.n_columns,
+                                                           dtype=german_engine.dtype)) is not None
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, german_engine.encoder.n_columns))
+    t = rng.integers(0, 2, n)
+    with torch.no_grad():
+        z = german_engine.verifier.logits(torch.as_tensor(x, dtype=german_engine.dtype)).double()
+    expected = logit_margin(z, torch.as_tensor(t)).numpy()
+    np.testing.assert_array_equal(german_engine.margin(x, t), expected)
