@@ -83,6 +83,15 @@ def _cw_smooth(adapter: ImageAdapter, x: Tensor, aims: Tensor, targeted: bool, c
     return h
 
 
+def _cw_problem(adapter: ImageAdapter, x: Tensor, aims: Tensor, targeted: bool, c: Tensor, kappa: float, mu: float,
+                early_stop: bool):
+    """(h, stop) of :func:`_cw_smooth` and :func:`_success_stop` sharing one :class:`LogitCache`
+    (stop is None without ``early_stop``)."""
+    cache = LogitCache()
+    h = _cw_smooth(adapter, x, aims, targeted, c, kappa, mu, cache)
+    return h, (_success_stop(adapter, x, aims, targeted, cache=cache) if early_stop else None)
+
+
 def _success_stop(adapter: ImageAdapter, x: Tensor, aims: Tensor, targeted: bool, clamp: bool = False,
                   cache: LogitCache | None = None):
     """stop(w, rows): rows whose image x + w (clamped when ``clamp``) reaches the goal."""
@@ -156,9 +165,7 @@ def fbs_attack(adapter: ImageAdapter, x: Tensor, labels: Tensor | None = None, *
     flat = x.reshape(batch, -1)
     lo, hi = adapter.delta_box(x)
     cw = _row(c, batch, adapter.device)
-    cache = LogitCache()
-    h = _cw_smooth(adapter, x, aims, targeted, cw, kappa, mu, cache)
-    stop = _success_stop(adapter, x, aims, targeted, cache=cache) if early_stop else None
+    h, stop = _cw_problem(adapter, x, aims, targeted, cw, kappa, mu, early_stop)
     unit = LpPenalty(1.0, p)
     patch = default_patch(x.shape[-2:])
 
@@ -280,9 +287,7 @@ def gse_attack(adapter: ImageAdapter, x: Tensor, labels: Tensor | None = None, *
     flat = x.reshape(batch, -1)
     lo, hi = adapter.delta_box(x)
     cw = _row(c, batch, adapter.device)
-    cache = LogitCache()
-    h = _cw_smooth(adapter, x, aims, targeted, cw, kappa, mu, cache)
-    stop = _success_stop(adapter, x, aims, targeted, cache=cache) if early_stop else None
+    h, stop = _cw_problem(adapter, x, aims, targeted, cw, kappa, mu, early_stop)
     kernel = gaussian_kernel(blur_size, blur_sigma, adapter.device)
     patch = default_patch((hh, ww))
 
@@ -305,9 +310,7 @@ def gse_attack(adapter: ImageAdapter, x: Tensor, labels: Tensor | None = None, *
             lo_r = torch.where(support, lo[rest], torch.zeros_like(lo[rest]))
             hi_r = torch.where(support, hi[rest], torch.zeros_like(hi[rest]))
             x_r, aims_r = x[rest], aims[rest]
-            cache_r = LogitCache()
-            h_r = _cw_smooth(adapter, x_r, aims_r, targeted, cw[rest], kappa, mu, cache_r)
-            stop_r = _success_stop(adapter, x_r, aims_r, targeted, cache=cache_r) if early_stop else None
+            h_r, stop_r = _cw_problem(adapter, x_r, aims_r, targeted, cw[rest], kappa, mu, early_stop)
 
             def prox2(v: Tensor, a: Tensor, rows: Tensor) -> Tensor:
                 return torch.minimum(torch.maximum(v, lo_r[rows]), hi_r[rows])
