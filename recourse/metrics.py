@@ -137,7 +137,6 @@ class NoveltyLOF:
     _CHUNK = 1 << 22  # elements of one (rows, points, features) difference block
 
     def __init__(self, model):
-        self.model = model
         self.points = np.asarray(model._fit_X, dtype=np.float64)
         self.k = int(model.n_neighbors_)
         self.kdist = np.asarray(model._distances_fit_X_[:, self.k - 1], dtype=np.float64)
