@@ -34,7 +34,7 @@ from .data import Dataset, load_dataset
 from .density import ClassConditionalDensity, fit_class_conditional
 from .encoding import TabularEncoder, complete_schema
 from .errors import BundleError
-from .model_io import file_sha256, load_classifier, save_classifier
+from .model_io import file_sha256, load_classifier, read_bundle_json, save_classifier
 from .models import TorchClassifier, from_sklearn, train_logistic, train_mlp
 from .schema import FeatureSchema
 from .surrogate import distill
@@ -231,12 +231,7 @@ def load_bundle(path: str | Path, device: str | torch.device | None = None) -> B
     meta_file = path / "metadata.json"
     if not meta_file.is_file():
         raise BundleError(f"{path}: not a bundle (no metadata.json); build one with `recourse train`")
-    try:
-        metadata = json.loads(meta_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"{meta_file}: not valid JSON ({exc})") from None
-    if metadata.get("format") != FORMAT:
-        raise BundleError(f"{path}: unsupported bundle format {metadata.get('format')!r} (expected {FORMAT})")
+    metadata = read_bundle_json(meta_file, FORMAT)
     for name, expected in metadata.get("files", {}).items():
         file = path / name
         if not file.is_file():

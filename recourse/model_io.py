@@ -38,6 +38,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from recourse.errors import BundleError
 from recourse.models import Affine, TorchClassifier
 
 __all__ = [
@@ -225,6 +226,24 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def read_bundle_json(file: Path, fmt: str) -> dict[str, Any]:
+    """The JSON object in a bundle's description file, checked to carry ``"format": fmt``.
+
+    Raises :class:`~recourse.errors.BundleError` naming the file for unreadable JSON, a
+    non-object document or another format."""
+    try:
+        doc = json.loads(Path(file).read_text())
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{file}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    except UnicodeDecodeError:
+        raise BundleError(f"{file}: not a UTF-8 text file") from None
+    if not isinstance(doc, dict):
+        raise BundleError(f"{file}: expected a JSON object, got {type(doc).__name__}")
+    if doc.get("format") != fmt:
+        raise BundleError(f"{file}: unsupported bundle format {doc.get('format')!r} (expected {fmt!r})")
+    return doc
 
 
 def _dtype_name(dtype: torch.dtype) -> str:

@@ -265,7 +265,7 @@ class TorchClassifier:
         return torch.log(out.clamp_min(tiny))
 
     def binary_logit(self, x: Tensor) -> Tensor | None:
-        """For ``output="logit"``: the single logit z (B,) of ``x`` (logits are [0, z]), else None.
+        r"""For ``output="logit"``: the single logit z (B,) of ``x`` (logits are [0, z]), else None.
 
         A shortcut for margins: the target-class margin of row b is then exactly
         :math:`\pm z_b` (+ for class 1), the same numbers :meth:`logits` gives without building them.

@@ -111,6 +111,17 @@ def test_missing_file_and_missing_bundle(home, tmp_path):
     assert result.exit_code == 2 and "not a bundle" in result.output
 
 
+@pytest.mark.parametrize("content, message", [("{broken", "metadata.json: not valid JSON"),
+                                              ("[]", "metadata.json: expected a JSON object"),
+                                              ('{"format": "x/9"}', "unsupported bundle format 'x/9'")])
+def test_bundle_with_a_bad_description_file(home, tmp_path, content, message):
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "metadata.json").write_text(content)
+    result = runner.invoke(app, ["explain", str(EXAMPLES / "denied_applicant.json"), "--bundle", str(bundle)])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
 def test_tampered_bundle_is_refused(home, tmp_path):
     copy = tmp_path / "bundle"
     shutil.copytree(Path(home) / "bundles" / "german", copy)

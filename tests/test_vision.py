@@ -19,8 +19,8 @@ from recourse.vision.attacks import (blurred_mask_divisor, fbs_attack, frozen_su
 from recourse.vision.counterfactual import (cheapest_valid, knn_gravity, runner_up, scfe_images, scfe_images_cheapest,
                                             top_other_classes)
 from recourse.vision.explain import axai, concept_probe, segment, segment_density
-from recourse.vision.metrics import (acp, adversarial_saliency_map, anc, attack_summary, d20, default_patch,
-                                     interpretability_score, l2)
+from recourse.vision.metrics import (acp, adversarial_saliency_map, anc, attack_summary, brightening_share, d20,
+                                     default_patch, interpretability_score, l2, useful_gradient_split)
 from recourse.vision.models import build_vision_bundle, default_bundle_dir, load_bundle
 from recourse.core.prox import prox_lp_box
 
@@ -62,6 +62,15 @@ def test_bundle_accuracy_roundtrip_and_tamper(digits_bundle, tmp_path):
         load_bundle(bad)
     with pytest.raises(BundleError, match="not a vision bundle"):
         load_bundle(tmp_path)
+    (bad / "model.json").write_text("[1, 2]")
+    with pytest.raises(BundleError, match="model.json: expected a JSON object"):
+        load_bundle(bad)
+    (bad / "model.json").write_text('{"format": "other/1"}')
+    with pytest.raises(BundleError, match="unsupported bundle format 'other/1'"):
+        load_bundle(bad)
+    (bad / "model.json").write_text("{broken")
+    with pytest.raises(BundleError, match="model.json: not valid JSON"):
+        load_bundle(bad)
 
 
 # ------------------------------------------------------------------------------ attacks
@@ -273,6 +282,22 @@ def test_adversarial_saliency_map_of_a_linear_model():
     keep = (gt >= 0) | (gl <= 0)
     assert torch.allclose(asm, torch.where(keep, gt * gl.abs(), torch.zeros(4)))
     assert asm.tolist() == pytest.approx([0.0, 2.0, 1.0, 0.0])
+
+
+def test_brightening_share_hand_computed():
+    delta = torch.tensor([[3.0, -4.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]).view(2, 1, 2, 2)
+    assert brightening_share(delta).tolist() == pytest.approx([9 / 25, 0.0])
+
+
+def test_useful_gradient_split_of_a_linear_model():
+    lin = nn.Sequential(nn.Flatten(), nn.Linear(4, 2, bias=False))
+    lin[1].weight.data = torch.tensor([[0.0, 0.0, 0.0, 0.0], [-2.0, 1.0, 3.0, -1.0]])  # g = ∇(Z_1 − Z_0)
+    x = torch.tensor([1.0, 1.0, 0.0, 0.0]).view(1, 1, 2, 2)  # two bright pixels, two dark
+    out = useful_gradient_split(lin, x, torch.tensor([0]), torch.tensor([1]), top=2)
+    # bright pixels can only go down: gains [2, 0]; dark ones only up: gains [3, 0]
+    assert out["bright_pixel_share"] == 0.5
+    assert out["useful_gain_bright"] == pytest.approx(1.0) and out["useful_gain_dark"] == pytest.approx(1.5)
+    assert out["bright_share_of_top_2"] == 0.5
 
 
 # ------------------------------------------------------------------------------ explainers

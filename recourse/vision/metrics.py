@@ -102,6 +102,40 @@ def interpretability_score(asm: Tensor, delta: Tensor, nus: Sequence[float] = NU
     return num / den
 
 
+def brightening_share(delta: Tensor) -> Tensor:
+    r"""(B,) share of :math:`\|\delta\|_2^2` carried by positive entries, :math:`\|[\delta]_+\|^2/\|\delta\|^2`.
+
+    ASM > 0 needs :math:`\partial Z_t > 0`, so the negative part of δ (a stroke erased where
+    darker helps the target) is never in B and IS² is bounded by roughly this share."""
+    d = delta.flatten(1).to(torch.float32)
+    return (d.clamp_min(0) ** 2).sum(1) / (d * d).sum(1).clamp_min(1e-24)
+
+
+def useful_gradient_split(model: torch.nn.Module, x: Tensor, labels: Tensor, targets: Tensor,
+                          top: int = 50) -> dict[str, float]:
+    r"""Where a targeted attack's first-order gain lies: bright ("stroke", x above the middle of
+    its range) vs dark pixels.
+
+    With :math:`g = \nabla_x (Z_t - Z_l)` the usable gain of a pixel is :math:`[-g]_+` on
+    bright pixels (they can only go down) and :math:`[g]_+` on dark ones.  Returns the bright
+    share of pixels, the mean usable gain on each kind, and the bright share among each
+    image's ``top`` most useful pixels (what a sparse attack picks first)."""
+    with torch.enable_grad():
+        xg = x.detach().requires_grad_(True)
+        z = model(xg)
+        g = torch.autograd.grad((z.gather(1, targets[:, None]) - z.gather(1, labels[:, None])).sum(), xg)[0]
+    lo = x.flatten(1).min(1).values.view(-1, *[1] * (x.dim() - 1))
+    hi = x.flatten(1).max(1).values.view(-1, *[1] * (x.dim() - 1))
+    bright = x > (lo + hi) / 2
+    useful = torch.where(bright, (-g).clamp_min(0), g.clamp_min(0))
+    k = min(top, useful[0].numel())
+    picked = bright.flatten(1).gather(1, useful.flatten(1).topk(k, dim=1).indices)
+    return {"bright_pixel_share": float(bright.float().mean()),
+            "useful_gain_bright": float(useful[bright].mean()) if bool(bright.any()) else float("nan"),
+            "useful_gain_dark": float(useful[~bright].mean()) if bool((~bright).any()) else float("nan"),
+            f"bright_share_of_top_{k}": float(picked.float().mean())}
+
+
 def _mean_std(v: Tensor) -> tuple[float, float]:
     if v.numel() == 0:
         return float("nan"), float("nan")

@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from recourse.errors import BundleError
-from recourse.model_io import file_sha256
+from recourse.model_io import file_sha256, read_bundle_json
 
 FORMAT = "recourse.vision.cnn"
 FORMAT_VERSION = 1
@@ -159,12 +159,7 @@ def load_bundle(path: str | Path, device: str | torch.device | None = None) -> V
     spec_file, weights = path / "model.json", path / "model.safetensors"
     if not spec_file.is_file() or not weights.is_file():
         raise BundleError(f"{path}: not a vision bundle (needs model.json and model.safetensors)")
-    try:
-        meta = json.loads(spec_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"{spec_file}: not valid JSON ({exc.msg})") from None
-    if meta.get("format") != FORMAT:
-        raise BundleError(f"{spec_file}: format {meta.get('format')!r} is not {FORMAT!r}")
+    meta = read_bundle_json(spec_file, FORMAT)
     if file_sha256(weights) != meta.get("sha256"):
         raise BundleError(f"{weights}: SHA-256 does not match model.json; refusing to load")
     model = module_from_spec(meta["layers"])
