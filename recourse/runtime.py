@@ -27,3 +27,25 @@ def threads_for(device: torch.device, elements: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def parse_device(text: str | torch.device | None) -> torch.device:
+    """A torch device from user input (``None`` → cpu), refused with a clear message when the
+    name is not a device or names an accelerator this machine does not have."""
+    if text is None or text == "":
+        return torch.device("cpu")
+    if isinstance(text, torch.device):
+        dev = text
+    else:
+        try:
+            dev = torch.device(str(text).strip())
+        except (RuntimeError, ValueError):
+            raise ValueError(f"device: {str(text)!r} is not a torch device (use cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device: {str(text)!r} asked for, but CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device: {str(text)!r} does not exist ({torch.cuda.device_count()} CUDA device(s))")
+    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"device: {str(text)!r} asked for, but MPS is not available on this machine")
+    return dev
