@@ -572,6 +572,12 @@ class RecourseEngine:
             out.append(index[str(v)])
         return np.asarray(out, dtype=np.int64)
 
+    def _already_message(self, target: Decision) -> str:
+        """Why no change is needed: the favourable class, or another class the caller asked for."""
+        if self.schema.target is None or str(target.value) == str(self.schema.target.favourable):
+            return "The model already gives the favourable decision."
+        return f"The model already gives the requested decision ({target.label})."
+
     def _decision(self, cls_index: int, prob: float) -> Decision:
         value = self.classes[cls_index]
         label = self.schema.target.label_of(value) if self.schema.target else str(value)
@@ -603,7 +609,7 @@ class RecourseEngine:
             target = self._decision(int(targets[r]), probs[r, targets[r]])
             if r not in position:
                 out.append(Recourse("already_favourable", rows[r], decision, target,
-                                    message="The model already gives the favourable decision.", max_changes=config.max_changes,
+                                    message=self._already_message(target), max_changes=config.max_changes,
                                     alternatives=None if alt_of is None else []))
                 continue
             i = position[r]

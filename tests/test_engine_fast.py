@@ -475,3 +475,17 @@ def test_engine_margin_shortcut_is_the_logit_margin(german_engine, seed, n):
         z = german_engine.verifier.logits(torch.as_tensor(x, dtype=german_engine.dtype)).double()
     expected = logit_margin(z, torch.as_tensor(t)).numpy()
     np.testing.assert_array_equal(german_engine.margin(x, t), expected)
+
+
+def test_already_in_the_requested_class_names_that_class(german_engine, german_dataset):
+    _, _, test, _ = german_dataset.split()
+    engine = german_engine
+    denied = _denied(engine, test, 1)
+    unfavourable = next(c for c in engine.classes if str(c) != str(engine.schema.target.favourable))
+    answer = engine.explain(denied, target=unfavourable)[0]
+    assert answer.status == "already_favourable"
+    assert "requested decision" in answer.message and "favourable decision" not in answer.message
+    approved = engine.explain(denied)[0]
+    if approved.found:
+        again = engine.explain(approved.counterfactual)[0]
+        assert again.message == "The model already gives the favourable decision."
