@@ -53,9 +53,18 @@ class KeyRing:
 
 
 def read_key_file(path: Path) -> list[str]:
-    """Digests from a key file: one ``sha256:<hex>`` per line, optional ``name`` before it; ``#`` comments."""
+    """Digests from a key file: one ``sha256:<hex>`` per line, optional ``name`` before it; ``#`` comments.
+
+    Raises ValueError naming the file for every problem: unreadable, not UTF-8 text, a bad line.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not a text key file (byte {exc.start} is not UTF-8)") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the key file ({exc.strerror or exc})") from None
     digests = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue

@@ -39,6 +39,15 @@ CREATE INDEX IF NOT EXISTS answers_by_request ON answers (bundle_hash, digest);
 """
 
 
+ID_DIGITS = 32
+"""Answer ids are ``uuid4().hex``: this many lowercase hexadecimal digits."""
+
+
+def is_answer_id(text: str) -> bool:
+    """Whether ``text`` has the form of an answer id (checked before the database is asked)."""
+    return len(text) == ID_DIGITS and all(c in "0123456789abcdef" for c in text)
+
+
 def canonical(value: Any) -> str:
     """Canonical JSON (sorted keys, no spaces) used for digests and stored content."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
@@ -72,9 +81,11 @@ class ExplanationLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.timeout = timeout
         self._local = threading.local()
-        with self._connect() as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
+        conn = self._connect()  # a throwaway connection, closed: none is left open across a fork
+        try:
             conn.executescript(SCHEMA)
+        finally:
+            conn.close()
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)

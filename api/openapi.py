@@ -7,6 +7,7 @@ from pydantic.json_schema import models_json_schema
 
 from recourse.schema import FeatureSchema
 
+from .bodies import MAX_INT_DIGITS
 from .config import ServiceConfig
 from .schemas import REQUEST_MODELS, RESPONSE_MODELS
 
@@ -40,8 +41,10 @@ def _ok(name: str, description: str) -> dict[str, Any]:
 
 
 def _problems(*codes: int) -> dict[str, Any]:
-    text = {400: "Malformed JSON", 401: "Missing or wrong API key", 404: "Not found", 413: "Body too large",
-            415: "Not application/json", 422: "Invalid request or applicant", 503: "No answer in time"}
+    text = {400: f"Malformed JSON (or an integer of more than {MAX_INT_DIGITS} digits, or nesting too deep)", 401: "Missing or wrong API key",
+            404: "Not found", 413: "Body too large (with or without Content-Length)",
+            415: "Not application/json, or compressed (only Content-Encoding identity is accepted)",
+            422: "Invalid request or applicant", 503: "No answer in time"}
     problem = {"application/problem+json": {"schema": {"$ref": REF.format(model="Problem")}}}
     return {str(c): {"description": text[c], "content": problem} for c in codes}
 

@@ -2,7 +2,9 @@
 
 Every error response has ``type``, ``title``, ``status`` and ``detail``; input errors add
 ``errors``: one entry per problem with ``field`` (dotted path), ``pointer`` (JSON Pointer into
-the request body) and ``message``.
+the request body) and ``message``.  A response lists at most :data:`MAX_ERRORS` of them (the
+detail counts the rest) and every text in it is cut to at most :data:`MAX_TEXT` characters, so an
+error response stays small whatever the request held.
 """
 from __future__ import annotations
 
@@ -13,6 +15,10 @@ from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
 PROBLEM_TYPE = "urn:recourse:problem:"
+MAX_ERRORS = 50
+"""Most field errors listed in one response."""
+MAX_TEXT = 300
+"""Most characters of any one text (detail, field, pointer, message) in a response."""
 TITLES = {
     400: "Malformed request", 401: "Unauthorized", 404: "Not found", 405: "Method not allowed",
     413: "Request body too large", 415: "Unsupported media type", 422: "Invalid request",
@@ -36,11 +42,29 @@ class Problem(Exception):
         self.slug = slug or SLUGS.get(status, "error")
 
     def body(self) -> dict[str, Any]:
+        """The problem-details object: at most MAX_ERRORS errors, every text at most MAX_TEXT characters."""
+        detail, hidden = clip(self.detail), len(self.errors) - MAX_ERRORS
+        if hidden > 0:
+            detail += f" ({len(self.errors)} problems; the first {MAX_ERRORS} are listed, {hidden} more are not)"
         out: dict[str, Any] = {"type": PROBLEM_TYPE + self.slug, "title": TITLES.get(self.status, "Error"),
-                               "status": self.status, "detail": self.detail}
+                               "status": self.status, "detail": detail}
         if self.errors:
-            out["errors"] = self.errors
+            out["errors"] = [{k: clip(v) for k, v in e.items()} for e in self.errors[:MAX_ERRORS]]
         return out
+
+
+def describe(value: Any) -> str:
+    """A JSON value for a message: a scalar shown (cut short), a container only named."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    return clip(json.dumps(value[:41] if isinstance(value, str) else value), 40)
+
+
+def clip(text: str, limit: int = MAX_TEXT) -> str:
+    """``text`` cut to at most ``limit`` characters, ending in "…" when cut."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def field_error(path: list[str | int], message: str) -> dict[str, str]:

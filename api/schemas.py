@@ -1,41 +1,57 @@
 """Request and response bodies (pydantic); the OpenAPI document is generated from them."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictFloat, StrictInt
+from pydantic_core import PydanticCustomError
+
+from .problems import MAX_ERRORS, MAX_TEXT, describe
 
 Status = Literal["recourse_found", "no_recourse_found", "already_favourable"]
+
+
+def _one_class(value: Any) -> str | int | None:
+    """A class as JSON gives it: a string or an integer (never true/false, a fraction, an array or an object)."""
+    if value is None or isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    note = "; one target applies to every applicant (per-applicant targets are not supported)" if isinstance(value, list) else ""
+    message = f"expected one class of the model, a string or an integer as in GET /v1/models, got {describe(value)}{note}"
+    raise PydanticCustomError("class_name", "{message}", {"message": message})
+
+
+ClassName = Annotated[str | int | None, PlainValidator(_one_class, json_schema_input_type=str | int | None)]
+"""A target class: the bundle decides whether its classes are strings or integers (checked by the service)."""
 
 
 class Options(BaseModel):
     """Solver options shared by the recourse endpoints."""
 
     model_config = ConfigDict(extra="forbid")
-    max_changes: int | None = Field(default=None, ge=1, le=100, description="Most features the recourse may change (default: the bundle's).")
+    max_changes: StrictInt | None = Field(default=None, ge=1, le=100, description="Most features the recourse may change (default: the bundle's).")
     density: str | None = Field(default=None, description="Plausibility term: one of the bundle's densities (kde, gmm, knn) or 'none'.")
-    target: str | int | None = Field(default=None, description="Class to reach (default: the favourable class).")
-    alternatives: int | None = Field(default=None, ge=1, le=10, description="Also return up to K verified alternatives using different features.")
-    cost_weights: dict[str, float] | None = Field(default=None, description="Per-feature cost weights (> 0), e.g. {\"present_employment\": 5}: changes of that feature count as more expensive.")
+    target: ClassName = Field(default=None, description="Class to reach, exactly as listed in GET /v1/models (default: the favourable class); one for all applicants of a batch.")
+    alternatives: StrictInt | None = Field(default=None, ge=1, le=10, description="Also return up to K verified alternatives using different features.")
+    cost_weights: dict[str, StrictFloat] | None = Field(default=None, description="Per-feature cost weights (> 0), e.g. {\"present_employment\": 5}: changes of that feature count as more expensive.")
 
 
 class RecourseRequest(Options):
     """One applicant and optional solver options."""
 
-    applicant: dict[str, Any] = Field(description="Feature values, one per schema feature (see GET /v1/schema).")
+    applicant: Any = Field(description="Feature values, one per schema feature (see GET /v1/schema); checked against the schema by the service.")
 
 
 class BatchRequest(Options):
     """Several applicants solved as one batch with the same options."""
 
-    applicants: list[dict[str, Any]] = Field(min_length=1, description="Applicants (at most the configured batch limit).")
+    applicants: list[Any] = Field(min_length=1, description="Applicants (at most the configured batch limit); every row is checked against the schema, all problems reported together.")
 
 
 class PredictRequest(BaseModel):
     """One applicant, decision only."""
 
     model_config = ConfigDict(extra="forbid")
-    applicant: dict[str, Any]
+    applicant: Any = Field(description="Feature values, one per schema feature (see GET /v1/schema).")
 
 
 class Decision(BaseModel):
@@ -151,7 +167,7 @@ class Problem(BaseModel):
     title: str
     status: int
     detail: str
-    errors: list[FieldProblem] = Field(default_factory=list)
+    errors: list[FieldProblem] = Field(default_factory=list, description=f"At most {MAX_ERRORS} (the detail counts the rest); texts cut to {MAX_TEXT} characters.")
 
 
 RESPONSE_MODELS = [RecourseAnswer, BatchAnswer, PredictAnswer, ModelList, Health, Problem]

@@ -3,16 +3,32 @@
 Each worker process builds its own app (bundle, engine, log connection) after the fork; threads
 in a worker share one micro-batching solver, so concurrent requests are solved together.  With
 more than one worker, Prometheus metrics are aggregated through a multiprocess directory.
+
+Settings that cannot work (an unusable ``--database``, a host that does not resolve, a port
+that cannot be bound) are found by :func:`preflight` before gunicorn starts, and reported in
+one line; a worker that cannot build the app prints the error's message, not a traceback.
+Requests whose request line is longer than gunicorn's ``limit_request_line`` (4094 bytes) are
+refused by gunicorn itself (414, an HTML page) before the app sees them.
 """
 from __future__ import annotations
 
+import errno
 import os
+import socket
+import sqlite3
+import sys
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.errors import AppImportError
 
 from .config import ServiceConfig
+
+
+class ServeError(ValueError):
+    """A server setting that cannot work; the message names the option and the problem."""
 
 
 class _Server(BaseApplication):
@@ -36,7 +52,10 @@ class _Server(BaseApplication):
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the no-auth warning is printed once by serve()
-            return create_app(self.service_config)
+            try:
+                return create_app(self.service_config)
+            except Exception as exc:  # gunicorn prints this message (traceback only at --log-level debug)
+                raise AppImportError(f"error: {exc or type(exc).__name__}") from exc
 
 
 def _child_exit(server: Any, worker: Any) -> None:
@@ -45,11 +64,65 @@ def _child_exit(server: Any, worker: Any) -> None:
     multiprocess.mark_process_dead(worker.pid)
 
 
+def check_database(path: Path, sync: str = "full") -> None:
+    """Open (creating if needed) the explanation log at ``path`` once, or raise :class:`ServeError`."""
+    from .log import ExplanationLog
+
+    if path.is_dir():
+        raise ServeError(f"--database {path}: is a directory; give the path of a database file")
+    try:
+        ExplanationLog(path, sync=sync)
+    except OSError as exc:
+        why = "part of that path is a file" if exc.errno in (errno.EEXIST, errno.ENOTDIR) else exc.strerror or str(exc)
+        raise ServeError(f"--database {path}: cannot create its folder {path.parent} ({why})") from None
+    except sqlite3.DatabaseError as exc:
+        hint = {"file is not a database": "the file exists and is not an SQLite database",
+                "unable to open database file": "cannot open or create the file (does its folder allow writing?)",
+                "attempt to write a readonly database": "the file is read-only"}.get(str(exc), f"cannot use it as an SQLite database ({exc})")
+        raise ServeError(f"--database {path}: {hint}") from None
+
+
+def check_address(host: str, port: int) -> None:
+    """Raise :class:`ServeError` unless ``host`` resolves and ``host:port`` can be bound now."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ServeError(f"--host {host}: not a known host name or address ({getattr(exc, 'strerror', None) or exc})") from None
+    except OverflowError:
+        raise ServeError(f"--port {port}: not a port number (1 to 65535)") from None
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise ServeError(f"--host {host}: not an address of this machine ({exc.strerror})") from None
+            if exc.errno == errno.EADDRINUSE:
+                raise ServeError(f"--port {port}: already in use on {host} (another server is listening there)") from None
+            raise ServeError(f"--port {port}: cannot listen on {host} ({exc.strerror or exc})") from None
+
+
+def preflight(config: ServiceConfig, host: str, port: int) -> None:
+    """Check, before any worker starts, what would otherwise stop every worker; raises :class:`ServeError`."""
+    check_database(config.database, config.log_sync)
+    check_address(host, port)
+
+
 def serve(config: ServiceConfig, host: str = "127.0.0.1", port: int = 8080, workers: int = 2, threads: int = 16,
           timeout: int = 120) -> None:
-    """Run the service until interrupted (SIGINT/SIGTERM shut it down gracefully)."""
+    """Run the service until interrupted (SIGINT/SIGTERM shut it down gracefully).
+
+    A setting that cannot work (see :func:`preflight`) is printed as one ``error:`` line and the
+    process exits with status 2 before gunicorn starts.
+    """
+    try:
+        preflight(config, host, port)
+    except ServeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 address in brackets
     options: dict[str, Any] = {
-        "bind": f"{host}:{port}", "workers": workers, "worker_class": "gthread", "threads": threads,
+        "bind": bind, "workers": workers, "worker_class": "gthread", "threads": threads,
         "timeout": timeout, "graceful_timeout": 30, "keepalive": 30, "accesslog": None, "errorlog": "-",
         "loglevel": "warning", "preload_app": False,
     }

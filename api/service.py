@@ -19,8 +19,8 @@ from recourse.results import to_jsonable
 
 from .batching import MicroBatcher
 from .config import ServiceConfig
-from .log import Entry, ExplanationLog
-from .problems import Problem, field_error
+from .log import ID_DIGITS, Entry, ExplanationLog, is_answer_id
+from .problems import Problem, describe, field_error
 from .schemas import BatchRequest, Options, PredictRequest, RecourseRequest
 from .telemetry import Telemetry
 
@@ -65,17 +65,15 @@ class RecourseService:
 
     # ------------------------------------------------------------------ endpoints
     def recourse(self, request: RecourseRequest) -> str:
-        key, target = self._options(request)
-        record = self._validate([request.applicant], ["applicant"], single=True)[0]
-        [item] = self._answer("recourse", key, target, [record])
+        key, target, records = self._checked(request, [request.applicant], ["applicant"], single=True)
+        [item] = self._answer("recourse", key, target, records)
         return item["text"]
 
     def recourse_batch(self, request: BatchRequest) -> str:
         if len(request.applicants) > self.config.max_batch:
             raise Problem(422, "too many applicants in one batch",
                           [field_error(["applicants"], f"at most {self.config.max_batch} applicants per request, got {len(request.applicants)}")])
-        key, target = self._options(request)
-        records = self._validate(request.applicants, ["applicants"], single=False)
+        key, target, records = self._checked(request, request.applicants, ["applicants"], single=False)
         items = self._answer("recourse", key, target, records)
         head = json.dumps({"count": len(items), "model": self.model_ref})
         return head[:-1] + ', "results": [' + ", ".join(i["text"] for i in items) + "]}"
@@ -97,39 +95,68 @@ class RecourseService:
         return item["text"]
 
     def stored(self, answer_id: str) -> str:
-        text = self.log.response(answer_id)
+        text = self.log.response(answer_id) if is_answer_id(answer_id) else None
         if text is None:
-            raise Problem(404, f"no answer with id {answer_id!r}")
+            raise Problem(404, f"no answer with id {describe(answer_id)} (answer ids are {ID_DIGITS} hexadecimal digits)")
         return text
 
     # ------------------------------------------------------------------ internals
+    def _checked(self, request: Options, records: Sequence[Any], path: list[str],
+                 single: bool) -> tuple[Hashable, Any, list[dict[str, Any]]]:
+        """Solver options, target and validated records; the problems of all of them in one 422."""
+        found: list[Problem] = []
+        try:
+            key, target = self._options(request)
+        except Problem as problem:
+            found.append(problem)
+        try:
+            valid = self._validate(records, path, single)
+        except Problem as problem:
+            found.append(problem)
+        if len(found) == 1:
+            raise found[0]
+        if found:
+            raise Problem(422, "; ".join(p.detail for p in found), [e for p in found for e in p.errors])
+        return key, target, valid
+
     def _options(self, request: Options) -> tuple[Hashable, Any]:
+        """The solver-options key and the target class; one 422 listing every bad option."""
         engine = self.engine
+        errors: list[dict[str, str]] = []
         m = request.max_changes if request.max_changes is not None else engine.config.max_changes
-        if request.density is None:
-            density = engine.config.density
-        elif request.density == "none":
-            density = None
-        elif request.density in engine.densities:
-            density = request.density
-        else:
-            raise Problem(422, "unknown density", [field_error(["density"], f"unknown density {request.density!r}; "
-                                                              f"available: {', '.join(sorted(engine.densities))}, none")])
-        target = request.target
-        if target is None:
-            target = engine.schema.target.favourable if engine.schema.target else engine.classes[-1]
-        names = {str(c): c for c in engine.classes}
-        if str(target) not in names:
-            raise Problem(422, "unknown target class", [field_error(["target"], f"unknown class {target!r}; classes: {engine.classes}")])
+        density = engine.config.density
+        if request.density is not None:
+            density = None if request.density == "none" else request.density
+            if density is not None and density not in engine.densities:
+                errors.append(field_error(["density"], f"unknown density {describe(density)}; "
+                                                       f"available: {', '.join(sorted(engine.densities))}, none"))
+        try:
+            target = self._target(request.target)
+        except Problem as problem:
+            errors += problem.errors
         weights = None
         if request.cost_weights:
             known = set(engine.schema.names)
-            bad = [field_error(["cost_weights", k], "unknown feature" if k not in known else "must be a finite number > 0")
-                   for k, w in request.cost_weights.items() if k not in known or not (0 < w < float("inf"))]
-            if bad:
-                raise Problem(422, "invalid cost weights", bad)
+            errors += [field_error(["cost_weights", k], "unknown feature" if k not in known else "must be a finite number > 0")
+                       for k, w in request.cost_weights.items() if k not in known or not (0 < w < float("inf"))]
             weights = tuple(sorted(request.cost_weights.items()))
-        return (int(m), density, request.alternatives, weights), names[str(target)]
+        if errors:
+            raise Problem(422, "invalid solver options", errors)
+        return (int(m), density, request.alternatives, weights), target
+
+    def _target(self, asked: str | int | None) -> Any:
+        """The class to reach: the favourable one, or the engine's class equal to ``asked`` in value and
+        JSON type (the bundle decides whether classes are strings or integers: 1 is not "1")."""
+        classes = self.engine.classes
+        if asked is None:
+            schema_target = self.engine.schema.target
+            favourable = schema_target.favourable if schema_target else classes[-1]
+            return next((c for c in classes if str(c) == str(favourable)), favourable)
+        for c in classes:
+            if isinstance(c, str) == isinstance(asked, str) and str(c) == str(asked):
+                return c
+        listed = ", ".join(json.dumps(to_jsonable(c)) for c in classes)
+        raise Problem(422, "unknown target class", [field_error(["target"], f"unknown class {describe(asked)}; the classes are {listed}")])
 
     def _validate(self, records: Sequence[Any], path: list[str], single: bool) -> list[dict[str, Any]]:
         schema = self.engine.schema

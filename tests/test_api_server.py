@@ -1,6 +1,7 @@
 """`recourse serve` as a real server on loopback: HTTP round trips, auth, and answers surviving kill -9."""
 from __future__ import annotations
 
+import http.client
 import json
 import signal
 from pathlib import Path
@@ -39,6 +40,21 @@ def test_http_round_trip(server):
     assert status == 422 and json.loads(body)["errors"][0]["pointer"] == "/applicant/age"
     status, body = request(server.port, "GET", "/metrics")
     assert status == 200 and b"recourse_http_requests_total" in body
+
+
+def test_chunked_body_over_the_limit_is_413_and_long_ids_are_json_404(server):
+    body = json.dumps({"applicant": DENIED, "pad": "x" * (5 * 1024 * 1024)}).encode()  # over the 4 MiB default
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    try:
+        conn.request("POST", "/v1/recourse", body=iter([body[i:i + 65536] for i in range(0, len(body), 65536)]),
+                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {server.key}"}, encode_chunked=True)
+        response = conn.getresponse()
+        assert response.status == 413 and json.loads(response.read())["status"] == 413
+    finally:
+        conn.close()
+    # ids up to gunicorn's request-line limit (4094 bytes) reach the app: JSON 404; longer lines get gunicorn's own 414
+    status, text = request(server.port, "GET", "/v1/recourse/" + "a" * 4000, None, server.key)
+    assert status == 404 and "32 hexadecimal digits" in json.loads(text)["detail"]
 
 
 def test_answers_survive_kill_9(server):

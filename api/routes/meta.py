@@ -27,7 +27,7 @@ def readyz() -> Response:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    return Response(current_app.extensions["recourse_telemetry"].exposition(), mimetype=CONTENT_TYPE)
+    return Response(current_app.extensions["recourse_telemetry"].exposition(), content_type=CONTENT_TYPE)
 
 
 @bp.get("/openapi.json")

@@ -6,7 +6,7 @@ import json
 from flask import Blueprint, Response, current_app, request
 
 from ..bodies import parse_body
-from ..problems import Problem
+from ..problems import Problem, clip
 from ..schemas import BatchRequest, PredictRequest, RecourseRequest
 
 bp = Blueprint("v1", __name__, url_prefix="/v1")
@@ -24,12 +24,19 @@ def _json(text: str, status: int = 200) -> Response:
 def _authenticate() -> None:
     if not current_app.config["RECOURSE_AUTH_REQUIRED"]:
         return
-    header = request.headers.get("Authorization", "")
-    key = header[7:].strip() if header[:7].lower() == "bearer " else request.headers.get("X-API-Key")
-    if not current_app.extensions["recourse_keys"].check(key):
-        detail = "missing API key" if not key else "wrong API key"
-        raise Problem(401, f"{detail}: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
-                      headers={"WWW-Authenticate": 'Bearer realm="recourse"'})
+    header = request.headers.get("Authorization", "").strip()
+    scheme, _, credentials = header.partition(" ")
+    key = credentials.strip() if scheme.lower() == "bearer" else request.headers.get("X-API-Key")
+    if current_app.extensions["recourse_keys"].check(key):
+        return
+    if key:
+        detail = "wrong API key"
+    elif header and scheme.lower() != "bearer":
+        detail = f"the Authorization scheme {clip(scheme, 40)!r} is not supported"
+    else:
+        detail = "missing API key"
+    raise Problem(401, f"{detail}: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+                  headers={"WWW-Authenticate": 'Bearer realm="recourse"'})
 
 
 @bp.post("/recourse")
