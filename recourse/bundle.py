@@ -13,7 +13,11 @@ A bundle is a directory::
     verifier.json            (tree-ensemble bundles) the real model as arrays; model.* is then its
     verifier.safetensors     distilled differentiable surrogate, used only to steer the solver
 
-Loading reads JSON and safetensors only (no code runs), and checks every file's hash.
+Loading reads JSON and safetensors only (no code runs).  Every file it reads must be listed in
+``metadata.json`` with a matching SHA-256 (and the bundle hash must match those), the metadata
+fields must have the right shape (:class:`BundleMetadata`) and the parts must fit together (the
+schema's encoded width is the model's input width); anything else is a :class:`BundleError`
+naming the bundle and the file or field.
 """
 from __future__ import annotations
 
@@ -21,23 +25,29 @@ import hashlib
 import json
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Annotated, Any, Iterator, Literal, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringConstraints, field_validator, model_validator
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch import Tensor
 
 from .data import Dataset, load_dataset
-from .density import ClassConditionalDensity, fit_class_conditional
+from .density import ClassConditionalDensity, available_densities, fit_class_conditional
 from .encoding import TabularEncoder, complete_schema
 from .errors import BundleError
-from .model_io import file_sha256, load_classifier, read_bundle_json, save_classifier
+from .model_io import MODEL_JSON, MODEL_TENSORS, check_bundle_json, file_sha256, load_classifier, read_bundle_json, save_classifier
 from .models import TorchClassifier, from_sklearn, train_logistic, train_mlp
+from .runtime import parse_device
 from .schema import FeatureSchema
 from .surrogate import distill
+from .trees import FORMAT as TREES_FORMAT
 from .trees import TREE_MODELS, TreeEnsemble, is_tree_model, train_tree_model, tree_classifier
 from .scfe import RecourseEngine, SCFEConfig
 
@@ -72,7 +82,7 @@ class Bundle:
 
     def engine(self, config: SCFEConfig | None = None, device: str | torch.device | None = None) -> RecourseEngine:
         """A :class:`RecourseEngine` with the bundle's defaults (m, density) unless ``config`` says otherwise."""
-        if self.verifier is None and self.metadata.get("verifier", {}).get("format") == EXTERNAL:
+        if self.verifier is None and (self.metadata.get("verifier") or {}).get("format") == EXTERNAL:
             raise BundleError(f"{self.path}: this bundle's model is supplied at load time (a black box): "
                               "use recourse.blackbox.with_black_box(bundle, predict_proba) before asking for recourse")
         defaults = self.metadata.get("defaults", {})
@@ -225,43 +235,179 @@ def _bundle_hash(hashes: dict[str, str]) -> str:
     return digest.hexdigest()
 
 
-def load_bundle(path: str | Path, device: str | torch.device | None = None) -> Bundle:
-    """Load and verify a bundle (no unpickling; every file's SHA-256 is checked)."""
-    path = Path(path)
-    meta_file = path / "metadata.json"
-    if not meta_file.is_file():
-        raise BundleError(f"{path}: not a bundle (no metadata.json); build one with `recourse train`")
-    metadata = read_bundle_json(meta_file, FORMAT)
-    for name, expected in metadata.get("files", {}).items():
+_Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+
+class _Defaults(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    max_changes: StrictInt = Field(3, ge=1)
+    density: StrictStr | None = "kde"
+
+
+class _Verifier(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    format: Literal[TREES_FORMAT, EXTERNAL]  # type: ignore[valid-type]
+
+
+class BundleMetadata(BaseModel):
+    """The fields of ``metadata.json`` that loading relies on, checked in one step (others pass through)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    files: dict[str, _Sha256]
+    hash: _Sha256
+    densities: list[StrictStr] = Field(default_factory=list)
+    defaults: _Defaults = Field(default_factory=_Defaults)
+    verifier: _Verifier | None = None
+
+    @field_validator("files")
+    @classmethod
+    def _plain_names(cls, files: dict[str, str]) -> dict[str, str]:
+        for name in files:
+            if name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+                raise ValueError(f"{name!r} is not a plain file name inside the bundle")
+        return files
+
+    @field_validator("densities")
+    @classmethod
+    def _known_densities(cls, names: list[str]) -> list[str]:
+        unknown = [n for n in names if n not in available_densities()]
+        if unknown:
+            raise ValueError(f"unknown density {unknown[0]!r}; known densities: {', '.join(available_densities())}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"a density is listed twice: {names}")
+        return names
+
+    @model_validator(mode="after")
+    def _default_is_fitted(self) -> "BundleMetadata":
+        density = self.defaults.density
+        if density is not None and density not in self.densities:
+            raise ValueError(f"defaults.density: density {density!r} is not fitted in this bundle "
+                             f"(densities: {', '.join(self.densities) or 'none'})")
+        return self
+
+    @property
+    def loaded_files(self) -> list[str]:
+        """Every file :func:`load_bundle` reads (each must be listed in ``files`` with its SHA-256)."""
+        names = ["schema.json", MODEL_JSON, MODEL_TENSORS, "data.safetensors"]
+        names += [f"density-{name}.{ext}" for name in self.densities for ext in ("json", "safetensors")]
+        if self.verifier is not None and self.verifier.format != EXTERNAL:
+            names += ["verifier.json", "verifier.safetensors"]
+        return names
+
+
+def _check_files(path: Path, meta: BundleMetadata) -> None:
+    """Every file loading reads is listed, present and matches its SHA-256; so does the bundle hash."""
+    unlisted = [name for name in meta.loaded_files if name not in meta.files]
+    if unlisted:
+        raise BundleError(f"{path / 'metadata.json'}: files: {', '.join(unlisted)} not listed with a SHA-256; "
+                          "every file the bundle loads must be (rebuild the bundle)")
+    for name, expected in meta.files.items():
         file = path / name
         if not file.is_file():
             raise BundleError(f"{path}: missing file {name}")
         if file_sha256(file) != expected:
             raise BundleError(f"{path}: {name} does not match its recorded hash (modified or corrupt)")
-    schema = FeatureSchema.load(path / "schema.json")
+    if _bundle_hash(meta.files) != meta.hash:
+        raise BundleError(f"{path / 'metadata.json'}: hash does not match the file hashes (modified metadata)")
+
+
+@contextmanager
+def _reading(path: Path, name: str) -> Iterator[None]:
+    """Turn a failure to read bundle file ``name`` into a BundleError naming the bundle and the file."""
     try:
-        classifier = load_classifier(path, device=device)
-    except ValueError as exc:
-        raise BundleError(f"{path}: {exc}") from None
-    densities = {}
-    for name in metadata.get("densities", []):
-        config = json.loads((path / f"density-{name}.json").read_text())
-        densities[name] = ClassConditionalDensity.from_state(config, load_file(str(path / f"density-{name}.safetensors")))
-    data = load_file(str(path / "data.safetensors"))
-    verifier = None
-    if metadata.get("verifier") and metadata["verifier"].get("format") != EXTERNAL:
+        yield
+    except BundleError:
+        raise
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{path / name}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    except UnicodeDecodeError:
+        raise BundleError(f"{path / name}: not a UTF-8 text file") from None
+    except SafetensorError as exc:
+        raise BundleError(f"{path / name}: not a readable safetensors file ({exc})") from None
+    except KeyError as exc:
+        raise BundleError(f"{path / name}: missing entry {exc.args[0]!r}") from None
+    except (ValueError, TypeError, IndexError, AttributeError, OSError, RuntimeError) as exc:
+        message = str(exc) or type(exc).__name__
+        raise BundleError(message if message.startswith(str(path)) else f"{path / name}: {message}") from None
+
+
+def _check_fit(path: Path, schema: FeatureSchema, classifier: TorchClassifier, verifier: TorchClassifier | None,
+               densities: dict[str, ClassConditionalDensity], x: Tensor, y: Tensor) -> None:
+    """The parts agree: the schema's encoded width is what the models, densities and data have."""
+    with _reading(path, "schema.json"):
+        width = TabularEncoder(schema).n_columns
+    if schema.target is None:
+        raise BundleError(f"{path / 'schema.json'}: no target (name, classes, favourable)")
+    classes = [str(c) for c in schema.target.classes]
+    for name, model in ((MODEL_JSON, classifier), ("verifier.json", verifier)):
+        if model is None:
+            continue
         try:
+            with torch.no_grad():
+                model.logits(torch.zeros(1, width, dtype=model.dtype, device=model.device))
+        except (ValueError, RuntimeError):
+            raise BundleError(f"{path}: schema.json encodes an applicant as {width} columns but {name}'s model "
+                              f"takes {model.n_features or 'another number of'} inputs") from None
+        if [str(c) for c in model.classes] != classes:
+            raise BundleError(f"{path}: {name}'s classes {model.classes} differ from schema.json's target classes "
+                              f"{list(schema.target.classes)}")
+    for name, density in densities.items():
+        for c, part in density.densities.items():
+            if getattr(part, "n_features_in_", width) != width or not 0 <= c < len(classes):
+                raise BundleError(f"{path}: density-{name} (class {c}) does not fit schema.json "
+                                  f"({width} columns, {len(classes)} classes)")
+    if x.ndim != 2 or x.shape[1] != width or y.shape != (x.shape[0],) or x.shape[0] == 0:
+        raise BundleError(f"{path}: data.safetensors holds x {tuple(x.shape)} and y {tuple(y.shape)}; "
+                          f"expected (N, {width}) and (N,)")
+    if y.is_floating_point() or bool(((y < 0) | (y >= len(classes))).any()) or not bool(torch.isfinite(x).all()):
+        raise BundleError(f"{path}: data.safetensors: class indices outside 0..{len(classes) - 1} or non-finite rows")
+
+
+def load_bundle(path: str | Path, device: str | torch.device | None = None) -> Bundle:
+    """Load and verify a bundle (no unpickling).
+
+    Every file it reads must be listed in ``metadata.json`` with a matching SHA-256, and the
+    parts must fit together; anything else raises :class:`BundleError` naming the bundle and the
+    file.  A bad ``device`` raises ``ValueError("device: ...")``.
+    """
+    path = Path(path)
+    device = parse_device(device)
+    meta_file = path / "metadata.json"
+    if not meta_file.is_file():
+        raise BundleError(f"{path}: not a bundle (no metadata.json); build one with `recourse train`")
+    metadata = read_bundle_json(meta_file, FORMAT)
+    meta = check_bundle_json(BundleMetadata, metadata, meta_file)
+    _check_files(path, meta)
+    with _reading(path, "schema.json"):
+        schema = FeatureSchema.load(path / "schema.json")
+    with _reading(path, MODEL_JSON):
+        classifier = load_classifier(path, device=device)
+    densities = {}
+    for name in meta.densities:
+        with _reading(path, f"density-{name}.safetensors"):
+            tensors = load_file(str(path / f"density-{name}.safetensors"))
+        with _reading(path, f"density-{name}.json"):  # the description, checked against its tensors
+            config = json.loads((path / f"density-{name}.json").read_text())
+            densities[name] = ClassConditionalDensity.from_state(config, tensors)
+    with _reading(path, "data.safetensors"):
+        data = load_file(str(path / "data.safetensors"))
+        x, y = data["x"], data["y"]
+    verifier = None
+    if meta.verifier is not None and meta.verifier.format != EXTERNAL:
+        with _reading(path, "verifier.json"):
             trees = TreeEnsemble.load(path, "verifier")
-        except (ValueError, KeyError, OSError) as exc:
-            raise BundleError(f"{path}: verifier model: {exc}") from None
-        verifier = TorchClassifier(trees, output=trees.output, classes=metadata["classes"], n_features=trees.n_features)
-        if device is not None:
-            verifier = verifier.to(device)
-    return Bundle(path, schema, classifier, densities, data["x"].double().numpy(), data["y"].numpy(), metadata, verifier)
+            verifier = TorchClassifier(trees, output=trees.output, classes=classifier.classes,
+                                       n_features=trees.n_features).to(device)
+    _check_fit(path, schema, classifier, verifier, densities, x, y)
+    return Bundle(path, schema, classifier, densities, x.double().numpy(), y.numpy(), metadata, verifier)
 
 
 def demo_bundle(name: str = "german", device: str | torch.device | None = None) -> Bundle:
     """The demo bundle for a bundled data set, built on first use under :func:`recourse_home`."""
+    device = parse_device(device)  # a bad device is the caller's error, not a reason to rebuild
     path = recourse_home() / "bundles" / name
     if (path / "metadata.json").is_file():
         try:

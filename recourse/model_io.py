@@ -32,9 +32,10 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
+from pydantic import BaseModel, ValidationError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
@@ -57,6 +58,7 @@ FORMAT = "recourse.sequential"
 FORMAT_VERSION = 1
 MODEL_JSON = "model.json"
 MODEL_TENSORS = "model.safetensors"
+_M = TypeVar("_M", bound=BaseModel)
 
 _DTYPES: dict[str, torch.dtype] = {
     "float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64,
@@ -244,6 +246,24 @@ def read_bundle_json(file: Path, fmt: str) -> dict[str, Any]:
     if doc.get("format") != fmt:
         raise BundleError(f"{file}: unsupported bundle format {doc.get('format')!r} (expected {fmt!r})")
     return doc
+
+
+def validation_problems(exc: ValidationError, prefix: tuple[str, ...] = ()) -> str:
+    """A pydantic error as one ``\\n  - key.path: problem`` line per bad field."""
+    lines = []
+    for e in exc.errors():
+        loc = ".".join(str(p) for p in (*prefix, *e["loc"]))
+        lines.append(f"\n  - {loc + ': ' if loc else ''}{e['msg'].removeprefix('Value error, ')}")
+    return "".join(lines)
+
+
+def check_bundle_json(model: type[_M], doc: dict[str, Any], file: Path) -> _M:
+    """``doc`` (read from ``file``) validated by the pydantic ``model``; else a
+    :class:`~recourse.errors.BundleError` naming the file and every bad field."""
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        raise BundleError(f"{file}: invalid fields{validation_problems(exc)}") from None
 
 
 def _dtype_name(dtype: torch.dtype) -> str:

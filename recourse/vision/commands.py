@@ -1,7 +1,18 @@
-"""What the ``recourse attack`` and ``recourse explain-image`` commands do (cli.py only parses)."""
+"""What the ``recourse attack`` and ``recourse explain-image`` commands do (cli.py only parses).
+
+Output folder (``--out``): created with its parents when missing.  An existing folder is used
+only when everything in it is a file these commands write (``metrics.json`` with a report of
+ours, ``NNN_*.png``, ``classC_*.png``), i.e. a new or empty folder or the output of an earlier
+run, whose files of the same names are replaced; a folder holding anything else is refused, so
+a user's own files are never overwritten.
+"""
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -9,30 +20,79 @@ import numpy as np
 import torch
 
 from recourse.errors import BundleError
+from recourse.runtime import parse_device
 
 from .data import DATASETS
 from .models import VisionBundle, demo_vision_bundle, load_bundle
+
+FBS_P = (0.0, 0.5, 2.0 / 3.0, 1.0)
+DEFAULT_P = 0.5
+"""FBS's default exponent; GSE's penalty is always ℓ½."""
+OWN_OUTPUT = re.compile(r"metrics\.json|(\d{3,}|class\d+)_[a-z0-9_]+\.png")
+"""Names of the files the two commands write into ``--out``."""
 
 
 class CommandError(ValueError):
     """Bad input for a command; the message names the field."""
 
 
+def check_device(device: str | torch.device | None) -> torch.device:
+    """The ``--device`` value as a torch device (default cpu), refused when unknown or absent here."""
+    try:
+        return parse_device(device)
+    except ValueError as exc:
+        raise CommandError(f"--{exc}") from None
+
+
 def open_vision_bundle(bundle: Path | None, dataset: str, device: str | None) -> VisionBundle:
+    """The ``--bundle`` directory, else the data set's demo CNN (trained on first use and when damaged)."""
+    dev = check_device(device)
     if bundle is not None:
         if not bundle.exists():
             raise CommandError(f"--bundle: {bundle}: no such directory")
         try:
-            return load_bundle(bundle, device=device)
+            return load_bundle(bundle, device=dev)
         except BundleError as exc:
             raise CommandError(f"--bundle: {exc}") from None
     if dataset not in DATASETS:
         raise CommandError(f"--dataset: unknown data set {dataset!r}; expected one of {', '.join(DATASETS)}")
-    return demo_vision_bundle(dataset, device=device)
+    try:
+        return demo_vision_bundle(dataset, device=dev)
+    except (BundleError, OSError) as exc:
+        raise CommandError(f"--dataset: the {dataset} demo bundle cannot be built or loaded ({exc})") from None
+
+
+def prepare_out(out: Path) -> Path:
+    """Create ``--out`` (and its parents) or check that an existing folder holds only our outputs."""
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"--out: {out} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommandError(f"--out: cannot create the folder {out} ({exc.strerror or type(exc).__name__})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise CommandError(f"--out: the folder {out} is not writable")
+    foreign = sorted(p.name for p in out.iterdir() if not (p.is_file() and OWN_OUTPUT.fullmatch(p.name)))
+    if (out / "metrics.json").is_file() and not _is_our_report(out / "metrics.json"):
+        foreign.insert(0, "metrics.json")
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise CommandError(f"--out: the folder {out} already holds files these commands did not write ({shown}); "
+                           "choose a new or empty folder")
+    return out
+
+
+def _is_our_report(file: Path) -> bool:
+    try:
+        doc = json.loads(file.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and {"method", "out"} <= set(doc)
 
 
 def read_image(path: Path, shape: tuple[int, int, int], value_range: tuple[float, float]) -> np.ndarray:
-    """A PNG/JPEG (scaled from 0..255 to the value range) or .npy image as (1, C, H, W) float32."""
+    """A PNG/JPEG (scaled from 0..255 to the value range) or .npy image (already in the value
+    range; refused otherwise) as (1, C, H, W) float32."""
     if not path.is_file():
         raise CommandError(f"--image: {path}: no such file")
     c, h, w = shape
@@ -40,13 +100,18 @@ def read_image(path: Path, shape: tuple[int, int, int], value_range: tuple[float
     if path.suffix.lower() == ".npy":
         try:
             arr = np.load(path, allow_pickle=False).astype(np.float32)
-        except (ValueError, OSError) as exc:
+        except (ValueError, TypeError, OSError) as exc:
             raise CommandError(f"--image: {path}: cannot read the array ({exc})") from None
         arr = arr.reshape((1, *arr.shape)) if arr.ndim == 2 else arr
         if arr.shape != (c, h, w):
             raise CommandError(f"--image: {path}: shape {arr.shape} does not fit the model's input {(c, h, w)}")
         if not np.isfinite(arr).all():
             raise CommandError(f"--image: {path}: contains NaN or infinite values")
+        found_lo, found_hi = float(arr.min()), float(arr.max())
+        slack = 1e-6 * (hi - lo)  # float round-off only
+        if found_lo < lo - slack or found_hi > hi + slack:
+            raise CommandError(f"--image: {path}: values lie in [{found_lo:g}, {found_hi:g}], outside the model's value "
+                               f"range [{lo:g}, {hi:g}]; scale the array into it (PNG/JPEG files are scaled automatically)")
         return np.clip(arr, lo, hi)[None]
     try:
         from PIL import Image
@@ -61,16 +126,55 @@ def read_image(path: Path, shape: tuple[int, int, int], value_range: tuple[float
     return (lo + arr * (hi - lo))[None]
 
 
-def pick_images(vb: VisionBundle, image: Path | None, index: int, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The image file, or ``n`` test images from ``index`` with their labels."""
+def pick_images(vb: VisionBundle, image: Path | None, index: int, n: int,
+                notes: list[str] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The image file, or ``n`` test images from ``index`` with their labels (fewer at the end of
+    the test set, said in ``notes``)."""
     shape = tuple(vb.meta["input_shape"])
     if image is not None:
         return torch.as_tensor(read_image(image, shape, vb.value_range)), None
     split = vb.split()
-    if not 0 <= index < len(split.y_test):
-        raise CommandError(f"--index: {index} is outside the test set [0, {len(split.y_test) - 1}]")
-    sl = slice(index, min(index + n, len(split.y_test)))
+    size = len(split.y_test)
+    if not 0 <= index < size:
+        raise CommandError(f"--index: {index} is outside the test set [0, {size - 1}]")
+    if n < 1:
+        raise CommandError(f"--n: must be at least 1, got {n}")
+    sl = slice(index, min(index + n, size))
+    if notes is not None and sl.stop - sl.start < n:
+        notes.append(f"--n {n}: the test set ends at image {size - 1}, so {sl.stop - sl.start} image(s) from --index {index} were used")
     return torch.as_tensor(split.x_test[sl]), torch.as_tensor(split.y_test[sl])
+
+
+def _image_entries(image: Path | None, index: int, count: int) -> list[dict[str, Any]]:
+    """Where each image came from: its test-set index, or the file name."""
+    return [{"index": None, "file": image.name} if image is not None else {"index": index + i, "file": None}
+            for i in range(count)]
+
+
+def _image_name(entry: dict[str, Any]) -> str:
+    return str(entry["file"] if entry.get("file") else entry["index"])
+
+
+def attack_text(report: dict[str, Any]) -> str:
+    """The text the ``attack`` command prints for a :func:`run_attack` report."""
+    m = report["metrics"]
+    lines = [f"{report['method']}: ASR {100 * m['asr']:.0f} %, changed pixels {m['acp']:.1f}, clusters {m['anc']:.2f}, "
+             f"l2 {m['l2']:.3f}, d20 {m['d20']:.1f}, {1000 * m['seconds_per_image']:.0f} ms/image"]
+    for im in report["images"]:
+        lines.append(f"  image {_image_name(im)}: label {im['label']}, prediction {im['prediction']} -> "
+                     f"{im['adversarial_prediction']} ({'fooled' if im['success'] else 'not fooled'})")
+    lines += [f"note: {note}" for note in report.get("notes", [])]
+    lines.append(f"figures and metrics.json in {report['out']}")
+    return "\n".join(lines)
+
+
+def explain_text(report: dict[str, Any]) -> str:
+    """The text the ``explain-image`` command prints for a :func:`run_explain` report."""
+    images = report.get("images")
+    what = f" for {len(images)} image(s) ({', '.join(_image_name(im) for im in images)})" if images else ""
+    lines = [f"{report['method']}: {len(report.get('figures', []))} figures{what} and metrics.json in {report['out']}"]
+    lines += [f"note: {note}" for note in report.get("notes", [])]
+    return "\n".join(lines)
 
 
 def _check_class(name: str, value: int | None) -> None:
@@ -79,15 +183,30 @@ def _check_class(name: str, value: int | None) -> None:
 
 
 def run_attack(method: str, *, vb: VisionBundle, image: Path | None, index: int, n: int, target: int | None,
-               p: float, norm: str, lam: float | None, out: Path, device: str | None) -> dict[str, Any]:
+               p: float | None, norm: str, lam: float | None, out: Path, device: str | None) -> dict[str, Any]:
+    """Attack the images, write the figures and ``metrics.json`` into ``out``; returns the report.
+
+    ``p`` (FBS only; default 0.5) and ``lam`` (GSE and FBS only) given to another method are
+    ignored with a note in the report's ``notes``.
+    """
     from .attacks import fbs_attack, fw_attack, gse_attack, pgd_attack
     from .explain import axai
     from .figures import save_attack_figures
     from .metrics import attack_summary, default_patch
 
+    if method not in ("gse", "fbs", "pgd", "fw"):
+        raise CommandError(f"--method: unknown attack {method!r}; expected gse, fbs, pgd or fw")
     _check_class("--target", target)
-    ad = vb.adapter(device)
-    x, labels = pick_images(vb, image, index, n)
+    notes: list[str] = []
+    if method == "fbs" and p is not None and not any(abs(p - v) < 1e-6 for v in FBS_P):
+        raise CommandError(f"--p: must be 0, 0.5, 2/3 or 1, got {p:g}")
+    if method != "fbs" and p is not None and p != DEFAULT_P:
+        notes.append(f"--p {p:g} is ignored: only fbs takes a penalty exponent (gse always uses p = 1/2; pgd and fw have none)")
+    if lam is not None and method not in ("gse", "fbs"):
+        notes.append(f"--lambda {lam:g} is ignored: only gse and fbs take a λ")
+    ad = vb.adapter(check_device(device))
+    x, labels = pick_images(vb, image, index, n, notes)
+    prepare_out(out)
     x = x.to(ad.device)
     pred = ad.predict(x)
     labels = pred if labels is None else labels.to(ad.device)
@@ -98,13 +217,11 @@ def run_attack(method: str, *, vb: VisionBundle, image: Path | None, index: int,
     if method == "gse":
         res = gse_attack(ad, x, labels, **kw)
     elif method == "fbs":
-        res = fbs_attack(ad, x, labels, p=p, search_steps=4, **kw)
+        res = fbs_attack(ad, x, labels, p=DEFAULT_P if p is None else p, search_steps=4, **kw)
     elif method == "pgd":
         res = pgd_attack(ad, x, labels, norm=norm, **kw)
-    elif method == "fw":
-        res = fw_attack(ad, x, labels, **kw)
     else:
-        raise CommandError(f"--method: unknown attack {method!r}; expected gse, fbs, pgd or fw")
+        res = fw_attack(ad, x, labels, **kw)
     ax = axai(ad, x)
     lo, hi = vb.value_range
     figures = []
@@ -112,25 +229,36 @@ def run_attack(method: str, *, vb: VisionBundle, image: Path | None, index: int,
         figures += save_attack_figures(out, x[i], res.x_adv[i], lo, hi, ax.segments[i], ax.mask[i], prefix=f"{i:03d}_")
     summary = attack_summary(res.delta, res.success, res.seconds, default_patch(x.shape[-2:]))
     new_pred = ad.predict(res.x_adv)
+    images = [{**where, "label": int(labels[i]), "prediction": int(pred[i]), "adversarial_prediction": int(new_pred[i]),
+               "success": bool(res.success[i])} for i, where in enumerate(_image_entries(image, index, len(x)))]
     report = {"method": res.method, "targeted": res.targeted, "params": res.params, "metrics": summary,
-              "images": [{"index": None if image else index + i, "label": int(labels[i]), "prediction": int(pred[i]),
-                          "adversarial_prediction": int(new_pred[i]), "success": bool(res.success[i])} for i in range(len(x))],
-              "out": str(out), "figures": figures}
+              "n_images": len(x), "images": images, "notes": notes, "out": str(out), "figures": figures}
     (out / "metrics.json").write_text(json.dumps(report, indent=2, default=float))
     return report
 
 
 def run_explain(method: str, *, vb: VisionBundle, image: Path | None, index: int, n: int, target: int | None,
                 k: int, segmentation: str, out: Path, device: str | None) -> dict[str, Any]:
+    """Explain the images (or probe the classes), write the figures and ``metrics.json`` into ``out``.
+
+    AXAI keeps at most ``k`` segments per image: all of them where an image has fewer (a note says so).
+    """
     from .explain import axai, concept_probe, gradient_attribution
     from .figures import save_attack_figures, save_map_figure
 
+    if method not in ("axai", "probe", "saliency", "smoothgrad", "ig", "gradcam"):
+        raise CommandError(f"--method: unknown explainer {method!r}; expected axai, probe, saliency, smoothgrad, ig or gradcam")
     _check_class("--target", target)
-    ad = vb.adapter(device)
+    if k < 1:
+        raise CommandError(f"--k: must be at least 1, got {k}")
+    ad = vb.adapter(check_device(device))
     lo, hi = vb.value_range
-    out.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {"method": method, "out": str(out)}
+    notes: list[str] = []
+    report: dict[str, Any] = {"method": method, "out": str(out), "notes": notes}
     if method == "probe":
+        if image is not None:
+            notes.append("--image is not used by --method probe (it starts from noise)")
+        prepare_out(out)
         classes = list(range(10)) if target is None else [target]
         res = concept_probe(ad, classes, tuple(vb.meta["input_shape"]))
         probs = torch.softmax(ad.logits(res.x_adv), 1).detach()
@@ -140,10 +268,11 @@ def run_explain(method: str, *, vb: VisionBundle, image: Path | None, index: int
         report.update(classes=classes, probability_of_class=[float(probs[i, c]) for i, c in enumerate(classes)],
                       predicted=[int(v) for v in probs.argmax(1)], params=res.params, seconds=res.seconds, figures=figures)
     else:
-        x, labels = pick_images(vb, image, index, n)
+        x, labels = pick_images(vb, image, index, n, notes)
+        prepare_out(out)
         x = x.to(ad.device)
         pred = ad.predict(x)
-        report["predictions"] = [int(v) for v in pred]
+        report.update(n_images=len(x), images=_image_entries(image, index, len(x)), predictions=[int(v) for v in pred])
         if labels is not None:
             report["labels"] = [int(v) for v in labels]
         figures = []
@@ -151,16 +280,22 @@ def run_explain(method: str, *, vb: VisionBundle, image: Path | None, index: int
             res = axai(ad, x, k=k, segmentation=segmentation)
             for i in range(len(x)):
                 figures += save_attack_figures(out, x[i], x[i] + res.delta[i], lo, hi, res.segments[i], res.mask[i], prefix=f"{i:03d}_")
-            report.update(top_segments=res.top.tolist(), density=[[round(float(v), 4) for v in row if v >= 0] for row in res.density],
+            segments = [int(v) for v in (res.density >= 0).sum(1)]
+            kept = [min(k, s) for s in segments]
+            if k > min(segments):
+                notes.append(f"--k {k}: {'every image has' if k > max(segments) else 'some images have'} fewer segments "
+                             f"({min(segments)} to {max(segments)}); all segments of those images were kept")
+            report.update(k=k, segments_kept=kept, top_segments=[row[:c] for row, c in zip(res.top.tolist(), kept)],
+                          density=[[round(float(v), 4) for v in row if v >= 0] for row in res.density],
                           explained_pixels=[int(v) for v in res.mask.flatten(1).sum(1)], seconds=res.seconds, segmentation=segmentation)
         else:
             tgt = None if target is None else torch.full_like(pred, target)
             maps = gradient_attribution(ad, x, method, tgt)
-            for i in range(len(x)):
-                figures += [f"{i:03d}_{f}" for f in save_map_figure(out / "tmp", method, x[i], maps[i], lo, hi)]
-                for f in (out / "tmp").iterdir():
-                    f.replace(out / f"{i:03d}_{f.name}")
-            (out / "tmp").rmdir()
+            with tempfile.TemporaryDirectory() as tmp:  # save_map_figure's fixed names, renamed per image
+                for i in range(len(x)):
+                    for name in save_map_figure(Path(tmp), method, x[i], maps[i], lo, hi):
+                        shutil.move(str(Path(tmp) / name), str(out / f"{i:03d}_{name}"))
+                        figures.append(f"{i:03d}_{name}")
             report["attribution_abs_sum"] = [float(v) for v in maps.abs().flatten(1).sum(1)]
         report["figures"] = figures
     (out / "metrics.json").write_text(json.dumps(report, indent=2, default=float))

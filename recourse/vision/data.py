@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 DATASETS = ("digits", "mnist")
+SHAPES: dict[str, tuple[int, int, int]] = {"digits": (1, 8, 8), "mnist": (1, 28, 28)}
+"""The (C, H, W) shape of each data set's images."""
 
 
 @dataclass

@@ -2,7 +2,9 @@
 
 A vision bundle is a directory with ``model.json`` (format, layer spec, input shape, value range,
 classes, data set, split seed, accuracies, SHA-256 of the weights) and ``model.safetensors``.
-Loading reads JSON and safetensors only (no pickle) and refuses weights whose hash differs.
+Loading reads JSON and safetensors only (no pickle), refuses weights whose hash differs, checks
+``model.json``'s keys (:class:`VisionMeta`) and runs one dry forward pass at ``input_shape``;
+every problem is a :class:`~recourse.errors.BundleError` naming the file and the key.
 Supported layers: Conv2d, Linear, ReLU, MaxPool2d, Flatten (types matched exactly).
 """
 from __future__ import annotations
@@ -12,15 +14,21 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Union
 
 import numpy as np
 import torch
+from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, StrictInt, StrictStr, TypeAdapter,
+                      ValidationError, field_validator, model_validator)
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from recourse.errors import BundleError
-from recourse.model_io import file_sha256, read_bundle_json
+from recourse.model_io import check_bundle_json, file_sha256, read_bundle_json, validation_problems
+from recourse.runtime import parse_device
+
+from .data import DATASETS, SHAPES
 
 FORMAT = "recourse.vision.cnn"
 FORMAT_VERSION = 1
@@ -94,23 +102,95 @@ def module_to_spec(model: nn.Sequential) -> tuple[list[dict[str, Any]], dict[str
     return layers, {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
 
 
+_Pair = tuple[PositiveInt, PositiveInt]
+
+
+class _Layer(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class _Conv2d(_Layer):
+    type: Literal["Conv2d"]
+    n_in: PositiveInt = Field(alias="in")
+    out: PositiveInt
+    kernel: _Pair
+    stride: _Pair
+    padding: tuple[NonNegativeInt, NonNegativeInt]
+
+    def build(self) -> nn.Module:
+        return nn.Conv2d(self.n_in, self.out, self.kernel, self.stride, self.padding)
+
+
+class _Linear(_Layer):
+    type: Literal["Linear"]
+    n_in: PositiveInt = Field(alias="in")
+    out: PositiveInt
+
+    def build(self) -> nn.Module:
+        return nn.Linear(self.n_in, self.out)
+
+
+class _MaxPool2d(_Layer):
+    type: Literal["MaxPool2d"]
+    kernel: PositiveInt | _Pair
+
+    def build(self) -> nn.Module:
+        return nn.MaxPool2d(self.kernel)
+
+
+class _ReLU(_Layer):
+    type: Literal["ReLU"]
+
+    def build(self) -> nn.Module:
+        return nn.ReLU()
+
+
+class _Flatten(_Layer):
+    type: Literal["Flatten"]
+
+    def build(self) -> nn.Module:
+        return nn.Flatten()
+
+
+_LayerSpec = Annotated[Union[_Conv2d, _Linear, _MaxPool2d, _ReLU, _Flatten], Field(discriminator="type")]
+_Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class VisionMeta(BaseModel):
+    """The fields of ``model.json`` that loading and the commands rely on (others pass through)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    layers: list[_LayerSpec] = Field(min_length=1)
+    input_shape: tuple[PositiveInt, PositiveInt, PositiveInt]
+    value_range: tuple[_Finite, _Finite]
+    dataset: Literal[DATASETS]  # type: ignore[valid-type]
+    seed: StrictInt = 0
+    classes: list[StrictInt] = Field(default_factory=lambda: list(range(10)), min_length=2)
+    sha256: StrictStr
+
+    @field_validator("value_range")
+    @classmethod
+    def _box(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not v[0] < v[1]:
+            raise ValueError(f"the pixel box needs lower < upper, got {list(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _shape_of_the_data(self) -> "VisionMeta":
+        if self.input_shape != SHAPES[self.dataset]:
+            raise ValueError(f"input_shape: {list(self.input_shape)} is not the shape of the {self.dataset!r} "
+                             f"images {list(SHAPES[self.dataset])}")
+        return self
+
+
 def module_from_spec(layers: list[dict[str, Any]]) -> nn.Sequential:
-    mods: list[nn.Module] = []
-    for spec in layers:
-        kind = spec.get("type")
-        if kind == "Conv2d":
-            mods.append(nn.Conv2d(spec["in"], spec["out"], tuple(spec["kernel"]), tuple(spec["stride"]), tuple(spec["padding"])))
-        elif kind == "Linear":
-            mods.append(nn.Linear(spec["in"], spec["out"]))
-        elif kind == "ReLU":
-            mods.append(nn.ReLU())
-        elif kind == "MaxPool2d":
-            mods.append(nn.MaxPool2d(spec["kernel"]))
-        elif kind == "Flatten":
-            mods.append(nn.Flatten())
-        else:
-            raise BundleError(f"unknown layer type {kind!r} in the model spec")
-    return nn.Sequential(*mods)
+    """The ``nn.Sequential`` a layer list describes; a bad list raises :class:`BundleError` naming the layer."""
+    try:
+        specs = TypeAdapter(list[_LayerSpec]).validate_python(layers)
+    except ValidationError as exc:
+        raise BundleError("invalid layer spec" + validation_problems(exc, ("layers",))) from None
+    return nn.Sequential(*(spec.build() for spec in specs))
 
 
 @dataclass
@@ -133,8 +213,8 @@ class VisionBundle:
     def adapter(self, device: str | torch.device | None = None):
         from .adapter import ImageAdapter
 
-        dev = torch.device(device) if device is not None else next(self.model.parameters()).device
-        return ImageAdapter(self.model, *self.value_range, device=device, channels_last=dev.type == "cpu")
+        dev = parse_device(device) if device is not None else next(self.model.parameters()).device
+        return ImageAdapter(self.model, *self.value_range, device=dev, channels_last=dev.type == "cpu")
 
     def split(self):
         from .data import load_split
@@ -154,21 +234,34 @@ def save_bundle(model: nn.Sequential, out: str | Path, meta: dict[str, Any]) -> 
 
 
 def load_bundle(path: str | Path, device: str | torch.device | None = None) -> VisionBundle:
-    """Load a vision bundle (JSON + safetensors, hash-checked)."""
+    """Load a vision bundle (JSON + safetensors, hash-checked, checked by a dry forward pass).
+
+    Anything wrong with the files raises :class:`BundleError` naming the file and the key; a bad
+    ``device`` raises ``ValueError("device: ...")``.
+    """
     path = Path(path)
+    device = parse_device(device)
     spec_file, weights = path / "model.json", path / "model.safetensors"
     if not spec_file.is_file() or not weights.is_file():
         raise BundleError(f"{path}: not a vision bundle (needs model.json and model.safetensors)")
     meta = read_bundle_json(spec_file, FORMAT)
-    if file_sha256(weights) != meta.get("sha256"):
+    spec = check_bundle_json(VisionMeta, meta, spec_file)
+    if file_sha256(weights) != spec.sha256:
         raise BundleError(f"{weights}: SHA-256 does not match model.json; refusing to load")
-    model = module_from_spec(meta["layers"])
-    state = load_file(str(weights))
+    model = nn.Sequential(*(layer.build() for layer in spec.layers))
     try:
-        model.load_state_dict(state)
+        model.load_state_dict(load_file(str(weights)))
+    except (SafetensorError, RuntimeError) as exc:
+        raise BundleError(f"{weights}: weights do not fit the layers of model.json ({exc})") from None
+    model.to(device).eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(1, *spec.input_shape, device=device))
     except RuntimeError as exc:
-        raise BundleError(f"{weights}: weights do not fit the layer spec ({exc})") from None
-    model.to(torch.device(device or "cpu")).eval()
+        raise BundleError(f"{spec_file}: input_shape {list(spec.input_shape)} does not fit the layers ({exc})") from None
+    if tuple(out.shape) != (1, len(spec.classes)):
+        raise BundleError(f"{spec_file}: the layers output shape {tuple(out.shape[1:])} for one image, "
+                          f"expected ({len(spec.classes)},) (one logit per class of 'classes')")
     return VisionBundle(path, model, meta)
 
 
@@ -198,8 +291,15 @@ def default_bundle_dir(dataset: str) -> Path:
 
 
 def demo_vision_bundle(dataset: str, device: str | torch.device | None = None) -> VisionBundle:
-    """The data set's CNN bundle, trained and saved on first use (seconds)."""
+    """The data set's CNN bundle, trained and saved on first use (seconds) and again when damaged."""
+    device = parse_device(device)  # a bad device is the caller's error, not a reason to rebuild
     path = default_bundle_dir(dataset)
-    if not (path / "model.json").is_file():
-        build_vision_bundle(dataset, path)
+    if (path / "model.json").is_file():
+        try:
+            vb = load_bundle(path, device=device)
+            if vb.dataset == dataset:
+                return vb
+        except BundleError:
+            pass  # damaged or from another version: train it again, as the tabular demo bundle does
+    build_vision_bundle(dataset, path)
     return load_bundle(path, device=device)
