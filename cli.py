@@ -5,15 +5,24 @@ import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    import torch
+
+    from recourse.schema import FeatureSchema
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Sparse, plausible, actionable recourse for tabular models.")
 bench_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmarks that print figures.")
 app.add_typer(bench_app, name="bench")
 
 BAD_INPUT = 2
+MAX_CHANGES_LIMIT = 1000
+"""Parse-time bound of --max-changes (each command then refuses more than the schema's number of features)."""
+SEED_MAX = 2**32 - 1
+"""Largest --seed (the seed reaches numpy and scikit-learn, which take 0 .. 2**32 - 1)."""
 
 
 class DensityName(str, Enum):
@@ -48,25 +57,32 @@ def fail(message: str, code: int = BAD_INPUT) -> None:
 
 
 def read_json(path: Path) -> Any:
+    """The parsed JSON file, or exit 2 naming the file and the problem."""
+    from recourse.schema import read_json_file
+
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        fail(f"{path}: no such file")
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        fail(f"{path}: cannot read ({exc.__class__.__name__})")
+        return read_json_file(path)
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def parse_device(text: Optional[str]) -> "torch.device":
+    """--device as a torch device, or exit 2 saying why it cannot be used."""
+    from recourse.runtime import parse_device as parse
+
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        fail(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})")
+        return parse(text)
+    except ValueError as exc:
+        fail(f"--{exc}")
 
 
 def open_bundle(bundle: Optional[Path]):
     from recourse.bundle import demo_bundle, load_bundle
-    from recourse.errors import BundleError
+    from recourse.errors import BundleError, SchemaError
 
     try:
         return load_bundle(bundle) if bundle is not None else demo_bundle("german")
-    except BundleError as exc:
+    except (BundleError, SchemaError) as exc:  # SchemaError: a bundle's schema.json the current rules refuse
         fail(str(exc))
 
 
@@ -74,7 +90,7 @@ def open_bundle(bundle: Optional[Path]):
 def explain(
     file: Path = typer.Argument(..., help="Applicant JSON: one object of feature values, or a list of them."),
     bundle: Optional[Path] = typer.Option(None, help="Model bundle directory (default: the German credit demo bundle, built on first use)."),
-    max_changes: Optional[int] = typer.Option(None, "--max-changes", "-m", min=1, help="Most features the recourse may change (default: the bundle's)."),
+    max_changes: Optional[int] = typer.Option(None, "--max-changes", "-m", min=1, max=MAX_CHANGES_LIMIT, help="Most features the recourse may change, at most the number of features (default: the bundle's)."),
     density: Optional[DensityName] = typer.Option(None, help="Plausibility term (default: the bundle's)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
     alternatives: Optional[int] = typer.Option(None, "--alternatives", "-k", min=1, help="Also show up to K verified counterfactuals that change different feature sets, ordered by cost."),
@@ -83,10 +99,17 @@ def explain(
     """Explain a decision and find the recourse: what to change to obtain the favourable decision."""
     from recourse.errors import RecordValidationError
     from recourse.report import format_recourse
+    from recourse.schema import json_type, shorten
 
     payload = read_json(file)
+    if not isinstance(payload, (dict, list)):
+        fail(f"invalid applicant in {file}: expected an applicant object or a list of them, got {json_type(payload)}")
+    if payload == []:
+        fail(f"{file}: holds no applicants (an empty list); give an applicant object or a list of them")
     weights = _parse_cost_weights(cost_weight or [])
     engine = open_bundle(bundle).engine()
+    if max_changes is not None:
+        max_changes = _check_max_changes(engine.schema, max_changes)
     kwargs: dict[str, Any] = {"max_changes": max_changes}
     if alternatives is not None:
         kwargs["alternatives"] = alternatives
@@ -97,7 +120,7 @@ def explain(
     try:
         results = engine.explain(payload, **kwargs)
     except RecordValidationError as exc:
-        lines = "\n".join(f"  - {e.field}: {e.message}" for e in exc.errors)
+        lines = "\n".join(f"  - {shorten(e.field)}: {e.message}" for e in exc.errors)
         where = "invalid --cost-weight" if all(e.field.startswith("cost_weights") for e in exc.errors) else f"invalid applicant in {file}"
         fail(f"{where}:\n{lines}")
     if as_json:
@@ -107,17 +130,35 @@ def explain(
         typer.echo("\n\n".join(format_recourse(r, engine.schema) for r in results))
 
 
+def _check_max_changes(schema: "FeatureSchema", value: int) -> int:
+    """--max-changes checked against the schema (1 .. number of features), or exit 2."""
+    try:
+        return schema.check_max_changes(value)
+    except ValueError as exc:
+        fail(f"--max-changes: {exc}")
+
+
 def _parse_cost_weights(items: list[str]) -> dict[str, float]:
-    """``["FEATURE=W", ...]`` → {feature: W} (the engine checks names and W > 0)."""
+    """``["FEATURE=W", ...]`` → {feature: W}, W a number in the schema's cost-weight range, each
+    feature once (the engine checks the names)."""
+    from recourse.schema import COST_WEIGHT_RANGE, shorten
+
+    lo, hi = COST_WEIGHT_RANGE
     out: dict[str, float] = {}
     for item in items:
         name, sep, value = item.partition("=")
+        name = name.strip()
         try:
-            if not sep or not name.strip():
-                raise ValueError
-            out[name.strip()] = float(value)
+            weight = float(value) if sep and name else None
         except ValueError:
-            fail(f"invalid --cost-weight {item!r}: expected FEATURE=W with W a number > 0, e.g. present_employment=5")
+            weight = None
+        if weight is None:
+            fail(f"invalid --cost-weight {shorten(repr(item))}: expected FEATURE=W with W a number > 0, e.g. present_employment=5")
+        if not lo <= weight <= hi:  # also refuses nan
+            fail(f"invalid --cost-weight for {shorten(repr(name))}: W must be between {lo:g} and {hi:g}, got {shorten(value.strip())}")
+        if name in out:
+            fail(f"invalid --cost-weight: {shorten(repr(name))} is given more than once")
+        out[name] = weight
     return out
 
 
@@ -129,24 +170,39 @@ def train(
     target: Optional[str] = typer.Option(None, help="Target column in --data (default: the schema's target name)."),
     out: Optional[Path] = typer.Option(None, help="Bundle directory to write (default for data sets: the demo bundle location)."),
     model: ModelKind = typer.Option(ModelKind.mlp, help="Model to train: mlp (d→20→20→1), logistic, or a tree ensemble: gbm, hgb, forest (with a distilled surrogate for the solver)."),
-    max_changes: int = typer.Option(3, "--max-changes", min=1, help="Default m stored in a bundle built from --data."),
-    seed: int = typer.Option(0, help="Random seed."),
+    max_changes: int = typer.Option(3, "--max-changes", min=1, max=MAX_CHANGES_LIMIT, help="Default m stored in a bundle built from --data (at most the number of features)."),
+    seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Random seed (0 to 2**32 - 1)."),
 ) -> None:
-    """Build a model bundle (schema, weights, densities, metadata) in seconds."""
+    """Build a model bundle (schema, weights, densities, metadata) in seconds.
+
+    --out must be a new or empty directory, or an earlier bundle (which is replaced)."""
     from recourse.bundle import build_bundle, build_dataset_bundle
+    from recourse.data import DataInputError, is_bundle_dir, prepare_out_dir, read_training_table
     from recourse.errors import BundleError, SchemaError
+    from recourse.schema import FeatureSchema
 
     try:
         if dataset is not None:
             if data is not None or schema is not None:
                 fail("give either a data set name or --data with --schema, not both")
+            if out is not None:
+                prepare_out_dir(out, is_bundle_dir, "bundle (no metadata.json)")
             bundle = build_dataset_bundle(dataset.value, out, model=model.value, seed=seed)
         else:
             if data is None or schema is None or out is None:
                 fail("give a data set name (german, wine) or all of --data TABLE.csv --schema SCHEMA.json --out DIR")
-            bundle = _train_from_table(data, schema, target, out, model.value, max_changes, seed, build_bundle)
-    except (SchemaError, BundleError) as exc:
+            try:
+                loaded = FeatureSchema.load(schema)
+            except SchemaError as exc:
+                fail(f"--schema {exc}")
+            frame, labels = read_training_table(data, loaded, target)
+            max_changes = _check_max_changes(loaded, max_changes)
+            prepare_out_dir(out, is_bundle_dir, "bundle (no metadata.json)")
+            bundle = build_bundle(loaded, frame, labels, out, model=model.value, max_changes=max_changes, seed=seed)
+    except (SchemaError, BundleError, DataInputError) as exc:
         fail(str(exc))
+    except OSError as exc:  # writing the bundle (disk full, permissions changed meanwhile)
+        fail(f"--out: cannot write the bundle to {out or 'the demo location'} ({exc.strerror or exc})")
     meta = bundle.metadata
     typer.echo(f"bundle written to {bundle.path}")
     typer.echo(f"  model {meta['model']}, classes {meta['classes']}, densities {', '.join(meta['densities'])}")
@@ -156,42 +212,12 @@ def train(
     typer.echo(f"  hash {meta['hash']}")
 
 
-def _train_from_table(data: Path, schema_path: Path, target: Optional[str], out: Path, model: str, max_changes: int, seed: int, build_bundle):
-    import pandas as pd
-
-    from recourse.schema import FeatureSchema
-
-    schema = FeatureSchema.load(schema_path)
-    if not data.is_file():
-        fail(f"{data}: no such file")
-    try:
-        table = pd.read_csv(data)
-    except Exception as exc:  # pandas raises many kinds for malformed tables
-        fail(f"{data}: cannot read the table ({exc})")
-    target = target or (schema.target.name if schema.target else None)
-    if not target:
-        fail("no --target given and the schema names no target")
-    missing = [c for c in schema.names + [target] if c not in table.columns]
-    if missing:
-        fail(f"{data}: missing columns {missing}")
-    if schema.target is None or schema.target.name != target:
-        fail(f"the schema's target must describe the column '{target}' (name, classes, favourable)")
-    try:
-        records = schema.validate_records(table[schema.names].to_dict(orient="records"))
-    except Exception as exc:
-        errors = getattr(exc, "errors", [])
-        shown = "\n".join(f"  - row {e.field}: {e.message}" for e in errors[:20])
-        fail(f"{data}: rows do not fit the schema:\n{shown}" + (f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""))
-    frame = pd.DataFrame(records, columns=schema.names)
-    return build_bundle(schema, frame, table[target].to_numpy(), out, model=model, max_changes=max_changes, seed=seed)
-
-
 @bench_app.command("scfe")
 def bench_scfe(
     dataset: DatasetName = typer.Option(DatasetName.german, help="wine (100 held-out rows, each pushed to the other class) or german (denied test applicants)."),
     density: DensityName = typer.Option(DensityName.kde, help="Plausibility term."),
     n: int = typer.Option(100, min=1, help="Number of query points."),
-    max_changes: Optional[int] = typer.Option(None, "--max-changes", "-m", min=1, help="m (default 2 for wine, 3 for german)."),
+    max_changes: Optional[int] = typer.Option(None, "--max-changes", "-m", min=1, max=MAX_CHANGES_LIMIT, help="m (default 2 for wine, 3 for german)."),
     peers: bool = typer.Option(True, help="Also run DiCE random and genetic on the same model and points when dice-ml is installed."),
     device: Optional[str] = typer.Option(None, help="torch device, e.g. cuda (default: cpu)."),
     model: ModelKind = typer.Option(ModelKind.mlp, help="Bundle model: mlp, logistic, or a tree ensemble gbm, hgb, forest (built under $RECOURSE_HOME on first use)."),
@@ -202,7 +228,7 @@ def bench_scfe(
     """S-CFE on Wine or German credit: validity, sparsity, proximity, plausibility, violations, time."""
     from recourse.bench import format_table, run_scfe_benchmark
 
-    result = run_scfe_benchmark(dataset.value, density=density.value, n=n, max_changes=max_changes, peers=peers, device=device,
+    result = run_scfe_benchmark(dataset.value, density=density.value, n=n, max_changes=max_changes, peers=peers, device=parse_device(device),
                                 model=model.value, gradient=gradient.value, alternatives=alternatives)
     typer.echo(json.dumps(result, indent=2) if as_json else format_table(result))
 
@@ -328,9 +354,9 @@ def audit(
     population: Optional[Path] = typer.Argument(None, help="Population table (CSV or Parquet), one column per schema feature (extra columns may be grouped by)."),
     dataset: Optional[DatasetName] = typer.Option(None, help="Audit a bundled data set's applicants instead of a file."),
     bundle: Optional[Path] = typer.Option(None, help="Model bundle directory (default: the demo bundle of --dataset, else German credit)."),
-    group_by: str = typer.Option("", "--group-by", help="Comma-separated grouping columns, e.g. status_sex,age (numeric ones are binned)."),
+    group_by: str = typer.Option("", "--group-by", help="Comma-separated grouping columns, e.g. status_sex,age (numeric ones are binned; rows with no value form the group '(missing)')."),
     out: Path = typer.Option(Path("audit"), help="Output directory (report.html, summary.json, applicants.parquet|csv)."),
-    max_changes: Optional[int] = typer.Option(None, "--max-changes", "-m", min=1, help="Most features a recourse may change (default: the bundle's)."),
+    max_changes: Optional[int] = typer.Option(None, "--max-changes", "-m", min=1, max=MAX_CHANGES_LIMIT, help="Most features a recourse may change, at most the number of features (default: the bundle's)."),
     density: Optional[DensityName] = typer.Option(None, help="Plausibility term (default: the bundle's)."),
     bins: Optional[list[str]] = typer.Option(None, "--bins", help="Band edges of a numeric grouping column, e.g. age=25,35,50 (repeatable; default: training quartiles)."),
     protected: Optional[str] = typer.Option(None, help="Comma-separated attributes for the discrimination probe (default: the --group-by columns that are model inputs)."),
@@ -342,7 +368,7 @@ def audit(
     bootstrap: int = typer.Option(1000, min=10, help="Bootstrap replicates for the confidence intervals."),
     exact: str = typer.Option("auto", help="Exact MILP answers: auto (linear bundles), on, off."),
     exact_limit: Optional[int] = typer.Option(None, min=0, help="Exact answers only for rows before this row number."),
-    seed: int = typer.Option(0, help="Random seed (bootstrap, stability sample)."),
+    seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Random seed (bootstrap, stability sample; 0 to 2**32 - 1)."),
     fresh: bool = typer.Option(False, help="Discard a previous (partial) audit in --out instead of resuming it."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print summary.json instead of text."),
@@ -383,7 +409,7 @@ def bench_audit(
     n: int = typer.Option(100_000, min=1, help="Applicants (resampled from German credit with noise)."),
     gap_n: int = typer.Option(2_000, "--gap-n", min=1, help="Applicants for the MILP-gap part (logistic bundle)."),
     chunk_size: int = typer.Option(2_000, min=1, help="Applicants per chunk."),
-    seed: int = typer.Option(0, help="Random seed."),
+    seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Random seed."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Audit throughput (applicants/s, wall time, peak RSS) and the APG-vs-MILP optimality gap."""
@@ -396,7 +422,7 @@ def bench_audit(
 @bench_app.command("engine")
 def bench_engine(
     density: DensityName = typer.Option(DensityName.kde, help="Plausibility term."),
-    max_changes: Optional[int] = typer.Option(None, "--max-changes", "-m", min=1, help="m (default: the bundle's, 3)."),
+    max_changes: Optional[int] = typer.Option(None, "--max-changes", "-m", min=1, max=MAX_CHANGES_LIMIT, help="m (default: the bundle's, 3)."),
     repeats: Optional[int] = typer.Option(None, min=1, help="Timed calls per batch size (default 30/30/10/5)."),
     device: Optional[str] = typer.Option(None, help="torch device, e.g. cuda (default: cpu)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -404,7 +430,7 @@ def bench_engine(
     """Latency and throughput of engine.explain on German credit: batches of 1, 8, 100 and 500 denied applicants."""
     from recourse.bench import format_engine_table, run_engine_benchmark
 
-    result = run_engine_benchmark(density=density.value, max_changes=max_changes, repeats=repeats, device=device)
+    result = run_engine_benchmark(density=density.value, max_changes=max_changes, repeats=repeats, device=parse_device(device))
     typer.echo(json.dumps(result, indent=2) if as_json else format_engine_table(result))
 
 
@@ -474,6 +500,7 @@ def attack_cmd(
 
     if method is AttackMethod.fbs and not any(abs(p - v) < 1e-6 for v in (0.0, 0.5, 2.0 / 3.0, 1.0)):
         fail(f"--p: must be 0, 0.5, 2/3 or 1, got {p}")
+    parse_device(device)  # refuse an unusable --device before any work
     vb = _vision_call(open_vision_bundle, bundle=bundle, dataset=dataset.value, device=device)
     report = _vision_call(run_attack, method=method.value, vb=vb, image=image, index=index, n=n, target=target, p=p,
                           norm=norm.value, lam=lam, out=out, device=device)
@@ -507,6 +534,7 @@ def explain_image_cmd(
     """Explain image predictions with AXAI, concept probing or a gradient baseline; writes PNGs and metrics.json."""
     from recourse.vision.commands import open_vision_bundle, run_explain
 
+    parse_device(device)  # refuse an unusable --device before any work
     vb = _vision_call(open_vision_bundle, bundle=bundle, dataset=dataset.value, device=device)
     report = _vision_call(run_explain, method=method.value, vb=vb, image=image, index=index, n=n, target=target, k=k,
                           segmentation=segmentation.value, out=out, device=device)
@@ -534,6 +562,7 @@ def bench_vision(
 
     if bundle is not None and not (bundle / "model.json").is_file():
         fail(f"--bundle: {bundle}: not a vision bundle (no model.json)")
+    parse_device(device)  # refuse an unusable --device before any work
     result = run_vision_benchmark(n, n_explain=n_explain, lime_samples=lime_samples, search_steps=search_steps, max_iter=max_iter,
                                   scfe=scfe, peers=peers, bundle=str(bundle) if bundle else None, device=device)
     typer.echo(json.dumps(result, indent=2, default=str) if as_json else format_vision_table(result))

@@ -1,19 +1,37 @@
-"""The bundled data sets: German credit (shipped under ``datasets/``) and Wine (scikit-learn's copy).
+"""Tabular data: the bundled data sets and user tables.
 
-Each loader returns a :class:`Dataset`: the schema, a DataFrame of raw feature values (levels by
-name) and the labels.  Splits are seeded and reproducible.
+The bundled data sets are German credit (shipped under ``datasets/``) and Wine (scikit-learn's
+copy).  Each loader returns a :class:`Dataset`: the schema, a DataFrame of raw feature values
+(levels by name) and the labels.  Splits are seeded and reproducible.
+
+User tables (``recourse train --data``, ``recourse audit``) go through one conversion,
+:func:`coerce_table` (numbers parsed cell by cell, so only unparseable cells are reported), and
+one error format, :func:`format_row_errors` (data rows numbered from 1, header not counted).
+:func:`read_training_table` checks a training table up front: columns, rows, target values, and
+at least :data:`MIN_CLASS_ROWS` rows of every class of the schema.
 """
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
-from .errors import SchemaError
-from .schema import FeatureSchema
+from .errors import FieldError, RecordValidationError, SchemaError
+from .schema import FeatureSchema, Target, shorten
+
+MIN_CLASS_ROWS = 5
+"""Fewest training rows of each class of the schema (the model and each class's density are fitted on them)."""
+MAX_ROW_ERRORS = 20
+"""Row errors shown before '... and N more'."""
+
+
+class DataInputError(ValueError):
+    """A user table or output directory cannot be used; the message names the option, file, row or column."""
 
 DATASETS_DIR = Path(os.environ.get("RECOURSE_DATASETS", Path(__file__).resolve().parent.parent / "datasets"))
 DATASETS = ("german", "wine")
@@ -82,3 +100,171 @@ def load_wine(directory: Path | None = None) -> Dataset:
     frame = pd.DataFrame(np.round(bunch.data, 2), columns=schema.names)
     labels = (bunch.target != 0).astype(int)
     return Dataset(schema, frame, labels, test_size=100)
+
+
+# ---------------------------------------------------------------------- user tables
+def coerce_table(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
+    """Undo the table reader's type guesses in the schema's columns, cell by cell, before validation.
+
+    A numeric column read as text because of one bad cell gets its numbers back from the text
+    cells (the bad cells stay text, so validation names exactly them); in a binary column 'true'/'false' (any case)
+    and 0/1 become bools and other text (e.g. the level names 'no'/'yes') is left for the
+    schema to judge; numbers in a categorical/ordinal column become level names ('2', not '2.0').
+    """
+    out = frame.copy()
+    for feat in schema.features:
+        if feat.name not in out:
+            continue
+        col = out[feat.name]
+        typed = pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)  # not text: left to validation
+        if feat.is_numeric and not typed:
+            cells = col.astype(object)
+            text = cells.map(lambda v: isinstance(v, str))
+            num = pd.to_numeric(cells.where(text), errors="coerce")
+            out[feat.name] = cells.where(~(text & num.notna()), num.astype(object))
+        elif feat.kind == "binary" and not typed:
+            out[feat.name] = pd.Series([_as_bool(v) for v in col.astype(object)], index=col.index, dtype=object)
+        elif feat.kind in ("categorical", "ordinal") and typed:
+            out[feat.name] = pd.Series([_level_text(v) for v in col.astype(object)], index=col.index, dtype=object)
+    return out
+
+
+def _as_bool(value: Any) -> Any:
+    """True/False for 'true'/'false' (any case) or 0/1 text; anything else unchanged."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("true", "false"):
+            return text == "true"
+        try:
+            number = float(text)
+        except ValueError:
+            return value
+        return bool(number) if number in (0.0, 1.0) else value
+    return value
+
+
+def _level_text(value: Any) -> Any:
+    """A number read from a level column as the level's name: 2.0 → '2', 1.5 → '1.5'; missing stays missing."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def format_row_errors(errors: list[FieldError], source: str, offset: int = 0) -> str:
+    """'SOURCE: rows do not fit the schema:' and one line per error, 'row N, column 'C': problem'.
+
+    ``errors`` come from :meth:`FeatureSchema.validate_records` (fields ``"i.column"``, i 0-based);
+    N = ``offset`` + i + 1 counts data rows from 1, the header not counted (as a spreadsheet shows
+    them, minus the header line).  At most :data:`MAX_ROW_ERRORS` lines, then '... and K more'.
+    """
+    lines = []
+    for e in errors[:MAX_ROW_ERRORS]:
+        row, sep, column = e.field.partition(".")
+        if row.isdigit():
+            where = f"row {offset + int(row) + 1}" + (f", column '{column}'" if sep else "")
+        else:
+            where = e.field
+        lines.append(f"  - {where}: {e.message}")
+    if len(errors) > MAX_ROW_ERRORS:
+        lines.append(f"  ... and {len(errors) - MAX_ROW_ERRORS} more")
+    lines.append("  (rows are numbered from 1, not counting the header)")
+    return f"{source}: rows do not fit the schema:\n" + "\n".join(lines)
+
+
+def read_training_table(path: str | Path, schema: FeatureSchema, target: str | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """Validated feature rows (schema columns, normalised values) and labels (the schema's class
+    values) of a CSV training table; every problem raises :class:`DataInputError` naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise DataInputError(f"--data {path}: no such file")
+    if not path.is_file():
+        raise DataInputError(f"--data {path}: not a file")
+    try:
+        table = pd.read_csv(path)
+    except Exception as exc:  # pandas raises many kinds for malformed tables
+        raise DataInputError(f"--data {path}: cannot read the table ({exc.__class__.__name__}: {shorten(str(exc), 200)})") from None
+    if schema.target is None:
+        raise DataInputError("--schema: the schema names no target (name, classes, favourable); training needs one")
+    target = target or schema.target.name
+    missing = [c for c in schema.names + [target] if c not in table.columns]
+    if missing:
+        raise DataInputError(f"--data {path}: missing columns {missing}")
+    if schema.target.name != target:
+        raise DataInputError(f"--target {target}: the schema's target describes the column '{schema.target.name}'; "
+                             f"the schema's target must describe the column '{target}' (name, classes, favourable), "
+                             f"or give --target {schema.target.name}")
+    if table.empty:
+        raise DataInputError(f"--data {path}: no data rows (the table has only a header)")
+    try:
+        records = schema.validate_records(coerce_table(table[schema.names], schema).to_dict(orient="records"))
+    except RecordValidationError as exc:
+        raise DataInputError(format_row_errors(exc.errors, f"--data {path}")) from None
+    labels = class_values(table[target], schema.target, f"--data {path}")
+    check_class_rows(labels, schema.target, f"--data {path}")
+    return pd.DataFrame(records, columns=schema.names), labels
+
+
+def class_values(column: pd.Series, target: Target, source: str) -> np.ndarray:
+    """The target column as the schema's class values ('1', 1 and 1.0 all name class 1); values
+    that are no class raise :class:`DataInputError` naming the rows (numbered from 1)."""
+    by_key = {str(c): c for c in target.classes}
+    out, bad = [], []
+    for i, value in enumerate(column.tolist()):
+        key = _level_text(value)
+        key = key.strip() if isinstance(key, str) else key
+        if key in by_key:
+            out.append(by_key[key])
+        else:
+            bad.append(FieldError(f"{i}.{target.name}", f"{_describe(value)} is not a class of the schema's target "
+                                  f"(classes: {', '.join(map(str, target.classes))})"))
+    if bad:
+        raise DataInputError(format_row_errors(bad, source))
+    return np.array(out, dtype=object if any(isinstance(c, str) for c in target.classes) else np.int64)
+
+
+def _describe(value: Any) -> str:
+    """A table cell for a message: 'a missing value', '5' for 5.0, 'yes' quoted, long text shortened."""
+    text = _level_text(value)
+    if text is None or (isinstance(text, float) and np.isnan(text)):
+        return "a missing value"
+    return shorten(repr(text) if isinstance(value, str) else text)
+
+
+def check_class_rows(labels: np.ndarray, target: Target, source: str) -> None:
+    """Every class of the schema's target needs at least :data:`MIN_CLASS_ROWS` training rows."""
+    counts = Counter(map(str, labels))
+    short = [f"class {c!r}" + (f" ({target.labels[str(c)]})" if str(c) in target.labels else "")
+             + f" has {counts[str(c)]} row{'' if counts[str(c)] == 1 else 's'}"
+             for c in target.classes if counts[str(c)] < MIN_CLASS_ROWS]
+    if short:
+        raise DataInputError(f"{source}: every class of the target '{target.name}' (--target) needs at least {MIN_CLASS_ROWS} "
+                             f"rows to fit the model and its density, but " + ", ".join(short))
+
+
+def prepare_out_dir(out: Path, owned: Callable[[Path], bool], holds: str,
+                    error: type[ValueError] = DataInputError) -> None:
+    """Create the output directory ``out``, or accept it when it is empty or ``owned(out)`` (it holds
+    our own earlier output, which may be replaced); anything else raises ``error`` before a file is written."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise error(f"--out: {out} exists and is not a directory")
+    try:
+        foreign = out.is_dir() and not owned(out) and any(out.iterdir())
+    except OSError as exc:
+        raise error(f"--out: cannot read {out} ({exc.strerror or exc})") from None
+    if foreign:
+        raise error(f"--out: {out} is not empty and holds no {holds}; nothing was written "
+                    "(give a new or empty directory so that no file of yours is overwritten)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise error(f"--out: cannot create {out} ({exc.strerror or exc})") from None
+    if not os.access(out, os.W_OK):
+        raise error(f"--out: {out} is not writable")
+
+
+def is_bundle_dir(path: Path) -> bool:
+    """Whether ``path`` holds a bundle (it has metadata.json), which ``recourse train --out`` may replace."""
+    return (Path(path) / "metadata.json").is_file()

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import SchemaError
-from .schema import Feature, FeatureSchema
+from .schema import MAX_ABS_VALUE, Feature, FeatureSchema
 
 Rounding = Literal["nearest", "away"]
 NO_CHANGE = 1e-6  # scaled units; above float32 round-off on [0, 1]
@@ -55,6 +55,9 @@ def complete_schema(schema: FeatureSchema, data: pd.DataFrame) -> FeatureSchema:
                 raise SchemaError(f"feature '{feat.name}': non-numeric or missing values in the data")
             if feat.range is None:
                 lo, hi = float(values.min()), float(values.max())
+                if max(abs(lo), abs(hi)) > MAX_ABS_VALUE:
+                    raise SchemaError(f"feature '{feat.name}': the data reach {lo:g} .. {hi:g}, beyond ±{MAX_ABS_VALUE:g}; "
+                                      "rescale the column (e.g. to thousands)")
                 if feat.kind == "integer":
                     lo, hi = math.floor(lo), math.ceil(hi)
                 if hi <= lo:

@@ -15,13 +15,20 @@ costs 1; default from data: the median absolute deviation, see :mod:`recourse.en
 ``cost_weight`` (default 1; a change of this feature costs ``cost_weight`` × |Δ| / ``cost_scale``,
 so 5 makes it five times as expensive; per request weights override it, see
 :meth:`recourse.scfe.RecourseEngine.explain`).
+
+Numbers are bounded so that the solver's arithmetic stays finite: range ends within
+±:data:`MAX_ABS_VALUE`, cost scales and maximum changes within [1e-12, :data:`MAX_ABS_VALUE`],
+cost weights within :data:`COST_WEIGHT_RANGE`.  Error messages echo at most
+:data:`MAX_ECHO` characters of an input value and list the known features once per validation.
 """
 from __future__ import annotations
 
 import json
 import math
+import operator
+import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -29,6 +36,17 @@ from .errors import FieldError, RecordValidationError, SchemaError
 
 Kind = Literal["continuous", "integer", "binary", "categorical", "ordinal"]
 Direction = Literal["any", "increase", "decrease"]
+
+MAX_ABS_VALUE = 1e12
+"""Largest magnitude of a range end, cost scale or maximum change (wider ranges overflow the solver)."""
+MIN_SCALE = 1e-12
+"""Smallest cost scale or maximum change."""
+COST_WEIGHT_RANGE = (1e-6, 1e6)
+"""Allowed cost weights (schema ``cost_weight`` and per-request overrides)."""
+MAX_ECHO = 80
+"""Input values longer than this are shortened in error messages."""
+MAX_LISTED = 40
+"""At most this many known feature names are listed in an unknown-feature error."""
 
 
 class Level(BaseModel):
@@ -44,7 +62,7 @@ class Feature(BaseModel):
     """One input feature and its actionability."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str
+    name: str = Field(min_length=1)
     kind: Kind
     label: str | None = None
     unit: str | None = None
@@ -53,9 +71,9 @@ class Feature(BaseModel):
     precision: int | None = Field(default=None, ge=0, le=12)
     immutable: bool = False
     direction: Direction = "any"
-    max_change: float | None = Field(default=None, gt=0)
-    cost_scale: float | None = Field(default=None, gt=0)
-    cost_weight: float = Field(default=1.0, gt=0, allow_inf_nan=False,
+    max_change: float | None = Field(default=None, ge=MIN_SCALE, le=MAX_ABS_VALUE, allow_inf_nan=False)
+    cost_scale: float | None = Field(default=None, ge=MIN_SCALE, le=MAX_ABS_VALUE, allow_inf_nan=False)
+    cost_weight: float = Field(default=1.0, ge=COST_WEIGHT_RANGE[0], le=COST_WEIGHT_RANGE[1], allow_inf_nan=False,
                                description="multiplies this feature's change cost (e.g. 5: five times as expensive)")
     phrases: dict[Literal["increase", "decrease", "change", "on", "off"], str] | None = None
 
@@ -68,7 +86,9 @@ class Feature(BaseModel):
 
     @model_validator(mode="after")
     def _check_kind(self) -> "Feature":
-        where = f"feature '{self.name}'"
+        where = f"feature '{shorten(self.name)}'"
+        if not self.name.strip():
+            raise ValueError("a feature name must not be blank")
         if self.kind in ("categorical", "ordinal"):
             if not self.levels or len(self.levels) < 2:
                 raise ValueError(f"{where}: a {self.kind} feature needs at least 2 levels")
@@ -81,10 +101,14 @@ class Feature(BaseModel):
             raise ValueError(f"{where}: categories are unordered; direction must be 'any'")
         if self.kind == "binary" and self.levels is not None and len(self.levels) != 2:
             raise ValueError(f"{where}: binary levels, if given, are [false_name, true_name]")
+        if self.kind == "binary" and self.range is not None:
+            raise ValueError(f"{where}: a binary feature is true/false and takes no range")
         if self.range is not None:
             lo, hi = self.range
             if not (math.isfinite(lo) and math.isfinite(hi)) or lo >= hi:
                 raise ValueError(f"{where}: range must be finite with low < high, got {self.range}")
+            if max(abs(lo), abs(hi)) > MAX_ABS_VALUE:
+                raise ValueError(f"{where}: range ends must lie within ±{MAX_ABS_VALUE:g}, got {self.range}")
         if self.kind == "integer" and self.range is not None:
             if any(float(v) != int(v) for v in self.range):
                 raise ValueError(f"{where}: an integer feature needs a whole-number range")
@@ -115,8 +139,17 @@ class Target(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> "Target":
+        if not self.name.strip():
+            raise ValueError("target: the name must not be blank")
+        keys = [str(c) for c in self.classes]
+        if len(keys) < 2 or len(set(keys)) != len(keys):
+            raise ValueError(f"target: classes must be at least 2 different values, got {self.classes}")
         if self.favourable not in self.classes:
             raise ValueError(f"target: favourable class {self.favourable!r} is not in classes {self.classes}")
+        unknown = [k for k in self.labels if k not in keys]
+        if unknown:
+            raise ValueError(f"target.labels: {', '.join(repr(shorten(k)) for k in unknown)} "
+                             f"{'is not a class' if len(unknown) == 1 else 'are not classes'}; classes: {self.classes}")
         return self
 
     def label_of(self, cls: int | str) -> str:
@@ -146,14 +179,7 @@ class FeatureSchema(BaseModel):
     @classmethod
     def load(cls, path: str | Path) -> "FeatureSchema":
         """Read a schema JSON file; problems raise :class:`SchemaError` naming the place."""
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise SchemaError(f"{path}: schema file not found") from None
-        except json.JSONDecodeError as exc:
-            raise SchemaError(f"{path}: not valid JSON ({exc})") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_json_file(path, SchemaError), source=str(path))
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "schema") -> "FeatureSchema":
@@ -177,6 +203,18 @@ class FeatureSchema(BaseModel):
                 return f
         raise KeyError(f"unknown feature '{name}'")
 
+    def check_max_changes(self, value: int) -> int:
+        """``value`` if it is a whole number from 1 to the number of features, else ValueError saying so."""
+        n = len(self.features)
+        try:
+            m = None if isinstance(value, bool) else operator.index(value)
+        except TypeError:
+            m = None
+        if m is None or not 1 <= m <= n:
+            raise ValueError(f"must be a whole number from 1 to {n} (the number of features of '{shorten(self.name)}'), "
+                             f"got {_show(value)}")
+        return m
+
     # ------------------------------------------------------------------ validation
     def validate_record(self, record: Any, prefix: str = "") -> dict[str, Any]:
         """Check one applicant record; return it normalised (ints, floats, bools, level names).
@@ -184,7 +222,7 @@ class FeatureSchema(BaseModel):
         Raises :class:`RecordValidationError` listing every problem, each naming its field:
         unknown feature, missing feature, wrong type, NaN or infinity, out of range, unknown category.
         """
-        errors: list[FieldError] = []
+        errors = _Errors()
         out = self._check_record(record, prefix, errors)
         if errors:
             raise RecordValidationError(errors)
@@ -194,21 +232,21 @@ class FeatureSchema(BaseModel):
         """Validate a batch; errors carry the row index (``"3.age"``) and all rows are checked."""
         if not isinstance(records, list):
             raise RecordValidationError([FieldError("records", "expected a list of applicant records")])
-        errors: list[FieldError] = []
+        errors = _Errors()
         out = [self._check_record(r, f"{i}.", errors) for i, r in enumerate(records)]
         if errors:
             raise RecordValidationError(errors)
         return out
 
-    def _check_record(self, record: Any, prefix: str, errors: list[FieldError]) -> dict[str, Any]:
+    def _check_record(self, record: Any, prefix: str, errors: "_Errors") -> dict[str, Any]:
         if not isinstance(record, dict):
             errors.append(FieldError(prefix.rstrip(".") or "record",
-                                     f"expected an object of feature values, got {type(record).__name__}"))
+                                     f"expected an object of feature values, got {json_type(record)}"))
             return {}
         known = set(self.names)
         for key in record:
             if key not in known:
-                errors.append(FieldError(f"{prefix}{key}", f"unknown feature; known features: {', '.join(self.names)}"))
+                errors.append(FieldError(f"{prefix}{key}", errors.unknown_feature(self.names)))
         out: dict[str, Any] = {}
         for feat in self.features:
             if feat.name not in record:
@@ -240,7 +278,7 @@ def check_value(feat: Feature, value: Any) -> Any:
             lo, hi = feat.range
             if not lo <= value <= hi:
                 unit = f" {feat.unit}" if feat.unit else ""
-                raise ValueError(f"{value} is outside the allowed range [{_num(lo)}, {_num(hi)}]{unit}")
+                raise ValueError(f"{shorten(str(value))} is outside the allowed range [{_num(lo)}, {_num(hi)}]{unit}")
         return value
     if feat.kind == "binary":
         if isinstance(value, bool):
@@ -256,13 +294,79 @@ def check_value(feat: Feature, value: Any) -> Any:
         raise ValueError(f"wrong type: expected one of the category names, got {_show(value)}")
     if value not in feat.level_names:
         choices = ", ".join(repr(n) for n in feat.level_names)
-        raise ValueError(f"unknown category {value!r}; expected one of {choices}")
+        raise ValueError(f"unknown category {shorten(repr(value))}; expected one of {choices}")
     return value
 
 
+class _Errors(list):
+    """The errors of one validation call; the known features are listed in the first unknown-feature error only."""
+
+    listed = False
+
+    def unknown_feature(self, names: list[str]) -> str:
+        if self.listed:
+            return "unknown feature"
+        self.listed = True
+        shown = ", ".join(names[:MAX_LISTED]) + (f", ... ({len(names)} in all)" if len(names) > MAX_LISTED else "")
+        return f"unknown feature; known features: {shown}"
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a value's type (null, boolean, number, string, array, object), else its Python type."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def read_json_file(path: str | Path, error: type[ValueError] = ValueError) -> Any:
+    """Parse a JSON file; a missing or unreadable file and malformed, too deeply nested or
+    too long-numbered JSON raise ``error`` with a message naming the file and the problem."""
+    path = Path(path)
+
+    def refuse(problem: str) -> NoReturn:
+        raise error(f"{path}: {problem}")
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        refuse("no such file")
+    except IsADirectoryError:
+        refuse("is a directory, not a file")
+    except UnicodeDecodeError:
+        refuse("cannot read (not UTF-8 text)")
+    except OSError as exc:
+        refuse(f"cannot read ({exc.strerror or exc.__class__.__name__})")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        refuse(f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})")
+    except RecursionError:
+        refuse("not usable JSON (nested too deeply)")
+    except ValueError as exc:  # an integer longer than Python converts (sys.get_int_max_str_digits)
+        refuse(f"not usable JSON (a number with more than {sys.get_int_max_str_digits()} digits)" if "digits" in str(exc)
+               else f"not usable JSON ({shorten(str(exc))})")
+
+
+def shorten(text: str, limit: int = MAX_ECHO) -> str:
+    """``text`` shortened to ``limit`` characters (with '...') for echoing in a message."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _show(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10 ** 60:
+        return "a number too large to show"
     text = json.dumps(value) if isinstance(value, (str, bool, int, float, type(None))) else type(value).__name__
-    return text if len(text) <= 60 else text[:57] + "..."
+    return shorten(text)
 
 
 def _num(v: float) -> str:

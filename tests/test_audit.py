@@ -18,7 +18,7 @@ from recourse.audit.html import SECTIONS
 from recourse.audit.io import done_chunks, iter_chunks
 from recourse.audit.pipeline import run_audit
 from recourse.audit.run import AuditConfig, action_key
-from recourse.audit.stats import band_labels, boot_median, group_values
+from recourse.audit.stats import MISSING, band_labels, boot_median, group_order, group_values
 from conftest import tiny_frame
 
 runner = CliRunner()
@@ -419,3 +419,76 @@ def test_cli_audit_bad_options_exit_2(tmp_path, tiny_bundle, tiny_population):
         result = runner.invoke(app, args)
         assert result.exit_code == 2, (args, result.output)
         assert message in result.output and "Traceback" not in result.output, (args, result.output)
+
+
+# ---------------------------------------------------------------------- missing group values, options, --out
+def test_missing_group_values_form_their_own_group():
+    assert group_values(pd.Series(["a", None, "b", np.nan]), None).tolist() == ["a", MISSING, "b", MISSING]
+    assert group_values(pd.Series([1.0, np.nan, 7.0]), [5.0]).tolist() == ["< 5", MISSING, "≥ 5"]
+    labels = group_values(pd.Series(["b", None, "a"]), None).to_numpy()
+    assert group_order(labels, None) == ["a", "b", MISSING]
+
+
+def _audit(population: Path, out: Path, bundle, *extra: str):
+    return runner.invoke(app, ["audit", str(population), "--bundle", str(bundle.path), "--out", str(out), "--no-progress",
+                               "--stability-n", "0", "--bootstrap", "20", "--exact", "off", *extra])
+
+
+def test_cli_audit_groups_missing_values(tmp_path, tiny_bundle, tiny_population):
+    frame = pd.read_csv(tiny_population)
+    frame["zone"] = np.where(np.arange(len(frame)) % 2, "a", "b").astype(object)
+    frame.loc[3, "zone"] = None
+    frame["score"] = np.arange(len(frame), dtype=float)
+    frame.loc[[4, 5], "score"] = np.nan
+    path = tmp_path / "pop.csv"
+    frame.to_csv(path, index=False)
+    result = _audit(path, tmp_path / "out", tiny_bundle, "--group-by", "zone,score")
+    assert result.exit_code == 0, result.output
+    fairness = json.loads((tmp_path / "out" / "summary.json").read_text())["fairness"]
+    zone = {g["group"]: g["applicants"] for g in fairness["zone"]["groups"]}
+    assert zone == {"a": 149, "b": 150, MISSING: 1}
+    score = fairness["score"]["groups"]
+    assert score[-1]["group"] == MISSING and score[-1]["applicants"] == 2 and sum(g["applicants"] for g in score) == 300
+
+
+def test_cli_audit_all_missing_numeric_group_and_bins_options(tmp_path, tiny_bundle, tiny_population):
+    frame = pd.read_csv(tiny_population).assign(score=np.nan)
+    path = tmp_path / "pop.csv"
+    frame.to_csv(path, index=False)
+    cases = [
+        (["--group-by", "score"], "--group-by: column 'score' has no values in the first 200 rows", "--bins score="),
+        (["--group-by", "region", "--bins", "region=1,2"], "--bins: 'region' is not a numeric column", ""),
+        (["--seed", "-1"], "--seed", ""),
+        (["--max-changes", "9223372036854775808"], "--max-changes", ""),
+        (["--max-changes", "6"], "--max-changes: must be a whole number from 1 to 5", ""),
+    ]
+    for args, message, hint in cases:
+        result = _audit(path, tmp_path / "o", tiny_bundle, *args)
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output and hint in result.output and "Traceback" not in result.output, (args, result.output)
+    result = _audit(path, tmp_path / "o", tiny_bundle, "--group-by", "score", "--bins", "score=1,2")
+    assert result.exit_code == 0, result.output
+    groups = json.loads((tmp_path / "o" / "summary.json").read_text())["fairness"]["score"]["groups"]
+    assert [(g["group"], g["applicants"]) for g in groups] == [(MISSING, 300)]
+
+
+def test_cli_audit_leaves_a_foreign_out_directory_alone(tmp_path, tiny_bundle, tiny_population):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "report.html").write_text("my report")
+    result = _audit(tiny_population, out, tiny_bundle)
+    assert result.exit_code == 2 and "not empty and holds no audit" in result.output, result.output
+    result = _audit(tiny_population, out, tiny_bundle, "--fresh")
+    assert result.exit_code == 2 and "not empty and holds no audit" in result.output, result.output
+    assert [p.name for p in out.iterdir()] == ["report.html"] and (out / "report.html").read_text() == "my report"
+
+
+def test_cli_audit_damaged_state_file(tmp_path, tiny_bundle, tiny_population):
+    out = tmp_path / "audit"
+    assert _audit(tiny_population, out, tiny_bundle).exit_code == 0
+    (out / "state.json").write_text("{damaged")
+    result = _audit(tiny_population, out, tiny_bundle)
+    assert result.exit_code == 2 and "state.json is damaged" in result.output and "--fresh" in result.output, result.output
+    result = _audit(tiny_population, out, tiny_bundle, "--fresh")
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "state.json").read_text())["fingerprint"]

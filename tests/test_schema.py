@@ -200,7 +200,7 @@ def test_binary_with_levels_accepts_level_names_and_rejects_others(schema):
 def test_record_not_an_object(schema):
     [err] = _errors(schema, ["age", 30])
     assert err.field == "record"
-    assert "expected an object" in err.message and "list" in err.message
+    assert "expected an object" in err.message and "an array" in err.message  # JSON type names
 
 
 def test_all_errors_of_one_record_reported_together(schema):
@@ -346,7 +346,7 @@ def test_empty_feature_list():
 
 
 def test_load_errors_name_the_file(tmp_path):
-    with pytest.raises(SchemaError, match="not found"):
+    with pytest.raises(SchemaError, match="missing.json: no such file"):
         FeatureSchema.load(tmp_path / "missing.json")
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
@@ -384,3 +384,88 @@ def test_german_data_rows_validate(german_schema, german_dataset):
     out = german_schema.validate_records(rows)
     assert len(out) == 1000
     assert out[0].keys() == set(german_schema.names)
+
+
+# ---------------------------------------------------------------------- numbers the solver can use, names, labels
+@pytest.mark.parametrize("feature, message", [
+    ({"name": "height", "kind": "continuous", "range": [-1e308, 1e308]}, "range ends must lie within ±1e+12"),
+    ({"name": "height", "kind": "continuous", "range": [0, 2e12]}, "range ends must lie within ±1e+12"),
+    ({"name": "flag", "kind": "binary", "range": [0, 1]}, "a binary feature is true/false and takes no range"),
+    ({"name": "  ", "kind": "continuous", "range": [0, 1]}, "a feature name must not be blank"),
+    ({"name": "height", "kind": "continuous", "range": [0, 1], "cost_weight": 1e300}, "features.6.cost_weight"),
+    ({"name": "height", "kind": "continuous", "range": [0, 1], "cost_scale": 1e-300}, "features.6.cost_scale"),
+    ({"name": "height", "kind": "continuous", "range": [0, 1], "max_change": float("inf")}, "features.6.max_change"),
+])
+def test_schema_numbers_and_names_are_checked(feature, message):
+    text = _schema_error(_with_feature(feature))
+    assert message in text, text
+
+
+def test_empty_feature_name():
+    assert "features.6.name" in _schema_error(_with_feature({"name": "", "kind": "continuous", "range": [0, 1]}))
+
+
+@pytest.mark.parametrize("target, message", [
+    ({"name": "y", "classes": [0, 1], "favourable": 1, "labels": {"2": "maybe"}}, "target.labels: '2' is not a class"),
+    ({"name": "y", "classes": [1], "favourable": 1}, "at least 2 different values"),
+    ({"name": "y", "classes": [1, "1"], "favourable": 1}, "at least 2 different values"),
+    ({"name": " ", "classes": [0, 1], "favourable": 1}, "target: the name must not be blank"),
+])
+def test_target_checks(target, message):
+    data = copy.deepcopy(SCHEMA)
+    data["target"] = target
+    assert message in _schema_error(data)
+
+
+def test_widest_allowed_range_validates_without_overflow(schema):
+    data = _with_feature({"name": "height", "kind": "continuous", "range": [-1e12, 1e12]})
+    wide = FeatureSchema.from_dict(data)
+    assert wide.validate_record(dict(GOOD, height=1e12))["height"] == 1e12
+
+
+# ---------------------------------------------------------------------- message size
+def test_known_features_are_listed_once(schema):
+    record = dict(GOOD, **{f"extra_{i}": i for i in range(1000)})
+    errors = _errors(schema, record)
+    assert len(errors) == 1000 and all(e.message.startswith("unknown feature") for e in errors)
+    assert sum("known features:" in e.message for e in errors) == 1
+    assert sum(len(e.message) for e in errors) < 20_000
+
+
+def test_long_input_values_are_shortened(schema):
+    err = _only(schema, purpose="x" * 3_000_000)
+    assert "unknown category 'xxx" in err.message and len(err.message) < 300
+    err = _only(schema, income="y" * 100_000)
+    assert "wrong type" in err.message and len(err.message) < 200
+    err = _only(schema, income=10 ** 200)
+    assert len(err.message) < 200
+
+
+def test_null_and_other_json_types_are_named_as_in_json(schema):
+    with pytest.raises(RecordValidationError) as info:
+        schema.validate_records([None, 3])
+    assert [e.message for e in info.value.errors] == ["expected an object of feature values, got null",
+                                                      "expected an object of feature values, got a number"]
+
+
+# ---------------------------------------------------------------------- m and JSON files
+def test_check_max_changes(schema):
+    assert schema.check_max_changes(6) == 6 and schema.check_max_changes(1) == 1
+    for bad in (0, 7, 2**63, True, 2.5):
+        with pytest.raises(ValueError, match="from 1 to 6"):
+            schema.check_max_changes(bad)
+
+
+@pytest.mark.parametrize("content, message", [("[" * 100_000, "nested too deeply"), ("1" * 5000, "digits"),
+                                              ("{", r"not valid JSON \(line 1")])
+def test_unusable_json_files_name_the_file(tmp_path, content, message):
+    path = tmp_path / "s.json"
+    path.write_text(content)
+    with pytest.raises(SchemaError, match=message) as info:
+        FeatureSchema.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_schema_path_that_is_a_directory(tmp_path):
+    with pytest.raises(SchemaError, match="is a directory"):
+        FeatureSchema.load(tmp_path)

@@ -109,30 +109,6 @@ def iter_chunks(path: Path, chunk_size: int, columns: list[str]) -> Iterator[tup
         raise AuditInputError(f"{path}: cannot read the population ({exc.__class__.__name__}: {exc})") from None
 
 
-def coerce_types(chunk: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
-    """Undo the table reader's type guesses before validation.
-
-    A numeric column read as text because of one bad cell is converted cell by cell (the bad
-    cells stay text, so validation names exactly them); 'true'/'false' text of a binary feature
-    becomes a bool; numbers in a categorical/ordinal column become text (level names).
-    """
-    out = chunk.copy()
-    for feat in schema.features:
-        col = out[feat.name]
-        numeric = pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
-        if feat.is_numeric and not numeric and not pd.api.types.is_bool_dtype(col):
-            num = pd.to_numeric(col, errors="coerce")
-            keep = num.isna() & col.notna()
-            out[feat.name] = pd.Series(np.where(keep, col, num), index=col.index, dtype=object)
-        elif feat.kind == "binary" and not pd.api.types.is_bool_dtype(col) and not numeric:
-            low = col.astype(str).str.strip().str.lower()
-            out[feat.name] = pd.Series(np.where(low.isin(["true", "false"]), low == "true", col.astype(object)),
-                                       index=col.index, dtype=object)
-        elif feat.kind in ("categorical", "ordinal") and (numeric or pd.api.types.is_bool_dtype(col)):
-            out[feat.name] = col.astype(object).where(col.isna(), col.astype(str))
-    return out
-
-
 def _check_file(path: Path) -> None:
     if not path.exists():
         raise AuditInputError(f"{path}: no such file")

@@ -10,9 +10,7 @@ sample, aggregates, report, merged table) reads the parts back, selected columns
 from __future__ import annotations
 
 import hashlib
-import os
 import json
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,8 +19,9 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pandas as pd
 
+from ..data import DATASETS, coerce_table, format_row_errors, prepare_out_dir
 from ..errors import RecordValidationError
-from .io import (AuditInputError, check_columns, coerce_types, count_rows, done_chunks, iter_chunks, merge_parts, part_path,
+from .io import (AuditInputError, check_columns, count_rows, done_chunks, iter_chunks, merge_parts, part_path,
                  population_format, read_columns, write_part)
 from .probe import probe_chunk, protected_values
 
@@ -86,8 +85,11 @@ def train_raw_values(engine, names: list[str]) -> dict[str, np.ndarray]:
 
 
 def default_bins(values: np.ndarray, integer: bool) -> list[float]:
-    """Quartile edges (rounded to whole numbers for integer columns), duplicates dropped."""
-    q = np.quantile(values[np.isfinite(values)], [0.25, 0.5, 0.75])
+    """Quartile edges (rounded to whole numbers for integer columns) of the finite values, duplicates dropped."""
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        raise ValueError("no numeric values to choose band edges from")
+    q = np.quantile(values, [0.25, 0.5, 0.75])
     if integer:
         q = np.round(q)
     return sorted({float(v) for v in q})
@@ -105,18 +107,21 @@ def make_plan(engine, population: Path | None, columns: list[str], config: Audit
         raise AuditInputError(f"--format: expected parquet or csv, got {config.output_format!r}")
     if population is not None:
         check_columns(population, columns, schema, config.group_by)
+    numeric_groups = [g for g in dict.fromkeys([*config.group_by, *(config.protected or [])])
+                      if (g in schema.names and schema.feature(g).is_numeric)
+                      or (g not in schema.names and first_chunk is not None and g in first_chunk
+                          and pd.api.types.is_numeric_dtype(first_chunk[g]) and not pd.api.types.is_bool_dtype(first_chunk[g]))]
     for name in config.bins:
         if name not in config.group_by:
             raise AuditInputError(f"--bins: '{name}' is not a --group-by column")
+        if name not in numeric_groups:
+            raise AuditInputError(f"--bins: '{name}' is not a numeric column (its values are categories and are grouped "
+                                  "as they are); --bins applies to numeric grouping columns only")
     protected = config.protected if config.protected is not None else [g for g in config.group_by if g in schema.names]
     unknown = [p for p in protected if p not in schema.names]
     if unknown:
         raise AuditInputError(f"--protected: {', '.join(repr(u) for u in unknown)} is not a model input "
                               f"(schema features: {', '.join(schema.names)})")
-    numeric_groups = [g for g in set(config.group_by) | set(protected)
-                      if (g in schema.names and schema.feature(g).is_numeric)
-                      or (g not in schema.names and first_chunk is not None and pd.api.types.is_numeric_dtype(first_chunk[g])
-                          and not pd.api.types.is_bool_dtype(first_chunk[g]))]
     train = train_raw_values(engine, numeric_groups)
     bins: dict[str, list[float]] = {}
     for g in sorted(numeric_groups):
@@ -125,10 +130,18 @@ def make_plan(engine, population: Path | None, columns: list[str], config: Audit
         elif g in train:
             bins[g] = default_bins(train[g], schema.feature(g).kind == "integer")
         elif first_chunk is not None:
-            bins[g] = default_bins(pd.to_numeric(first_chunk[g], errors="coerce").to_numpy(dtype=float), False)
-    m = config.max_changes if config.max_changes is not None else engine.config.max_changes
-    if m < 1:
-        raise AuditInputError(f"--max-changes: must be at least 1, got {m}")
+            try:
+                bins[g] = default_bins(pd.to_numeric(first_chunk[g], errors="coerce").to_numpy(dtype=float), False)
+            except ValueError:
+                raise AuditInputError(f"--group-by: column '{g}' has no values in the first {len(first_chunk)} rows to choose "
+                                      f"its bands from (all missing); give the band edges with --bins {g}=EDGE,EDGE,...") from None
+    if config.max_changes is None:  # the bundle's default, at most every feature
+        m = max(1, min(int(engine.config.max_changes), len(schema.features)))
+    else:
+        try:
+            m = schema.check_max_changes(config.max_changes)
+        except ValueError as exc:
+            raise AuditInputError(f"--max-changes: {exc}") from None
     favourable = engine.classes.index(schema.target.favourable) if schema.target else 1
     exact = False
     if config.exact != "off":
@@ -138,7 +151,7 @@ def make_plan(engine, population: Path | None, columns: list[str], config: Audit
         if config.exact == "on" and not exact:
             raise AuditInputError("--exact on: the bundle's model is not a linear (logistic-regression) binary model")
     read = list(dict.fromkeys(schema.names + [g for g in config.group_by if g not in schema.names]))
-    return AuditPlan(config, read, schema.names, int(m), config.density, bins,
+    return AuditPlan(config, read, schema.names, m, config.density, bins,
                      protected_values(schema, protected, bins, train), favourable, exact)
 
 
@@ -146,15 +159,9 @@ def make_plan(engine, population: Path | None, columns: list[str], config: Audit
 def validate_chunk(engine, chunk: pd.DataFrame, offset: int, source: str) -> pd.DataFrame:
     """Validated records of the schema features; errors name the population row (1-based, header excluded)."""
     try:
-        return engine.validate(coerce_types(chunk[engine.schema.names], engine.schema))
+        return engine.validate(coerce_table(chunk[engine.schema.names], engine.schema))
     except RecordValidationError as exc:
-        lines = []
-        for e in exc.errors[:20]:
-            m = re.match(r"^(\d+)\.(.*)$", e.field)
-            where = f"row {offset + int(m.group(1)) + 1}, column '{m.group(2)}'" if m else e.field
-            lines.append(f"  - {where}: {e.message}")
-        more = f"\n  ... and {len(exc.errors) - 20} more" if len(exc.errors) > 20 else ""
-        raise AuditInputError(f"{source}: rows do not fit the schema:\n" + "\n".join(lines) + more) from None
+        raise AuditInputError(format_row_errors(exc.errors, source, offset)) from None
 
 
 def action_key(action) -> str:
@@ -260,16 +267,29 @@ def fingerprint(population: Path, bundle_hash: str, plan: AuditPlan) -> str:
     return hashlib.sha256(data.encode()).hexdigest()
 
 
+def is_audit_dir(out: Path) -> bool:
+    """Whether ``out`` holds an audit (its state file) or only the bundled population an audit writes first."""
+    ours = {f"population-{name}.parquet" for name in DATASETS}
+    return (out / STATE_FILE).is_file() or all(p.is_file() and p.name in ours for p in out.iterdir())
+
+
 def make_out_dir(out: Path) -> None:
-    """Create the output directory or raise an AuditInputError saying why not."""
-    if out.exists() and not out.is_dir():
-        raise AuditInputError(f"--out: {out} exists and is not a directory")
+    """Create the output directory, or raise an AuditInputError saying why not; a non-empty
+    directory that holds no audit is refused, so that no file of the user's is overwritten."""
+    prepare_out_dir(out, is_audit_dir, "audit (no state.json)", AuditInputError)
+
+
+def _read_state(state: Path) -> dict[str, Any]:
+    """The saved state of an earlier audit in OUT; a damaged file raises AuditInputError."""
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise AuditInputError(f"--out: cannot create {out} ({exc.strerror or exc})") from None
-    if not os.access(out, os.W_OK):
-        raise AuditInputError(f"--out: {out} is not writable")
+        previous = json.loads(state.read_text())
+    except (OSError, ValueError) as exc:  # unreadable, not UTF-8, not JSON
+        raise AuditInputError(f"--out: {state} is damaged ({exc.__class__.__name__}); use --fresh to start over, "
+                              "or a new --out directory") from None
+    if not isinstance(previous, dict):
+        raise AuditInputError(f"--out: {state} is damaged (not a JSON object); use --fresh to start over, "
+                              "or a new --out directory")
+    return previous
 
 
 def prepare_out(out: Path, fp: str, fresh: bool) -> Path:
@@ -278,7 +298,7 @@ def prepare_out(out: Path, fp: str, fresh: bool) -> Path:
     parts = out / "parts"
     state = out / STATE_FILE
     if state.is_file():
-        previous = json.loads(state.read_text())
+        previous = {} if fresh else _read_state(state)
         if previous.get("fingerprint") != fp:
             if not fresh:
                 raise AuditInputError(f"--out: {out} holds an audit of a different population, bundle or settings; "

@@ -6,6 +6,8 @@ recourse of at most m changes):
 * decision rate (approval rate) = (n − |D|) / n;  coverage = |R| / |D|;
 * cost = :math:`\sum_j |\Delta_j|/s_j` of the recourse (engine units), changes = ℓ0;
 * per group G (numeric grouping columns binned into bands ``[a, b)``): the same figures on G.
+  Rows with no value in the grouping column (empty cell, NaN; in a binned column also text that
+  is not a number) form their own group :data:`MISSING`, listed last.
 * gap of a metric between group G and the reference group (the largest) = metric(G) − metric(ref);
   the spread = max − min over groups.
 
@@ -25,6 +27,8 @@ import pandas as pd
 from scipy.stats import binom
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+MISSING = "(missing)"
+"""Group label of the rows whose grouping value is missing."""
 
 
 # ---------------------------------------------------------------------- bootstrap primitives
@@ -67,12 +71,23 @@ def band_labels(bins: list[float]) -> list[str]:
 
 
 def group_values(column: pd.Series, bins: list[float] | None) -> pd.Series:
-    """Group label per row: the band for a binned numeric column, else the value as text."""
+    """Group label per row: the band for a binned numeric column, else the value as text;
+    :data:`MISSING` where there is no value (or, in a binned column, no number)."""
     if bins:
         labels = np.asarray(band_labels(bins), dtype=object)
-        idx = np.digitize(pd.to_numeric(column, errors="coerce").to_numpy(dtype=float), bins, right=False)
-        return pd.Series(labels[idx], index=column.index)
-    return column.astype(str)
+        values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
+        out = labels[np.digitize(values, bins, right=False)]
+        out[np.isnan(values)] = MISSING
+        return pd.Series(out, index=column.index, dtype=object)
+    text = column.astype(object).map(str)
+    return text.where(column.notna(), MISSING)
+
+
+def group_order(labels: np.ndarray, bins: list[float] | None) -> list[str]:
+    """The groups present in ``labels``, in report order: the bands (or the sorted values), then :data:`MISSING`."""
+    present = set(labels.tolist())
+    order = band_labels(bins) if bins else sorted(present - {MISSING})
+    return [g for g in order if g in present] + ([MISSING] if MISSING in present else [])
 
 
 def _dist(values: np.ndarray) -> dict[str, Any]:
@@ -112,7 +127,7 @@ def fairness(table: pd.DataFrame, group_cols: dict[str, str], bins: dict[str, li
     exact = "exact_status" in table
     for name, col in group_cols.items():
         labels = group_values(table[col], bins.get(name)).to_numpy()
-        order = band_labels(bins[name]) if bins.get(name) else sorted(pd.unique(labels))
+        order = group_order(labels, bins.get(name))
         groups, draws = [], {}
         for g in order:
             sel = labels == g
@@ -170,7 +185,7 @@ def top_actions(table: pd.DataFrame, group_cols: dict[str, str], bins: dict[str,
     per_group = {}
     for name, col in group_cols.items():
         labels = group_values(found[col], bins.get(name))
-        per_group[name] = {str(g): count(found[labels == g]) for g in sorted(pd.unique(labels))}
+        per_group[name] = {g: count(found[labels == g]) for g in group_order(labels.to_numpy(), bins.get(name))}
     return {"overall": count(found), "by_group": per_group}
 
 
