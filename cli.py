@@ -292,7 +292,7 @@ def serve(
     # exists before the workers fork; each worker then loads the bundle itself.
     code = ("import sys; from recourse.bundle import demo_bundle, load_bundle; from recourse.errors import BundleError\n"
             "try:\n    b = load_bundle(sys.argv[1]) if sys.argv[1] else demo_bundle('german')\n    b.engine()\n"
-            "except BundleError as exc:\n    sys.exit(f'error: {exc}')\nprint(b.path)")
+            "except (BundleError, ValueError, OSError) as exc:\n    sys.exit(f'error: {exc}')\nprint(b.path)")
     done = subprocess.run([sys.executable, "-c", code, str(bundle or "")], capture_output=True, text=True)
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()
@@ -301,8 +301,13 @@ def serve(
     config = ServiceConfig(bundle=bundle, database=database or recourse_home() / "service" / "explanations.sqlite3",
                            api_key_hashes=digests, auth_required=not no_auth, max_batch=max_batch, time_limit=time_limit,
                            log_sync=log_sync, batch_wait=batch_wait_ms / 1000.0)
+    from api.server import ServeError, preflight
     from api.server import serve as run_server
 
+    try:
+        preflight(config, host, port)
+    except ServeError as exc:
+        fail(str(exc))
     typer.echo(f"recourse service on http://{host}:{port} (bundle {bundle}, log {config.database}, {workers} workers)", err=True)
     run_server(config, host=host, port=port, workers=workers, threads=threads)
 
@@ -496,7 +501,7 @@ def attack_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
     """Attack images: adversarial example, perturbation x5, changed pixels, AXAI segments (PNG) and metrics (JSON)."""
-    from recourse.vision.commands import open_vision_bundle, run_attack
+    from recourse.vision.commands import attack_text, open_vision_bundle, run_attack
 
     if method is AttackMethod.fbs and not any(abs(p - v) < 1e-6 for v in (0.0, 0.5, 2.0 / 3.0, 1.0)):
         fail(f"--p: must be 0, 0.5, 2/3 or 1, got {p}")
@@ -504,16 +509,7 @@ def attack_cmd(
     vb = _vision_call(open_vision_bundle, bundle=bundle, dataset=dataset.value, device=device)
     report = _vision_call(run_attack, method=method.value, vb=vb, image=image, index=index, n=n, target=target, p=p,
                           norm=norm.value, lam=lam, out=out, device=device)
-    if as_json:
-        typer.echo(json.dumps(report, indent=2, default=float))
-    else:
-        m = report["metrics"]
-        typer.echo(f"{report['method']}: ASR {100 * m['asr']:.0f} %, changed pixels {m['acp']:.1f}, clusters {m['anc']:.2f}, "
-                   f"l2 {m['l2']:.3f}, d20 {m['d20']:.1f}, {1000 * m['seconds_per_image']:.0f} ms/image")
-        for im in report["images"]:
-            typer.echo(f"  image {im['index']}: label {im['label']}, prediction {im['prediction']} -> {im['adversarial_prediction']}"
-                       f" ({'fooled' if im['success'] else 'not fooled'})")
-        typer.echo(f"figures and metrics.json in {report['out']}")
+    typer.echo(json.dumps(report, indent=2, default=float) if as_json else attack_text(report))
 
 
 @app.command("explain-image")
@@ -532,16 +528,13 @@ def explain_image_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Explain image predictions with AXAI, concept probing or a gradient baseline; writes PNGs and metrics.json."""
-    from recourse.vision.commands import open_vision_bundle, run_explain
+    from recourse.vision.commands import explain_text, open_vision_bundle, run_explain
 
     parse_device(device)  # refuse an unusable --device before any work
     vb = _vision_call(open_vision_bundle, bundle=bundle, dataset=dataset.value, device=device)
     report = _vision_call(run_explain, method=method.value, vb=vb, image=image, index=index, n=n, target=target, k=k,
                           segmentation=segmentation.value, out=out, device=device)
-    if as_json:
-        typer.echo(json.dumps(report, indent=2, default=float))
-    else:
-        typer.echo(f"{method.value}: {len(report.get('figures', []))} figures and metrics.json in {report['out']}")
+    typer.echo(json.dumps(report, indent=2, default=float) if as_json else explain_text(report))
 
 
 @bench_app.command("vision")
@@ -560,11 +553,16 @@ def bench_vision(
     """Attacks (GSE, FBS p=0, 1/2, 1, PGD-l2; untargeted and targeted), IS curves, S-CFE MNIST, AXAI vs Lime/KernelShap."""
     from recourse.vision.bench import format_vision_table, run_vision_benchmark
 
+    from recourse.errors import BundleError
+
     if bundle is not None and not (bundle / "model.json").is_file():
         fail(f"--bundle: {bundle}: not a vision bundle (no model.json)")
     parse_device(device)  # refuse an unusable --device before any work
-    result = run_vision_benchmark(n, n_explain=n_explain, lime_samples=lime_samples, search_steps=search_steps, max_iter=max_iter,
-                                  scfe=scfe, peers=peers, bundle=str(bundle) if bundle else None, device=device)
+    try:
+        result = run_vision_benchmark(n, n_explain=n_explain, lime_samples=lime_samples, search_steps=search_steps, max_iter=max_iter,
+                                      scfe=scfe, peers=peers, bundle=str(bundle) if bundle else None, device=device)
+    except BundleError as exc:
+        fail(f"--bundle: {exc}")
     typer.echo(json.dumps(result, indent=2, default=str) if as_json else format_vision_table(result))
 
 

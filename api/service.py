@@ -16,6 +16,7 @@ from recourse.bundle import Bundle
 from recourse.errors import RecordValidationError
 from recourse.reasons import principal_reasons
 from recourse.results import to_jsonable
+from recourse.schema import COST_WEIGHT_RANGE
 
 from .batching import MicroBatcher
 from .config import ServiceConfig
@@ -137,8 +138,9 @@ class RecourseService:
         weights = None
         if request.cost_weights:
             known = set(engine.schema.names)
-            errors += [field_error(["cost_weights", k], "unknown feature" if k not in known else "must be a finite number > 0")
-                       for k, w in request.cost_weights.items() if k not in known or not (0 < w < float("inf"))]
+            lo, hi = COST_WEIGHT_RANGE
+            errors += [field_error(["cost_weights", k], "unknown feature" if k not in known else f"must be a number from {lo:g} to {hi:g}")
+                       for k, w in request.cost_weights.items() if k not in known or not (lo <= w <= hi)]
             weights = tuple(sorted(request.cost_weights.items()))
         if errors:
             raise Problem(422, "invalid solver options", errors)

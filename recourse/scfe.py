@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import math
+import operator
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
@@ -39,7 +40,7 @@ from .objective import MarginGradient, RowData, SCFEProblem, logit_margin
 from .repair import DiscreteRepair
 from .runtime import threads_for
 from .results import Alternative, Decision, Recourse
-from .schema import FeatureSchema
+from .schema import COST_WEIGHT_RANGE, FeatureSchema, json_type
 
 DEFAULT_DENSITY_WEIGHTS = {"kde": 0.02, "gmm": 0.02, "knn": 0.5}
 INITIAL_STEP = 0.1
@@ -194,7 +195,7 @@ class RecourseEngine:
             rows = list(records)
         else:
             raise RecordValidationError([FieldError("records", "expected an applicant object or a list of them, "
-                                                    f"got {type(records).__name__}")])
+                                                    f"got {json_type(records)}")])
         if len(rows) == 1 and isinstance(records, dict):
             return [self.schema.validate_record(rows[0])]
         return self.schema.validate_records(rows)
@@ -425,9 +426,14 @@ class RecourseEngine:
         if cost_weights is not None:
             config = replace(config, cost_weights=tuple(self._merged_cost_weights(cost_weights).tolist()))
         if max_changes is not None:
-            if int(max_changes) < 1:
-                raise RecordValidationError([FieldError("max_changes", "must be at least 1")])
-            config = replace(config, max_changes=int(max_changes))
+            try:
+                m = None if isinstance(max_changes, bool) else operator.index(max_changes)
+            except TypeError:
+                m = None
+            if m is None or m < 1:
+                raise RecordValidationError([FieldError("max_changes", f"must be a whole number ≥ 1, got {max_changes!r}")])
+            # more changes than features is no constraint at all: the same as one per feature
+            config = replace(config, max_changes=min(m, len(self.schema.features)))
         if density is not True:
             name = None if density in (None, False, "none") else density
             if name is not None and name not in self.densities:
@@ -451,8 +457,9 @@ class RecourseEngine:
                 value = float(w)
             except (TypeError, ValueError):
                 value = float("nan")
-            if isinstance(w, bool) or not math.isfinite(value) or value <= 0:
-                errors.append(FieldError(where, f"must be a finite number > 0, got {w!r}"))
+            lo, hi = COST_WEIGHT_RANGE
+            if isinstance(w, bool) or not math.isfinite(value) or not lo <= value <= hi:
+                errors.append(FieldError(where, f"must be a number from {lo:g} to {hi:g}, got {w!r}"))
                 continue
             out[index[name]] = value
         if errors:

@@ -24,6 +24,7 @@ from recourse.constraints import admissible, changed_features, violations
 from recourse.core.apg import apg
 from recourse.density import KDEDensity, fit_class_conditional
 from recourse.encoding import TabularEncoder, complete_schema
+from recourse.errors import RecordValidationError
 from recourse.models import Affine, TorchClassifier
 from recourse.objective import MarginGradient, RowData, SCFEProblem, logit_margin
 from recourse.schema import FeatureSchema
@@ -489,3 +490,20 @@ def test_already_in_the_requested_class_names_that_class(german_engine, german_d
     if approved.found:
         again = engine.explain(approved.counterfactual)[0]
         assert again.message == "The model already gives the favourable decision."
+
+
+def test_solver_options_are_checked_and_clipped(german_engine, german_dataset):
+    _, _, test, _ = german_dataset.split()
+    engine = german_engine
+    row = _denied(engine, test, 1)
+    for bad in (0, -1, True, 2.5):
+        with pytest.raises(RecordValidationError, match="max_changes"):
+            engine.explain(row, max_changes=bad)
+    huge = engine.explain(row, max_changes=2**70)[0]
+    assert huge.max_changes == len(engine.schema.features)
+    name = engine.schema.names[0]
+    for bad in (1e300, 1e-9, float("nan")):
+        with pytest.raises(RecordValidationError, match=f"cost_weights.{name}"):
+            engine.explain(row, cost_weights={name: bad})
+    with pytest.raises(RecordValidationError, match="got null"):
+        engine.explain(None)
