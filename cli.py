@@ -177,7 +177,7 @@ def train(
 
     --out must be a new or empty directory, or an earlier bundle (which is replaced)."""
     from recourse.bundle import build_bundle, build_dataset_bundle
-    from recourse.data import DataInputError, is_bundle_dir, prepare_out_dir, read_training_table
+    from recourse.data import DataInputError, all_entries_unless, is_bundle_dir, prepare_out_dir, read_training_table
     from recourse.errors import BundleError, SchemaError
     from recourse.schema import FeatureSchema
 
@@ -186,7 +186,7 @@ def train(
             if data is not None or schema is not None:
                 fail("give either a data set name or --data with --schema, not both")
             if out is not None:
-                prepare_out_dir(out, is_bundle_dir, "bundle (no metadata.json)")
+                prepare_out_dir(out, all_entries_unless(is_bundle_dir), "a bundle's")
             bundle = build_dataset_bundle(dataset.value, out, model=model.value, seed=seed)
         else:
             if data is None or schema is None or out is None:
@@ -197,7 +197,7 @@ def train(
                 fail(f"--schema {exc}")
             frame, labels = read_training_table(data, loaded, target)
             max_changes = _check_max_changes(loaded, max_changes)
-            prepare_out_dir(out, is_bundle_dir, "bundle (no metadata.json)")
+            prepare_out_dir(out, all_entries_unless(is_bundle_dir), "a bundle's")
             bundle = build_bundle(loaded, frame, labels, out, model=model.value, max_changes=max_changes, seed=seed)
     except (SchemaError, BundleError, DataInputError) as exc:
         fail(str(exc))

@@ -243,26 +243,33 @@ def check_class_rows(labels: np.ndarray, target: Target, source: str) -> None:
                              f"rows to fit the model and its density, but " + ", ".join(short))
 
 
-def prepare_out_dir(out: Path, owned: Callable[[Path], bool], holds: str,
+def prepare_out_dir(out: Path, foreign: Callable[[Path], list[str]], holds: str,
                     error: type[ValueError] = DataInputError) -> None:
-    """Create the output directory ``out``, or accept it when it is empty or ``owned(out)`` (it holds
-    our own earlier output, which may be replaced); anything else raises ``error`` before a file is written."""
+    """Create the output directory ``out``, or accept an existing one in which ``foreign(out)``
+    names nothing (it is empty or holds only our own earlier output, which may be replaced);
+    otherwise raise ``error`` listing the foreign entries, before a file is written."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise error(f"--out: {out} exists and is not a directory")
     try:
-        foreign = out.is_dir() and not owned(out) and any(out.iterdir())
+        strangers = sorted(foreign(out)) if out.is_dir() else []
     except OSError as exc:
         raise error(f"--out: cannot read {out} ({exc.strerror or exc})") from None
-    if foreign:
-        raise error(f"--out: {out} is not empty and holds no {holds}; nothing was written "
+    if strangers:
+        shown = ", ".join(strangers[:3]) + (f" and {len(strangers) - 3} more" if len(strangers) > 3 else "")
+        raise error(f"--out: {out} holds files that are not {holds} ({shown}); nothing was written "
                     "(give a new or empty directory so that no file of yours is overwritten)")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise error(f"--out: cannot create {out} ({exc.strerror or exc})") from None
-    if not os.access(out, os.W_OK):
+    if not os.access(out, os.W_OK | os.X_OK):
         raise error(f"--out: {out} is not writable")
+
+
+def all_entries_unless(owned: Callable[[Path], bool]) -> Callable[[Path], list[str]]:
+    """A ``foreign`` test for :func:`prepare_out_dir`: nothing when ``owned(directory)``, else every entry."""
+    return lambda directory: [] if owned(directory) else [p.name for p in directory.iterdir()]
 
 
 def is_bundle_dir(path: Path) -> bool:

@@ -477,9 +477,9 @@ def test_cli_audit_leaves_a_foreign_out_directory_alone(tmp_path, tiny_bundle, t
     out.mkdir()
     (out / "report.html").write_text("my report")
     result = _audit(tiny_population, out, tiny_bundle)
-    assert result.exit_code == 2 and "not empty and holds no audit" in result.output, result.output
+    assert result.exit_code == 2 and "holds files that are not an audit's" in result.output, result.output
     result = _audit(tiny_population, out, tiny_bundle, "--fresh")
-    assert result.exit_code == 2 and "not empty and holds no audit" in result.output, result.output
+    assert result.exit_code == 2 and "holds files that are not an audit's" in result.output, result.output
     assert [p.name for p in out.iterdir()] == ["report.html"] and (out / "report.html").read_text() == "my report"
 
 

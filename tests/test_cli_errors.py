@@ -135,8 +135,8 @@ def test_train_out_that_is_not_a_bundle_is_left_alone(tmp_path, table):
     out = tmp_path / "mine"
     out.mkdir()
     (out / "schema.json").write_text("my own file")
-    refused(_train(table, out), "--out", "not empty and holds no bundle")
-    refused(["train", "german", "--out", str(out)], "not empty and holds no bundle")
+    refused(_train(table, out), "--out", "holds files that are not a bundle's")
+    refused(["train", "german", "--out", str(out)], "holds files that are not a bundle's")
     assert (out / "schema.json").read_text() == "my own file" and len(list(out.iterdir())) == 1
 
 

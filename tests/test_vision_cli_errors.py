@@ -109,7 +109,7 @@ def test_out_that_cannot_be_a_folder(digits, tmp_path):
     afile.write_text("mine")
     for args in (("attack", "--method", "pgd"), ("explain-image", "--method", "axai")):
         r = cli(*args, "--dataset", "digits", "--out", str(afile))
-        assert r.exit_code == 2 and "--out" in r.output and "is a file" in r.output and "Traceback" not in r.output
+        assert r.exit_code == 2 and "--out" in r.output and "is not a directory" in r.output and "Traceback" not in r.output
         r = cli(*args, "--dataset", "digits", "--out", "/proc/x")
         assert r.exit_code == 2 and "--out" in r.output and "Traceback" not in r.output
     assert afile.read_text() == "mine"

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from ..data import DATASETS, coerce_table, format_row_errors, prepare_out_dir
+from ..data import DATASETS, all_entries_unless, coerce_table, format_row_errors, prepare_out_dir
 from ..errors import RecordValidationError
 from .io import (AuditInputError, check_columns, count_rows, done_chunks, iter_chunks, merge_parts, part_path,
                  population_format, read_columns, write_part)
@@ -276,7 +276,7 @@ def is_audit_dir(out: Path) -> bool:
 def make_out_dir(out: Path) -> None:
     """Create the output directory, or raise an AuditInputError saying why not; a non-empty
     directory that holds no audit is refused, so that no file of the user's is overwritten."""
-    prepare_out_dir(out, is_audit_dir, "audit (no state.json)", AuditInputError)
+    prepare_out_dir(out, all_entries_unless(is_audit_dir), "an audit's (state.json and its outputs)", AuditInputError)
 
 
 def _read_state(state: Path) -> dict[str, Any]:

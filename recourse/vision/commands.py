@@ -9,7 +9,6 @@ a user's own files are never overwritten.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from recourse.data import prepare_out_dir
 from recourse.errors import BundleError
 from recourse.runtime import parse_device
 
@@ -64,22 +64,16 @@ def open_vision_bundle(bundle: Path | None, dataset: str, device: str | None) ->
 
 def prepare_out(out: Path) -> Path:
     """Create ``--out`` (and its parents) or check that an existing folder holds only our outputs."""
-    if out.exists() and not out.is_dir():
-        raise CommandError(f"--out: {out} is a file, not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CommandError(f"--out: cannot create the folder {out} ({exc.strerror or type(exc).__name__})") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise CommandError(f"--out: the folder {out} is not writable")
-    foreign = sorted(p.name for p in out.iterdir() if not (p.is_file() and OWN_OUTPUT.fullmatch(p.name)))
-    if (out / "metrics.json").is_file() and not _is_our_report(out / "metrics.json"):
-        foreign.insert(0, "metrics.json")
-    if foreign:
-        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        raise CommandError(f"--out: the folder {out} already holds files these commands did not write ({shown}); "
-                           "choose a new or empty folder")
+    prepare_out_dir(out, _foreign_outputs, "outputs of attack or explain-image", CommandError)
     return out
+
+
+def _foreign_outputs(out: Path) -> list[str]:
+    """Entries of ``out`` these commands did not write (a metrics.json counts only if it is our report)."""
+    foreign = [p.name for p in out.iterdir() if not (p.is_file() and OWN_OUTPUT.fullmatch(p.name))]
+    if (out / "metrics.json").is_file() and not _is_our_report(out / "metrics.json"):
+        foreign.append("metrics.json")
+    return foreign
 
 
 def _is_our_report(file: Path) -> bool:
