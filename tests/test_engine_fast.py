@@ -246,12 +246,12 @@ def test_prox_is_the_exact_projection_in_the_w_norm(prob):
 
     x, v, W = (np.array(prob[k]) for k in ("x", "v", "weights"))
     groups, n_groups, m = np.array(prob["groups"]), len(prob["kinds"]), prob["m"]
-    data = RowData(torch.tensor([x]), torch.tensor([prob["lower"]]), torch.tensor([prob["upper"]]),
+    data = RowData(torch.as_tensor(x[None]), torch.tensor([prob["lower"]]), torch.tensor([prob["upper"]]),
                    torch.tensor([m]), torch.tensor([1]), torch.tensor([1.0]))
     layout = simplex_layout(prob["simplex"]) if prob["simplex"] else None
     weights = torch.tensor(W)
     problem = SCFEProblem(None, data, weights, torch.tensor(groups), n_groups, simplex=layout, metric=weights)
-    y = problem.prox(torch.tensor([v]), torch.ones(1, 1, dtype=F64), torch.arange(1))[0].numpy()
+    y = problem.prox(torch.as_tensor(v[None]), torch.ones(1, 1, dtype=F64), torch.arange(1))[0].numpy()
     # brute force: per group the projection of v onto the group's own set, then every support S, |S| <= m
     member = [np.flatnonzero(groups == g) for g in range(n_groups)]
     own = np.clip(v, x + np.array(prob["lower"]), x + np.array(prob["upper"]))
