@@ -113,7 +113,8 @@ def serve(config: ServiceConfig, host: str = "127.0.0.1", port: int = 8080, work
     """Run the service until interrupted (SIGINT/SIGTERM shut it down gracefully).
 
     A setting that cannot work (see :func:`preflight`) is printed as one ``error:`` line and the
-    process exits with status 2 before gunicorn starts.
+    process exits with status 2 before gunicorn starts; otherwise one line on stderr says where
+    the service listens.
     """
     try:
         preflight(config, host, port)
@@ -121,6 +122,8 @@ def serve(config: ServiceConfig, host: str = "127.0.0.1", port: int = 8080, work
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 address in brackets
+    print(f"recourse service on http://{bind} (bundle {config.bundle}, log {config.database}, {workers} workers)",
+          file=sys.stderr, flush=True)
     options: dict[str, Any] = {
         "bind": bind, "workers": workers, "worker_class": "gthread", "threads": threads,
         "timeout": timeout, "graceful_timeout": 30, "keepalive": 30, "accesslog": None, "errorlog": "-",

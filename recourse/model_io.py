@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from recourse.errors import BundleError
 from recourse.models import Affine, TorchClassifier
+from recourse.schema import read_json_file
 
 __all__ = [
     "FORMAT",
@@ -235,12 +236,7 @@ def read_bundle_json(file: Path, fmt: str) -> dict[str, Any]:
 
     Raises :class:`~recourse.errors.BundleError` naming the file for unreadable JSON, a
     non-object document or another format."""
-    try:
-        doc = json.loads(Path(file).read_text())
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"{file}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
-    except UnicodeDecodeError:
-        raise BundleError(f"{file}: not a UTF-8 text file") from None
+    doc = read_json_file(file, BundleError)
     if not isinstance(doc, dict):
         raise BundleError(f"{file}: expected a JSON object, got {type(doc).__name__}")
     if doc.get("format") != fmt:
