@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictFloat, StrictInt
 from pydantic_core import PydanticCustomError
 
+from recourse.options import MAX_ALTERNATIVES, RequestOptions
+
 from .problems import MAX_ERRORS, MAX_TEXT, describe
 
 Status = Literal["recourse_found", "no_recourse_found", "already_favourable"]
@@ -24,14 +26,18 @@ ClassName = Annotated[str | int | None, PlainValidator(_one_class, json_schema_i
 """A target class: the bundle decides whether its classes are strings or integers (checked by the service)."""
 
 
+_OPTIONS = RequestOptions.model_fields
+
+
 class Options(BaseModel):
-    """Solver options shared by the recourse endpoints."""
+    """Solver options shared by the recourse endpoints: the JSON form of
+    :class:`recourse.options.RequestOptions` (strict JSON types here; the rules are the library's)."""
 
     model_config = ConfigDict(extra="forbid")
-    max_changes: StrictInt | None = Field(default=None, ge=1, le=100, description="Most features the recourse may change (default: the bundle's).")
+    max_changes: StrictInt | None = Field(default=None, ge=1, description=_OPTIONS["max_changes"].description)
     density: str | None = Field(default=None, description="Plausibility term: one of the bundle's densities (kde, gmm, knn) or 'none'.")
     target: ClassName = Field(default=None, description="Class to reach, exactly as listed in GET /v1/models (default: the favourable class); one for all applicants of a batch.")
-    alternatives: StrictInt | None = Field(default=None, ge=1, le=10, description="Also return up to K verified alternatives using different features.")
+    alternatives: StrictInt | None = Field(default=None, ge=1, le=MAX_ALTERNATIVES, description=_OPTIONS["alternatives"].description)
     cost_weights: dict[str, StrictFloat] | None = Field(default=None, description="Per-feature cost weights (> 0), e.g. {\"present_employment\": 5}: changes of that feature count as more expensive.")
 
 

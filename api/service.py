@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import replace
 from typing import Any, Hashable, Sequence
 
 import torch
 
 from recourse.bundle import Bundle
-from recourse.errors import RecordValidationError
-from recourse.reasons import principal_reasons
+from recourse.errors import OptionsError, RecordValidationError
+from recourse.options import RequestOptions
 from recourse.results import to_jsonable
-from recourse.schema import COST_WEIGHT_RANGE
 
 from .batching import MicroBatcher
 from .config import ServiceConfig
@@ -31,9 +29,7 @@ class RecourseService:
 
     def __init__(self, bundle: Bundle, config: ServiceConfig, log: ExplanationLog, telemetry: Telemetry):
         self.bundle, self.config, self.log, self.telemetry = bundle, config, log, telemetry
-        engine = bundle.engine()
-        engine.config = replace(engine.config, time_limit=config.time_limit)
-        self.engine = engine
+        self.engine = bundle.engine().with_config(time_limit=config.time_limit)
         meta = bundle.metadata
         self.model_ref = {"id": f"{meta.get('dataset', bundle.schema.name)}-{meta.get('model', 'model')}", "hash": bundle.hash}
         self.batcher = MicroBatcher(self._solve, max_rows=config.max_solver_rows, on_batch=telemetry.batch_rows.observe,
@@ -81,10 +77,8 @@ class RecourseService:
 
     def predict(self, request: PredictRequest) -> str:
         record = self._validate([request.applicant], ["applicant"], single=True)[0]
-        encoder = self.engine.encoder
-        probs = self.engine.predict_proba(encoder.encode_codes(encoder.to_codes([record])))[0]
-        k = int(probs.argmax())
-        decision = self.engine._decision(k, probs[k])
+        [decision], probs = self.engine.predict([record])
+        probs = probs[0]
         target = self.engine.schema.target
         answer = to_jsonable({
             "model": self.model_ref,
@@ -122,29 +116,22 @@ class RecourseService:
 
     def _options(self, request: Options) -> tuple[Hashable, Any]:
         """The solver-options key and the target class; one 422 listing every bad option."""
-        engine = self.engine
         errors: list[dict[str, str]] = []
-        m = request.max_changes if request.max_changes is not None else engine.config.max_changes
-        density = engine.config.density
-        if request.density is not None:
-            density = None if request.density == "none" else request.density
-            if density is not None and density not in engine.densities:
-                errors.append(field_error(["density"], f"unknown density {describe(density)}; "
-                                                       f"available: {', '.join(sorted(engine.densities))}, none"))
+        config = None
+        try:  # the library's one options policy (recourse.options); the envelope only checked JSON types
+            config = self.engine.resolve(RequestOptions(
+                max_changes=request.max_changes, density=request.density, alternatives=request.alternatives,
+                cost_weights=request.cost_weights)).config
+        except OptionsError as exc:
+            errors += [field_error(e.field.split(".", 1), e.message) for e in exc.errors]
         try:
             target = self._target(request.target)
         except Problem as problem:
             errors += problem.errors
-        weights = None
-        if request.cost_weights:
-            known = set(engine.schema.names)
-            lo, hi = COST_WEIGHT_RANGE
-            errors += [field_error(["cost_weights", k], "unknown feature" if k not in known else f"must be a number from {lo:g} to {hi:g}")
-                       for k, w in request.cost_weights.items() if k not in known or not (lo <= w <= hi)]
-            weights = tuple(sorted(request.cost_weights.items()))
-        if errors:
+        if errors or config is None:
             raise Problem(422, "invalid solver options", errors)
-        return (int(m), density, request.alternatives, weights), target
+        weights = tuple(sorted(request.cost_weights.items())) if request.cost_weights else None
+        return (config.max_changes, config.density, request.alternatives, weights), target
 
     def _target(self, asked: str | int | None) -> Any:
         """The class to reach: the favourable one, or the engine's class equal to ``asked`` in value and
@@ -191,8 +178,8 @@ class RecourseService:
         results = self.engine.explain([e.request["applicant"] for e in entries], max_changes=m, density=density,
                                       target=[e.request["target"] for e in entries], alternatives=alternatives,
                                       cost_weights=dict(weights) if weights else None)
-        for entry, res, reasons in zip(entries, results, principal_reasons(self.engine, results)):
-            entry.answer = {"model": self.model_ref, **res.to_dict(), "reasons": [r.to_dict() for r in reasons]}
+        for entry, res in zip(entries, results):
+            entry.answer = {"model": self.model_ref, **res.to_dict()}
         return entries
 
     def _seed(self) -> None:

@@ -3,27 +3,32 @@
 A counterfactual violates its constraints when it changes an immutable feature, leaves a
 feature's range, moves against an allowed direction, exceeds ``max_change``, changes more than
 ``m`` features (a categorical feature counting once), or breaks a type (a non-integral integer,
-an unknown level).  All checks are vectorised over rows.  :func:`admissible` runs the same checks
-on the encoder's array form (codes, see :meth:`recourse.encoding.TabularEncoder.to_codes`),
-vectorised over rows and features, for the engine's hot path.
+an unknown level).  The checks are defined once, in :class:`recourse.actionset.ActionSet`
+(:meth:`~recourse.actionset.ActionSet.violations`, :meth:`~recourse.actionset.ActionSet.admissible`);
+:func:`violations` converts the tables to codes (numbers, level positions, 0/1) and lists the
+messages, :func:`admissible` runs the same checks on the encoder's codes for the engine's hot path.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
+from .actionset import TOLERANCE, ActionSet
 from .encoding import TabularEncoder, level_positions
 from .schema import Feature, FeatureSchema
 
-TOLERANCE = 1e-9
+__all__ = ["TOLERANCE", "admissible", "changed_features", "violations"]
 
 
 def _ordered_values(feat: Feature, column: pd.Series) -> np.ndarray:
-    """Numeric view of a column in which the feature's direction can be compared."""
+    """Numeric view (codes) of a column in which the feature's direction can be compared (NaN: not a valid value)."""
     if feat.is_numeric:
         return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
     if feat.kind == "binary":
-        return column.astype(float).to_numpy()
+        try:
+            return column.astype(float).to_numpy()
+        except (TypeError, ValueError):  # e.g. a string: not a valid value
+            return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
     return level_positions(feat, column)
 
 
@@ -40,59 +45,26 @@ def changed_features(schema: FeatureSchema, originals: pd.DataFrame, counterfact
     return np.stack(cols, axis=1) if cols else np.zeros((len(a), 0), dtype=bool)
 
 
+def _codes(schema: FeatureSchema, frame: pd.DataFrame) -> np.ndarray:
+    """(N, F) codes of a table, tolerant of invalid entries (NaN)."""
+    cols = [_ordered_values(feat, frame[feat.name]) for feat in schema.features]
+    return np.stack(cols, axis=1) if cols else np.zeros((len(frame), 0))
+
+
 def violations(
     schema: FeatureSchema, originals: pd.DataFrame, counterfactuals: pd.DataFrame, max_changes: int | None
 ) -> list[list[str]]:
-    """Per row, the list of broken constraints (empty list = the counterfactual is admissible)."""
+    """Per row, the list of broken constraints (empty list = the counterfactual is admissible).
+
+    Which features changed is read off the raw values (:func:`changed_features`); the checks are
+    :meth:`ActionSet.violations` on the codes.
+    """
     a, b = originals.reset_index(drop=True), counterfactuals.reset_index(drop=True)
-    n = len(a)
-    found: list[list[str]] = [[] for _ in range(n)]
-
-    def flag(mask: np.ndarray, message: str) -> None:
-        for r in np.flatnonzero(mask):
-            found[r].append(message)
-
     changed = changed_features(schema, a, b)
-    for j, feat in enumerate(schema.features):
-        name = feat.name
-        moved = changed[:, j]
-        if feat.immutable:
-            flag(moved, f"{name}: immutable feature changed")
-            continue
-        va, vb = _ordered_values(feat, a[name]), _ordered_values(feat, b[name])
-        flag(np.isnan(vb), f"{name}: not a valid value")
-        if feat.is_numeric:
-            lo, hi = feat.range
-            flag((vb < lo - TOLERANCE) | (vb > hi + TOLERANCE), f"{name}: outside its range")
-            if feat.kind == "integer":
-                flag(np.abs(vb - np.round(vb)) > TOLERANCE, f"{name}: not a whole number")
-        if feat.direction == "increase":
-            flag(vb < va - TOLERANCE, f"{name}: decreased but may only increase")
-        elif feat.direction == "decrease":
-            flag(vb > va + TOLERANCE, f"{name}: increased but may only decrease")
-        if feat.max_change is not None and feat.kind != "categorical":
-            flag(np.abs(vb - va) > feat.max_change + TOLERANCE, f"{name}: changed by more than {feat.max_change}")
-    if max_changes is not None:
-        flag(changed.sum(axis=1) > max_changes, f"more than {max_changes} features changed")
-    return found
+    return ActionSet(schema).violations(_codes(schema, a), _codes(schema, b), max_changes, changed=changed)
 
 
 def admissible(encoder: TabularEncoder, originals: np.ndarray, counterfactuals: np.ndarray,
                max_changes: int | None) -> np.ndarray:
-    """(N,) True where :func:`violations` would list nothing, computed on codes (N, F)."""
-    a, b = originals, counterfactuals
-    changed = encoder.changed_codes(a, b)
-    with np.errstate(invalid="ignore"):
-        bad = (changed & encoder.immutable[None, :]).any(axis=1)
-        mutable = ~encoder.immutable
-        checks = np.isnan(b)
-        num = encoder.is_numeric
-        checks |= num & ((b < encoder.raw_low - TOLERANCE) | (b > encoder.raw_high + TOLERANCE))
-        checks |= encoder.is_integer & (np.abs(b - np.round(b)) > TOLERANCE)
-        checks |= encoder.increase & (b < a - TOLERANCE)
-        checks |= encoder.decrease & (b > a + TOLERANCE)
-        checks |= np.abs(b - a) > encoder.max_change + TOLERANCE
-        bad |= (checks & mutable).any(axis=1)
-    if max_changes is not None:
-        bad |= changed.sum(axis=1) > max_changes
-    return ~bad
+    """(N,) True where :func:`violations` would list nothing, computed on codes (N, F) (:meth:`ActionSet.admissible`)."""
+    return encoder.action_set.admissible(originals, counterfactuals, max_changes)

@@ -10,6 +10,8 @@ Scaled encoding (every column in [0, 1]):
 Cost of a change (reported as ``cost``): :math:`\sum_j |\Delta_j| / s_j` over features, with
 :math:`\Delta_j` in raw units (levels for ordinals, 1 for a binary or categorical switch) and
 :math:`s_j` the feature's ``cost_scale`` (default: median absolute deviation in the data).
+What may change and the cost are defined once, in :mod:`recourse.actionset` (the encoder's
+``action_set``); the bounds, the decoding's clipping and the costs here delegate to it.
 The solver's smooth proximity term is the matching weighted squared distance on the scaled
 encoding, :math:`\sum_c W_c (y_c - x_c)^2` with :math:`W_c = (\text{span}_c / s_c)^2`
 normalised by its median over columns and clipped to [1/25, 25].
@@ -23,6 +25,7 @@ from typing import Any, Iterable, Literal
 import numpy as np
 import pandas as pd
 
+from .actionset import ActionSet, feature_span
 from .errors import SchemaError
 from .schema import MAX_ABS_VALUE, Feature, FeatureSchema
 
@@ -104,6 +107,8 @@ class TabularEncoder:
             if feat.is_numeric and feat.range is None:
                 raise SchemaError(f"feature '{feat.name}' has no range; complete the schema with data first")
         self.schema = schema
+        self.action_set = ActionSet(schema)
+        """What may change and what it costs (the one definition: :mod:`recourse.actionset`)."""
         self.layout: list[FeatureColumns] = []
         columns: list[str] = []
         for feat in schema.features:
@@ -129,38 +134,20 @@ class TabularEncoder:
         self.level_names = [np.asarray(f.level_names, dtype=object) if f.levels else None for f in feats]
         self._level_index = [{name: i for i, name in enumerate(f.level_names)} if f.kind in ("categorical", "ordinal")
                              else None for f in feats]
-        kinds = np.array([f.kind for f in feats])
-        self.is_numeric = np.isin(kinds, ["continuous", "integer"])
-        self.is_integer = kinds == "integer"
-        self.is_binary = kinds == "binary"
-        self.is_ordinal = kinds == "ordinal"
-        self.is_categorical = kinds == "categorical"
-        self.immutable = np.array([f.immutable for f in feats], dtype=bool)
-        self.increase = np.array([f.direction == "increase" for f in feats], dtype=bool)
-        self.decrease = np.array([f.direction == "decrease" for f in feats], dtype=bool)
-        # raw range (levels for ordinals, {0, 1} for binaries); max_change (inf: none)
-        self.raw_low = np.array([f.range[0] if f.is_numeric else 0.0 for f in feats], dtype=float)
-        self.raw_high = np.array([f.range[1] if f.is_numeric else float(max(len(f.levels or []) - 1, 1))
-                                  for f in feats], dtype=float)
-        self.max_change = np.array([f.max_change if f.max_change is not None and f.kind != "categorical" else np.inf
-                                    for f in feats], dtype=float)
-        self.cost_scale = np.array([f.cost_scale or 1.0 for f in feats], dtype=float)
-        # scalar (one-column) features: z = (code - offset) / divisor
+        actions = self.action_set
+        self.is_numeric, self.is_integer = actions.is_numeric, actions.is_integer
+        self.is_binary, self.is_ordinal, self.is_categorical = actions.is_binary, actions.is_ordinal, actions.is_categorical
+        self.immutable, self.increase, self.decrease = actions.immutable, actions.increase, actions.decrease
+        self.raw_low, self.raw_high = actions.low, actions.high  # levels for ordinals, {0, 1} for binaries
+        self.max_change, self.cost_scale = actions.max_change, actions.cost_scale  # max_change inf: none
+        # scalar (one-column) features: z = (code - offset) / divisor; decoding: code = offset + z * divisor
         self.scalar = np.flatnonzero(~self.is_categorical)
         self.scalar_columns = self.starts[self.scalar]
-        self._offset = np.array([f.range[0] if f.is_numeric else 0.0 for f in feats], dtype=float)[self.scalar]
-        self._divisor = np.array([self._span(f) for f in feats], dtype=float)[self.scalar]
-        # decoding of scalar features: raw = low + z * span; lattice step 1/q (q = 1: whole numbers / levels)
-        sf = [feats[j] for j in self.scalar]
-        self._dec_low = np.array([f.range[0] if f.is_numeric else 0.0 for f in sf], dtype=float)
-        self._dec_high = np.array([f.range[1] if f.is_numeric else float(len(f.levels) - 1) if f.kind == "ordinal"
-                                   else 1.0 for f in sf], dtype=float)
-        self._dec_q = np.array([10.0 ** f.precision if f.kind == "continuous" and f.precision is not None else 1.0
-                                for f in sf], dtype=float)
-        self._dec_free = np.array([f.kind == "continuous" and f.precision is None for f in sf], dtype=bool)
+        self._offset = actions.low[self.scalar]
+        self._divisor = actions.span[self.scalar]
         self._dec_binary = self.is_binary[self.scalar]
-        self._dec_mc = np.array([f.max_change if f.max_change is not None else np.inf for f in sf], dtype=float)
-        self._dec_inc, self._dec_dec = self.increase[self.scalar], self.decrease[self.scalar]
+        self._dec_free = actions.free[self.scalar]
+        self._dec_q = actions.q[self.scalar]
         # categorical features: (G, L) column layout padded with -1
         self.categorical = np.flatnonzero(self.is_categorical)
         width = max((self.layout[j].stop - self.layout[j].start for j in self.categorical), default=0)
@@ -235,27 +222,23 @@ class TabularEncoder:
         return (np.maximum.reduceat(np.abs(z - x), self.starts, axis=1) > NO_CHANGE) & ~self.immutable
 
     def _decode_scalar(self, z1: np.ndarray, x1: np.ndarray, rounding: Rounding) -> np.ndarray:
-        """Codes of every one-column feature, decoded from (N, S) scaled values (the rules of :meth:`decode`)."""
-        low, span = self._dec_low, self._divisor
+        """Codes of every one-column feature, decoded from (N, S) scaled values (the rules of :meth:`decode`).
+
+        The rounded value is clipped into the original's :meth:`ActionSet.box` (range ∩ direction ∩
+        max_change on the lattice).
+        """
+        low, span = self._offset, self._divisor
         raw, raw_x = low + z1 * span, low + x1 * span
-        lower = np.broadcast_to(low, raw_x.shape)
-        upper = np.broadcast_to(self._dec_high, raw_x.shape)
-        lower = np.where(self._dec_inc, np.maximum(lower, raw_x), lower)
-        upper = np.where(self._dec_dec, np.minimum(upper, raw_x), upper)
-        lower = np.maximum(lower, raw_x - self._dec_mc)
-        upper = np.minimum(upper, raw_x + self._dec_mc)
+        lower, upper = self.action_set.box(raw_x, self.scalar)
         q = self._dec_q
         with np.errstate(invalid="ignore"):
-            lattice = np.clip(_round(raw * q, raw_x * q, rounding) / q,
-                              np.ceil(lower * q - 1e-9) / q, np.floor(upper * q + 1e-9) / q)
+            lattice = np.clip(_round(raw * q, raw_x * q, rounding) / q, lower, upper)
             free = np.clip(raw, lower, upper)
         if rounding == "away":
             binary = np.where(np.abs(z1 - x1) > 0.25, 1.0 - x1, x1)
         else:
             binary = (z1 > 0.5).astype(float)
-        binary = np.where(self._dec_inc, np.maximum(binary, x1), binary)
-        binary = np.where(self._dec_dec, np.minimum(binary, x1), binary)
-        binary = (binary > 0.5).astype(float)
+        binary = (np.clip(binary, lower, upper) > 0.5).astype(float)
         return np.where(self._dec_binary, binary, np.where(self._dec_free, free, lattice))
 
     def _decode_categorical(self, z: np.ndarray, x: np.ndarray, rounding: Rounding) -> np.ndarray:
@@ -294,16 +277,12 @@ class TabularEncoder:
         return [dict(zip(names, row)) for row in zip(*columns)] if columns else [{} for _ in range(len(codes))]
 
     def change_costs_codes(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        r""":meth:`change_costs` on codes: :math:`\sum_j |\Delta_j| / s_j` per row."""
-        delta = np.abs(b - a)
-        delta = np.where(self.is_binary | self.is_categorical, (a != b).astype(float), delta)
-        terms = delta / self.cost_scale
-        return np.cumsum(terms, axis=1)[:, -1] if terms.shape[1] else np.zeros(len(a))
+        r""":meth:`change_costs` on codes: :math:`\sum_j |\Delta_j| / s_j` per row (:meth:`ActionSet.cost`)."""
+        return self.action_set.cost(a, b)
 
     def changed_codes(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Boolean (N, F): which features differ (numeric: by more than 1e-9)."""
-        with np.errstate(invalid="ignore"):
-            return np.where(self.is_numeric, np.abs(a - b) > 1e-9, a != b)
+        """Boolean (N, F): which features differ (numeric: by more than 1e-9; :meth:`ActionSet.changed`)."""
+        return self.action_set.changed(a, b)
 
     @property
     def n_columns(self) -> int:
@@ -328,35 +307,14 @@ class TabularEncoder:
 
     # ------------------------------------------------------------------ bounds
     def bounds(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-row bounds (lower ≤ 0 ≤ upper) on the scaled displacement w = y − x.
+        """Per-row bounds (lower ≤ 0 ≤ upper) on the scaled displacement w = y − x (:meth:`ActionSet.scaled_bounds`).
 
         The box [0, 1] of every column, pinned for immutables, one-sided for increase/decrease,
         and within ±max_change (raw units, or levels for ordinals).
         """
-        lower, upper = -x.copy(), 1.0 - x
-        for fc in self.layout:
-            feat, s = fc.feature, fc.slice
-            if feat.immutable:
-                lower[:, s] = 0.0
-                upper[:, s] = 0.0
-                continue
-            if feat.direction == "increase":
-                lower[:, s] = 0.0
-            elif feat.direction == "decrease":
-                upper[:, s] = 0.0
-            if feat.max_change is not None and feat.kind != "categorical":
-                step = feat.max_change / self._span(feat)
-                lower[:, s] = np.maximum(lower[:, s], -step)
-                upper[:, s] = np.minimum(upper[:, s], step)
-        return np.minimum(lower, 0.0), np.maximum(upper, 0.0)
+        return self.action_set.scaled_bounds(x)
 
-    @staticmethod
-    def _span(feat: Feature) -> float:
-        if feat.is_numeric:
-            return feat.range[1] - feat.range[0]
-        if feat.kind == "ordinal":
-            return float(len(feat.levels) - 1)
-        return 1.0
+    _span = staticmethod(feature_span)
 
     def simplex_groups(self) -> list[list[int]]:
         """Column indices of each mutable categorical feature's one-hot group."""
@@ -401,19 +359,8 @@ class TabularEncoder:
 
     # ------------------------------------------------------------------ costs
     def change_costs(self, originals: pd.DataFrame, counterfactuals: pd.DataFrame) -> np.ndarray:
-        """:math:`\\sum_j |\\Delta_j| / s_j` per row (see the module docstring)."""
-        a, b = originals.reset_index(drop=True), counterfactuals.reset_index(drop=True)
-        total = np.zeros(len(a))
-        for fc in self.layout:
-            feat = fc.feature
-            if feat.is_numeric:
-                delta = np.abs(b[feat.name].to_numpy(dtype=float) - a[feat.name].to_numpy(dtype=float))
-            elif feat.kind == "ordinal":
-                delta = np.abs(level_positions(feat, b[feat.name]) - level_positions(feat, a[feat.name]))
-            else:
-                delta = (a[feat.name].to_numpy() != b[feat.name].to_numpy()).astype(float)
-            total += delta / (feat.cost_scale or 1.0)
-        return total
+        """:math:`\\sum_j |\\Delta_j| / s_j` per row (see the module docstring; :meth:`ActionSet.cost` on the codes)."""
+        return self.action_set.cost(self.to_codes(originals), self.to_codes(counterfactuals))
 
 
 def _round(values: np.ndarray, originals: np.ndarray, rounding: Rounding) -> np.ndarray:

@@ -54,7 +54,7 @@ levels) plus a few secant rounds for the surviving candidates; rows are polished
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -84,52 +84,35 @@ class CostPolish:
         """``weights``: per-feature cost weights ω_j (cost ω_j |Δ_j| / s_j; None: 1); ``frozen``: (F,)
         features the polish must not move beyond the schema's immutables (e.g. pinned ones)."""
         self.encoder = enc = encoder
-        feats = [fc.feature for fc in enc.layout]
+        self.actions = actions = encoder.action_set
         self.n = enc.n_features
-        self.scale = enc.cost_scale if weights is None else enc.cost_scale / np.asarray(weights, float)
-        self.categorical = enc.is_categorical.copy()
-        self.mutable = ~enc.immutable if frozen is None else ~(enc.immutable | np.asarray(frozen, bool))
+        self.weights = None if weights is None else np.asarray(weights, float)
+        self.frozen = None if frozen is None else np.asarray(frozen, bool)
+        self.scale = actions.cost_scale if weights is None else actions.cost_scale / self.weights
+        """Weighted cost scale s_j / ω_j (the free continuous line-search step is ``FREE_STEP`` of it)."""
+        self.categorical = actions.is_categorical.copy()
+        self.mutable = ~actions.pinned(self.frozen)
         self.scalar = self.mutable & ~self.categorical
-        # lattice step per feature (codes units); free continuous: FREE_STEP · s_j, not snapped
-        q = np.array([10.0 ** f.precision if f.kind == "continuous" and f.precision is not None else 1.0
-                      for f in feats])
-        self.free = np.array([f.kind == "continuous" and f.precision is None for f in feats], dtype=bool)
-        self.q = np.where(self.free, np.nan, q)
-        self.step = np.where(self.free, FREE_STEP * self.scale, 1.0 / q)
-        self.n_levels = np.array([len(f.levels) if f.kind == "categorical" else 0 for f in feats], dtype=np.int64)
+        # lattice step per feature (codes units); free continuous: FREE_STEP · s_j / ω_j, not snapped
+        self.free = actions.free.copy()
+        self.q = np.where(self.free, np.nan, actions.q)
+        self.step = np.where(self.free, FREE_STEP * self.scale, 1.0 / actions.q)
+        self.n_levels = np.where(self.categorical, actions.n_levels, 0)
 
     # ------------------------------------------------------------------ schema helpers
     def bounds(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per row and feature the lowest and highest allowed code (range ∩ direction ∩ max_change, on the lattice)."""
-        enc = self.encoder
-        lo = np.broadcast_to(enc.raw_low, x.shape).copy()
-        hi = np.broadcast_to(enc.raw_high, x.shape).copy()
-        lo = np.where(enc.increase, np.maximum(lo, x), lo)
-        hi = np.where(enc.decrease, np.minimum(hi, x), hi)
-        lo = np.maximum(lo, x - enc.max_change)
-        hi = np.minimum(hi, x + enc.max_change)
-        with np.errstate(invalid="ignore"):
-            lat = ~self.free
-            q = np.where(lat, self.q, 1.0)
-            lo = np.where(lat, np.ceil(lo * q - 1e-9) / q, lo)
-            hi = np.where(lat, np.floor(hi * q + 1e-9) / q, hi)
-        fixed = ~self.mutable | self.categorical
-        lo = np.where(fixed, x, np.minimum(lo, x))
-        hi = np.where(fixed, x, np.maximum(hi, x))
-        return lo, hi
+        """Per row and feature the lowest and highest allowed code (:meth:`ActionSet.code_bounds`; categoricals pinned:
+        their levels are enumerated, not searched)."""
+        lo, hi = self.actions.code_bounds(x, self.frozen)
+        return np.where(self.categorical, x, lo), np.where(self.categorical, x, hi)
 
     def costs(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """(N, F) per-feature cost |Δ_j| / s_j (a switch of a categorical or binary feature: 1 / s_j)."""
-        enc = self.encoder
-        delta = np.abs(y - x)
-        delta = np.where(enc.is_binary | enc.is_categorical, (x != y).astype(float), delta)
-        return delta / self.scale
+        """(N, F) per-feature cost ω_j |Δ_j| / s_j (a switch of a categorical or binary feature: ω_j / s_j)."""
+        return self.actions.feature_costs(x, y, self.weights)
 
     def _feature_cost(self, f: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Cost of moving feature ``f`` from code ``a`` to ``b`` (elementwise)."""
-        switch = self.encoder.is_binary[f] | self.categorical[f]
-        delta = np.where(switch, (a != b).astype(float), np.abs(b - a))
-        return delta / self.scale[f]
+        return self.actions.feature_cost(f, a, b, self.weights)
 
     def changed(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return self.encoder.changed_codes(x, y)
@@ -391,43 +374,55 @@ class CostPolish:
         return out_found, out
 
 
-def polish_solution(engine, x: np.ndarray, codes: np.ndarray, targets: np.ndarray, found: np.ndarray,
-                    encoded: np.ndarray, max_changes: int, lof_slack: float | None = LOF_SLACK,
-                    weights: np.ndarray | None = None, frozen: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The engine hook: polish a batch's kept points (scaled rows ``encoded``) and return (found, encoded).
+class PolishModel(Protocol):
+    """What the polish needs from its caller: the encoding, the deciding model's margin and the
+    admissibility gate (every constraint, at most m changes, margin > 0)."""
 
-    Uses only ``engine.margin`` (the verifier model), ``engine.encoder`` and the engine's own
-    admissibility check (``engine._admissible``: every constraint, at most m changes, margin > 0).
-    Plausibility guard (``lof_slack`` not None and the engine has training data): a polished
-    answer is kept only if its target-class LOF is at most max(LOF of the answer it replaces, 1)
-    + ``lof_slack``; otherwise the row keeps its unpolished answer.  Rows that had no answer keep
-    any polished one.  ``weights``: per-feature cost weights ω_j of the call (None or all 1: the
-    schema's cost), so that the polish minimises the same weighted cost as the search.
+    encoder: TabularEncoder
+
+    def margin(self, encoded: np.ndarray, targets: np.ndarray) -> np.ndarray: ...
+
+    def admissible(self, originals: np.ndarray, new: np.ndarray, encoded: np.ndarray, targets: np.ndarray,
+                   max_changes: int) -> np.ndarray: ...
+
+
+def polish_solution(model: PolishModel, x: np.ndarray, codes: np.ndarray, targets: np.ndarray, found: np.ndarray,
+                    encoded: np.ndarray, max_changes: int, lof_slack: float | None = LOF_SLACK,
+                    weights: np.ndarray | None = None, frozen: np.ndarray | None = None,
+                    plausibility: Margin | None = None, polish: "CostPolish | None" = None) -> tuple[np.ndarray, np.ndarray]:
+    """Polish a batch's kept points (scaled rows ``encoded``) and return (found, encoded).
+
+    Uses only ``model.margin`` (the deciding model), ``model.encoder`` and ``model.admissible``.
+    Plausibility guard (``lof_slack`` and ``plausibility`` (encoded, targets) → LOF given): a
+    polished answer is kept only if its target-class LOF is at most max(LOF of the answer it
+    replaces, 1) + ``lof_slack``; otherwise the row keeps its unpolished answer.  Rows that had no
+    answer keep any polished one.  ``weights``: per-feature cost weights ω_j of the call (None or
+    all 1: the schema's cost), so that the polish minimises the same weighted cost as the search.
     ``frozen`` (N, F): per row, features left at the original's value (see :class:`CostPolish`).
+    ``polish``: a prepared :class:`CostPolish` for these weights (built when None).
     """
     if len(x) == 0:
         return found, encoded
     if weights is not None and np.all(np.asarray(weights, float) == 1.0):
         weights = None
-    polish = engine.__dict__.get("_cost_polish") if weights is None else CostPolish(engine.encoder, weights)
+    enc = model.encoder
     if polish is None:
-        polish = engine.__dict__["_cost_polish"] = CostPolish(engine.encoder)
-    enc = engine.encoder
+        polish = CostPolish(enc, weights)
     current = enc.decode_codes(encoded, x, codes, rounding="nearest")
 
     def check(orig: np.ndarray, new: np.ndarray, tg: np.ndarray) -> np.ndarray:
-        return engine._admissible(orig, new, enc.encode_codes(new), tg, max_changes)
+        return model.admissible(orig, new, enc.encode_codes(new), tg, max_changes)
 
-    new_found, new = polish(codes, current, found, targets, max_changes, engine.margin, check, frozen)
+    new_found, new = polish(codes, current, found, targets, max_changes, model.margin, check, frozen)
     changed = np.flatnonzero(new_found & (~found | enc.changed_codes(current, new).any(1)))
     if changed.size == 0:
         return found, encoded
     out = encoded.copy()
     out[changed] = enc.encode_codes(new[changed])
-    if lof_slack is not None and getattr(engine, "train_encoded", None) is not None:
+    if lof_slack is not None and plausibility is not None:
         had = changed[found[changed]]
         if had.size:
-            both = engine.lof(np.concatenate([encoded[had], out[had]]), np.concatenate([targets[had], targets[had]]))
+            both = plausibility(np.concatenate([encoded[had], out[had]]), np.concatenate([targets[had], targets[had]]))
             before, after = np.maximum(both[:had.size], 1.0), both[had.size:]
             back = had[after > before + lof_slack]  # NaN LOF (no data for the class) never reverts
             out[back] = encoded[back]

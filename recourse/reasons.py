@@ -14,38 +14,19 @@ scored in one model call.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
 from .actions import format_value
-from .results import Recourse, to_jsonable
-
-
-@dataclass
-class Reason:
-    """One principal reason: a feature, its value, the value the recourse needs, its effect alone."""
-
-    feature: str
-    label: str
-    value: Any
-    needed: Any
-    score_change: float
-    probability_alone: float
-    text: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return to_jsonable({
-            "feature": self.feature, "label": self.label, "value": self.value, "needed": self.needed,
-            "score_change": self.score_change, "probability_alone": self.probability_alone, "text": self.text,
-        })
+from .results import Reason, Recourse
 
 
 def principal_reasons(engine: Any, results: Sequence[Recourse]) -> list[list[Reason]]:
     """Ranked reasons for each result (empty for results without a counterfactual).
 
-    ``engine`` is the :class:`~recourse.scfe.RecourseEngine` that produced ``results``.
+    ``engine``: anything with ``encoder``, ``schema``, ``classes``, ``margin(encoded, targets)`` and
+    ``predict_proba(encoded)`` (the :class:`~recourse.scfe.RecourseEngine` that produced ``results``).
     """
     found = [i for i, r in enumerate(results) if r.counterfactual is not None and r.target is not None and r.actions]
     out: list[list[Reason]] = [[] for _ in results]

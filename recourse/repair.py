@@ -8,12 +8,17 @@ point is then *trimmed* (changed features reset to the original while the model 
 Moves of feature j are the values of a fixed option set (every level of an ordinal or
 categorical feature, both values of a binary one, ``grid`` points of a numeric range rounded to
 the feature's lattice).  A move is admissible for a row when it stays inside the row's bounds
-(immutables, directions, max_change, range) and keeps at most m features changed.  Each round
+(immutables, directions, max_change, range: the solver's
+:meth:`~recourse.actionset.ActionSet.scaled_bounds`) and keeps at most m features changed.  The
+cost of a move is the schema's cost on the scaled columns,
+:math:`\sum_c k_c |y_c - x_c|` (:meth:`~recourse.actionset.ActionSet.column_cost_coefficients`).  Each round
 evaluates all admissible moves of all rows in one model call and takes, per row, the cheapest
 move that reaches the target, else the move with the best margin gain per unit of added cost.
 """
 from __future__ import annotations
 
+import copy
+import copy
 from typing import Callable
 
 import numpy as np
@@ -30,26 +35,12 @@ class DiscreteRepair:
 
     def __init__(self, encoder: TabularEncoder, grid: int = 17):
         self.encoder = encoder
+        self.actions = actions = encoder.action_set
         blocks, values, features = [], [], []
         for j, fc in enumerate(encoder.layout):
-            feat = fc.feature
-            if feat.immutable:
+            if actions.immutable[j]:
                 continue
-            width = fc.stop - fc.start
-            if feat.kind == "categorical":
-                opts = np.eye(width)
-            elif feat.kind == "ordinal":
-                opts = np.linspace(0, 1, len(feat.levels))[:, None]
-            elif feat.kind == "binary":
-                opts = np.array([[0.0], [1.0]])
-            else:
-                lo, hi = feat.range
-                raw = lo + np.linspace(0, 1, grid) * (hi - lo)
-                if feat.kind == "integer":
-                    raw = np.unique(np.round(raw))
-                elif feat.precision is not None:
-                    raw = np.unique(np.round(raw, feat.precision))
-                opts = ((raw - lo) / (hi - lo))[:, None]
+            opts = self._options(j, fc.stop - fc.start, grid)
             for o in opts:
                 blocks.append((fc.start, fc.stop))
                 values.append(o)
@@ -76,14 +67,36 @@ class DiscreteRepair:
         self._move_start = np.searchsorted(k_idx, np.arange(len(blocks))) if len(blocks) else np.zeros(0, int)
         self._move_width = self._move_mask.sum(1)
 
-    def _cost_coefficients(self) -> np.ndarray:
-        """Per column c: cost of a unit change of the scaled value (sums to the schema's cost)."""
-        coef = np.empty(self.encoder.n_columns)
-        for fc in self.encoder.layout:
-            feat = fc.feature
-            scale = feat.cost_scale or 1.0
-            coef[fc.slice] = (0.5 if feat.kind == "categorical" else self.encoder._span(feat)) / scale
-        return coef
+    def _options(self, j: int, width: int, grid: int) -> np.ndarray:
+        """(K, width) scaled values feature ``j`` may be set to: its levels, or ``grid`` points of its range on the lattice."""
+        a = self.actions
+        if a.is_categorical[j]:
+            return np.eye(width)
+        if a.is_ordinal[j] or a.is_binary[j]:
+            return np.linspace(0, 1, a.n_levels[j])[:, None]
+        lo, span = a.low[j], a.span[j]
+        raw = lo + np.linspace(0, 1, grid) * span
+        if not a.free[j]:
+            raw = np.unique(a.snap(raw, np.full(raw.shape, j)))
+        return ((raw - lo) / span)[:, None]
+
+    def _cost_coefficients(self, weights: np.ndarray | None = None) -> np.ndarray:
+        """Per column c: cost of a unit change of the scaled value (sums to the schema's cost with weights ω)."""
+        return self.actions.column_cost_coefficients(weights)
+
+    def with_cost_weights(self, weights: np.ndarray) -> "DiscreteRepair":
+        """The same repair with move costs under per-feature cost weights ω (a shallow copy)."""
+        out = copy.copy(self)
+        out.cost_coef = self._cost_coefficients(weights)
+        out._pair_coef = out.cost_coef[out._pair_col]
+        return out
+
+    def with_cost_weights(self, weights: np.ndarray) -> "DiscreteRepair":
+        """The same repair with per-feature cost weights ω (F,): column c's cost coefficient times ω of its feature."""
+        other = copy.copy(self)
+        other.cost_coef = self.cost_coef * np.asarray(weights, float)[self.encoder.groups]
+        other._pair_coef = other.cost_coef[other._pair_col]
+        return other
 
     def cost(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return (np.abs(y - x) * self.cost_coef).sum(-1)

@@ -68,6 +68,26 @@ class Alternative:
                             "counterfactual": self.counterfactual, "metrics": self.metrics})
 
 
+@dataclass
+class Reason:
+    """One principal reason: a feature, its value, the value the recourse needs, its effect alone
+    (see :mod:`recourse.reasons`)."""
+
+    feature: str
+    label: str
+    value: Any
+    needed: Any
+    score_change: float
+    probability_alone: float
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_jsonable({
+            "feature": self.feature, "label": self.label, "value": self.value, "needed": self.needed,
+            "score_change": self.score_change, "probability_alone": self.probability_alone, "text": self.text,
+        })
+
+
 def jaccard_diversity(sets: list[frozenset[str]] | list[set[str]]) -> float | None:
     r"""Mean pairwise Jaccard distance :math:`\frac{2}{K(K-1)}\sum_{i<j} 1 - |S_i \cap S_j| / |S_i \cup S_j|`
     between changed-feature sets (None for fewer than two sets; two empty sets are at distance 0)."""
@@ -99,6 +119,9 @@ class Recourse:
     alternatives: list[Alternative] | None = None
     """With ``explain(alternatives=K)``: up to K verified counterfactuals with different changed-feature
     sets, the ordinary answer first, then by cost (empty when none); None when not requested."""
+    reasons: list[Reason] = field(default_factory=list)
+    """The principal reasons of the decision: the changed features ranked by their effect alone
+    (empty without a counterfactual)."""
 
     @property
     def found(self) -> bool:
@@ -129,4 +152,5 @@ class Recourse:
         if self.alternatives is not None:  # only when requested: the JSON is otherwise unchanged
             out["alternatives"] = [a.to_dict() for a in self.alternatives]
             out["diversity"] = self.diversity
+        out["reasons"] = [r.to_dict() for r in self.reasons]
         return to_jsonable(out)

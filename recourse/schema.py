@@ -212,7 +212,7 @@ class FeatureSchema(BaseModel):
             m = None
         if m is None or not 1 <= m <= n:
             raise ValueError(f"must be a whole number from 1 to {n} (the number of features of '{shorten(self.name)}'), "
-                             f"got {_show(value)}")
+                             f"got {show_value(value)}")
         return m
 
     # ------------------------------------------------------------------ validation
@@ -263,7 +263,7 @@ def check_value(feat: Feature, value: Any) -> Any:
     """Normalise one raw value for ``feat`` or raise ValueError with a plain-words message."""
     if feat.kind in ("continuous", "integer"):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"wrong type: expected a number, got {_show(value)}")
+            raise ValueError(f"wrong type: expected a number, got {show_value(value)}")
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"must be a finite number, got {value}")
         if isinstance(value, int) and abs(value) > 1e300:
@@ -288,10 +288,10 @@ def check_value(feat: Feature, value: Any) -> Any:
         if feat.levels and isinstance(value, str) and value in feat.level_names:
             return feat.level_names.index(value) == 1
         expected = "true or false" + (f" (or {feat.levels[0].name!r}/{feat.levels[1].name!r})" if feat.levels else "")
-        raise ValueError(f"wrong type: expected {expected}, got {_show(value)}")
+        raise ValueError(f"wrong type: expected {expected}, got {show_value(value)}")
     # categorical / ordinal
     if not isinstance(value, str):
-        raise ValueError(f"wrong type: expected one of the category names, got {_show(value)}")
+        raise ValueError(f"wrong type: expected one of the category names, got {show_value(value)}")
     if value not in feat.level_names:
         choices = ", ".join(repr(n) for n in feat.level_names)
         raise ValueError(f"unknown category {shorten(repr(value))}; expected one of {choices}")
@@ -362,7 +362,8 @@ def shorten(text: str, limit: int = MAX_ECHO) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
+    """A short JSON-like rendering of an input value for an error message."""
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10 ** 60:
         return "a number too large to show"
     text = json.dumps(value) if isinstance(value, (str, bool, int, float, type(None))) else type(value).__name__

@@ -274,18 +274,21 @@ def _check_away(enc: TabularEncoder, z, x, originals, decoded) -> None:
         assert (moved * step >= 0).all(), (feat.name, step, moved)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(data=st.data())
 def test_german_random_points_inside_bounds_decode_to_admissible_records(german, data):
     _check_inside(*german, data)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(data=st.data())
 def test_mixed_random_points_inside_bounds_decode_to_admissible_records(mixed, data):
     _check_inside(*mixed, data)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(data=st.data(), which=st.sampled_from(["german", "mixed"]))
 def test_any_scaled_point_decodes_to_a_valid_record(german, mixed, data, which):

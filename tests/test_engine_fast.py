@@ -28,6 +28,7 @@ from recourse.errors import RecordValidationError
 from recourse.models import Affine, TorchClassifier
 from recourse.objective import MarginGradient, RowData, SCFEProblem, logit_margin
 from recourse.schema import FeatureSchema
+from recourse.core.projections import simplex_layout
 from recourse.scfe import SCFEConfig
 from tests.test_encoding import MIXED, mixed_frame
 
@@ -178,7 +179,7 @@ def tiny_problem(tiny_engine):
     clf = TorchClassifier(nn.Sequential(nn.Linear(x.shape[1], 5), nn.Tanh(), nn.Linear(5, 2)).double())
     return {"clf": clf, "data": data, "weights": torch.tensor(e.encoder.proximity_weights()),
             "groups": torch.tensor(e.encoder.groups), "n_groups": e.encoder.n_features,
-            "simplex": e._simplex, "densities": e.densities}
+            "simplex": simplex_layout(e.encoder.simplex_groups(), e.device), "densities": e.densities}
 
 
 def test_objective_value_and_grad_match_autograd(tiny_problem):
@@ -407,7 +408,7 @@ def test_config_defaults_document_the_search():
 
 # ---------------------------------------------------------------------- the engine benchmark
 def test_engine_benchmark_figures(german_bundle):
-    from recourse.bench import denied_applicants, format_engine_table, run_engine_benchmark
+    from benchmarks.engine import denied_applicants, format_engine_table, run_engine_benchmark
 
     engine = german_bundle.engine()
     pool = denied_applicants(engine, 120, seed=1)
@@ -429,10 +430,10 @@ def test_bench_engine_command(german_bundle, monkeypatch):
 
     from typer.testing import CliRunner
 
-    import recourse.bench
+    import benchmarks.engine
     from cli import app
 
-    monkeypatch.setattr(recourse.bench, "demo_bundle", lambda *args, **kwargs: german_bundle)
+    monkeypatch.setattr(benchmarks.engine, "demo_bundle", lambda *args, **kwargs: german_bundle)
     result = CliRunner().invoke(app, ["bench", "engine", "--repeats", "1", "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
@@ -446,7 +447,7 @@ def test_bench_engine_command(german_bundle, monkeypatch):
 @given(n=st.integers(0, 40), width=st.integers(1, 5), seed=st.integers(0, 2**16))
 def test_distinct_pairs_match_numpy_unique(n, width, seed):
     """``_distinct`` (lexsort) gives numpy.unique(axis=0)'s first positions and inverse."""
-    from recourse.scfe import _distinct
+    from recourse.search import distinct as _distinct
 
     rng = np.random.default_rng(seed)
     rows = rng.integers(0, 3, n)

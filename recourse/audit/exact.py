@@ -24,6 +24,10 @@ with exactly the engine's cost (:meth:`TabularEncoder.change_costs`) and constra
   :math:`c_j = 1 - y_{j,\text{current}}` (a switch counts once and costs :math:`1/s_j`);
 * immutable features are constants.
 
+The box ``[v-L, v+U]``, the switches a binary may make and the cost rates :math:`1/s_j` are read
+off the engine's :class:`~recourse.actionset.ActionSet` (:meth:`~recourse.actionset.ActionSet.code_bounds`,
+:meth:`~recourse.actionset.ActionSet.cost_rates`), the same definition the engine's gate uses.
+
 **Margin.**  The engine *accepts* a counterfactual when the model's margin on the final decoded
 values is > 0 (κ = ``SCFEConfig.margin`` is only the hinge target of the smooth search; the trim
 step accepts any positive margin).  The exact problem therefore uses the same acceptance set,
@@ -41,8 +45,7 @@ import pandas as pd
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import csr_matrix
 
-from ..encoding import TabularEncoder, level_positions
-from ..schema import Feature
+from ..encoding import TabularEncoder
 
 EPSILON = 1e-4
 LINEARITY_TOL = 1e-3
@@ -90,25 +93,6 @@ def linear_margin(engine, target: int) -> LinearMargin | None:
     return LinearMargin(a, b)
 
 
-def _raw_bounds(feat: Feature, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Allowed raw values (index for ordinals) per row: range ∩ direction ∩ max_change, on the lattice."""
-    lo, hi = feat.range if feat.is_numeric else (0.0, float(len(feat.levels) - 1))
-    lower, upper = np.full_like(v, lo, dtype=float), np.full_like(v, hi, dtype=float)
-    if feat.direction == "increase":
-        lower = np.maximum(lower, v)
-    elif feat.direction == "decrease":
-        upper = np.minimum(upper, v)
-    if feat.max_change is not None:
-        lower = np.maximum(lower, v - feat.max_change)
-        upper = np.minimum(upper, v + feat.max_change)
-    if feat.kind in ("integer", "ordinal"):
-        lower, upper = np.ceil(lower - 1e-9), np.floor(upper + 1e-9)
-    elif feat.precision is not None:
-        q = 10.0 ** feat.precision
-        lower, upper = np.ceil(lower * q - 1e-9) / q, np.floor(upper * q + 1e-9) / q
-    return np.minimum(lower, v), np.maximum(upper, v)
-
-
 class ExactSolver:
     """MILP recourse for one linear engine (see the module docstring for the formulation)."""
 
@@ -140,28 +124,31 @@ class ExactSolver:
 
     # ------------------------------------------------------------------ per-feature data (vectorised)
     def _feature_data(self, frame: pd.DataFrame) -> list[dict]:
+        """Per mutable feature the MILP's data for every row: the box (numeric / ordinal), the allowed
+        switch (binary) or the current level (categorical), the gain per unit and the cost rate 1/s_j."""
+        actions = self.encoder.action_set
+        codes = self.encoder.to_codes(frame)
+        lower, upper = actions.code_bounds(codes)
+        rate = actions.cost_rates()
         out = []
-        for fc in self.encoder.layout:
+        for j, fc in enumerate(self.encoder.layout):
             feat = fc.feature
-            if feat.immutable:
+            if actions.immutable[j]:
                 continue
             a = self.lin.a[fc.slice]
-            s = feat.cost_scale or 1.0
-            col = frame[feat.name]
-            if feat.kind == "categorical":
-                cur = level_positions(feat, col).astype(int)
-                out.append(dict(feat=feat, kind="cat", a=a, s=s, cur=cur))
-            elif feat.kind == "binary":
-                v = col.astype(bool).to_numpy()
-                allowed = np.where(v, feat.direction != "increase", feat.direction != "decrease")
-                out.append(dict(feat=feat, kind="bin", gain=a[0] * np.where(v, -1.0, 1.0), s=s, v=v, allowed=allowed))
+            v = codes[:, j]
+            if actions.is_categorical[j]:
+                out.append(dict(feat=feat, kind="cat", a=a, rate=rate[j], cur=v.astype(int)))
+            elif actions.is_binary[j]:
+                on = v > 0.5
+                out.append(dict(feat=feat, kind="bin", gain=a[0] * np.where(on, -1.0, 1.0), rate=rate[j], v=on,
+                                allowed=upper[:, j] > lower[:, j]))
             else:
-                v = level_positions(feat, col) if feat.kind == "ordinal" else col.to_numpy(dtype=float)
-                lower, upper = _raw_bounds(feat, v)
-                span = (feat.range[1] - feat.range[0]) if feat.is_numeric else float(len(feat.levels) - 1)
-                out.append(dict(feat=feat, kind="num", slope=a[0] / span, s=s, v=v, L=v - lower, U=upper - v,
-                                integral=feat.kind in ("integer", "ordinal"),
-                                q=(10.0 ** feat.precision) if (feat.kind == "continuous" and feat.precision is not None) else None))
+                lattice = actions.is_continuous[j] and not actions.free[j]
+                out.append(dict(feat=feat, kind="num", slope=a[0] / actions.span[j], rate=rate[j], v=v,
+                                L=v - lower[:, j], U=upper[:, j] - v,
+                                integral=bool(actions.is_integer[j] or actions.is_ordinal[j]),
+                                q=float(actions.q[j]) if lattice else None))
         return out
 
     # ------------------------------------------------------------------ one MILP
@@ -182,8 +169,8 @@ class ExactSolver:
                 if L <= 0 and U <= 0:
                     continue
                 c = var(0.0, 0.0, 1.0, True)
-                dp = var(1.0 / f["s"], 0.0, U, f["integral"])
-                dm = var(1.0 / f["s"], 0.0, L, f["integral"])
+                dp = var(f["rate"], 0.0, U, f["integral"])
+                dm = var(f["rate"], 0.0, L, f["integral"])
                 rows.append(({dp: 1.0, c: -U}, -np.inf, 0.0))
                 rows.append(({dm: 1.0, c: -L}, -np.inf, 0.0))
                 if f["q"] is not None:  # a moved value lands on the grid: v + Δ = k / q, binding only when c = 1
@@ -198,14 +185,14 @@ class ExactSolver:
             elif f["kind"] == "bin":
                 if not f["allowed"][i]:
                     continue
-                t = var(1.0 / f["s"], 0.0, 1.0, True)
+                t = var(f["rate"], 0.0, 1.0, True)
                 gain[t] = float(f["gain"][i])
                 count[t] = 1.0
                 slots.append((f, (t,)))
             else:
                 cur = int(f["cur"][i])
                 ys = [var(0.0, 0.0, 1.0, True) for _ in range(len(f["a"]))]
-                c = var(1.0 / f["s"], 0.0, 1.0, True)
+                c = var(f["rate"], 0.0, 1.0, True)
                 rows.append(({**{y: 1.0 for y in ys}}, 1.0, 1.0))
                 rows.append(({c: 1.0, ys[cur]: 1.0}, 1.0, 1.0))
                 for lvl, y in enumerate(ys):

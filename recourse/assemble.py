@@ -1,0 +1,113 @@
+"""Assembly: verified solutions in, one :class:`~recourse.results.Recourse` per applicant out.
+
+Metrics per answer: ``l0`` (features changed), ``l2`` (distance in the scaled encoding),
+``cost`` (:math:`\\sum_j \\omega_j |\\Delta_j| / s_j`) and ``lof`` (target-class local outlier
+factor; NaN without training data); the actions in words; the principal reasons
+(:mod:`recourse.reasons`) are added by the engine once the results exist.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from .actions import actions_for
+from .config import SCFEConfig
+from .encoding import TabularEncoder
+from .results import Alternative, Decision, Recourse
+from .schema import FeatureSchema
+from .verify import BatchSolution, Candidate
+
+Plausibility = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass
+class Batch:
+    """One call's applicants: validated records, their codes and scaled encoding, the model's
+    probabilities (N, C), the target class index per row, and the positions of the rows that need
+    a counterfactual (the model does not already give the target)."""
+
+    rows: list[dict[str, Any]]
+    codes: np.ndarray
+    x: np.ndarray
+    probs: np.ndarray
+    targets: np.ndarray
+    need: np.ndarray
+
+
+class Assembler:
+    """Builds :class:`Recourse` objects for one schema and one model's classes."""
+
+    def __init__(self, schema: FeatureSchema, encoder: TabularEncoder, classes: list[Any], lof: Plausibility):
+        self.schema, self.encoder, self.classes, self.lof = schema, encoder, classes, lof
+
+    def decision(self, class_index: int, probability: float) -> Decision:
+        """The decision for a class index: its value, display label and the model's probability."""
+        value = self.classes[class_index]
+        label = self.schema.target.label_of(value) if self.schema.target else str(value)
+        return Decision(label=label, value=value, probability=float(probability))
+
+    def already_message(self, target: Decision) -> str:
+        """Why no change is needed: the favourable class, or another class the caller asked for."""
+        if self.schema.target is None or str(target.value) == str(self.schema.target.favourable):
+            return "The model already gives the favourable decision."
+        return f"The model already gives the requested decision ({target.label})."
+
+    def assemble(self, batch: Batch, solution: BatchSolution, config: SCFEConfig, failures: dict[int, str],
+                 alternatives: list[list[Candidate]] | None = None) -> list[Recourse]:
+        """One :class:`Recourse` per row of ``batch`` (``solution``, ``failures`` and ``alternatives``
+        are by position among ``batch.need``)."""
+        need, sol = batch.need, solution
+        alt_of = self._alternatives(batch, alternatives) if alternatives is not None else None
+        changed = self.encoder.changed_codes(batch.codes[need], sol.codes)
+        l2 = np.linalg.norm(sol.encoded - batch.x[need], axis=1) if len(need) else np.zeros(0)
+        lof_rows = np.full(len(need), np.nan)
+        lof_rows[sol.found] = self.lof(sol.encoded[sol.found], batch.targets[need][sol.found])
+        cf_of = dict(zip(np.flatnonzero(sol.found).tolist(), self.encoder.records_from_codes(sol.codes[sol.found])))
+        position = {int(r): i for i, r in enumerate(need)}
+        pred = batch.probs.argmax(1)
+        out: list[Recourse] = []
+        for r, row in enumerate(batch.rows):
+            decision = self.decision(int(pred[r]), batch.probs[r, pred[r]])
+            target = self.decision(int(batch.targets[r]), batch.probs[r, batch.targets[r]])
+            common = dict(max_changes=config.max_changes)
+            if r not in position:
+                out.append(Recourse("already_favourable", row, decision, target, message=self.already_message(target),
+                                    alternatives=None if alt_of is None else [], **common))
+                continue
+            i = position[r]
+            if not sol.found[i]:
+                out.append(Recourse("no_recourse_found", row, decision, target,
+                                    message=failures.get(i, "No recourse found within these constraints."),
+                                    alternatives=None if alt_of is None else [], **common))
+                continue
+            acts = actions_for(self.schema, changed[i], row, cf_of[i])
+            metrics = {"l0": int(changed[i].sum()), "l2": float(l2[i]), "cost": float(sol.cost[i]), "lof": float(lof_rows[i])}
+            verb = "s lead" if len(acts) != 1 else " leads"
+            out.append(Recourse("recourse_found", row, decision, target, cf_of[i],
+                                self.decision(int(batch.targets[r]), sol.probability[i]), acts, metrics,
+                                message=f"{len(acts)} change{verb} to the decision '{target.label}'.",
+                                alternatives=None if alt_of is None else alt_of[i], **common))
+        return out
+
+    def _alternatives(self, batch: Batch, alternatives: list[list[Candidate]]) -> list[list[Alternative]]:
+        """:class:`Alternative` objects per solved row (metrics and LOF computed in one batch)."""
+        owner = np.asarray([i for i, a in enumerate(alternatives) for _ in a], dtype=np.int64)
+        if owner.size == 0:
+            return [[] for _ in alternatives]
+        flat = [c for a in alternatives for c in a]
+        new = np.stack([c.codes for c in flat])
+        enc = np.stack([c.encoded for c in flat])
+        orig_rows = batch.need[owner]
+        changed = self.encoder.changed_codes(batch.codes[orig_rows], new)
+        l2 = np.linalg.norm(enc - batch.x[orig_rows], axis=1)
+        lof = self.lof(enc, batch.targets[orig_rows])
+        records = self.encoder.records_from_codes(new)
+        out: list[list[Alternative]] = [[] for _ in alternatives]
+        for t, i in enumerate(owner.tolist()):
+            r = int(batch.need[i])
+            acts = actions_for(self.schema, changed[t], batch.rows[r], records[t])
+            metrics = {"l0": int(changed[t].sum()), "l2": float(l2[t]), "cost": float(flat[t].cost), "lof": float(lof[t])}
+            out[i].append(Alternative(records[t], self.decision(int(batch.targets[r]), flat[t].probability), acts, metrics))
+        return out

@@ -1,0 +1,107 @@
+"""The engine's solver settings, checked when constructed (and again by every :meth:`SCFEConfig.with_`)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from .errors import FieldError, OptionsError
+from .schema import COST_WEIGHT_RANGE, show_value
+
+
+@dataclass(frozen=True)
+class SCFEConfig:
+    """Solver settings (defaults documented in the README); invalid values raise :class:`OptionsError`.
+
+    max_changes: m, the most features a counterfactual may change (a categorical counts once);
+    a whole number ≥ 1 (the engine clips it to the number of features).
+    density: plausibility term (a registered density name: "kde", "gmm", "knn"; or None);
+    density_weight: τ ≥ 0 (None: the density's own default, see
+    :func:`recourse.density.default_density_weight`).
+    margin: κ ≥ 0, the logit margin the smooth search aims for (robustness to rounding).
+    search_steps / initial_weight / max_weight: the loss-weight search, in rounds of one batched
+    APG run each: round 1 tries the weights initial_weight · c_b · 10^(−2…2) per row b (c_b: the
+    weight at which the linearised problem reaches κ), later rounds 10^3, 10^4, … (up to
+    max_weight · c_b) for rows still without a verified answer.
+    max_iter / tol: APG iterations per run (≥ 1) and the per-row stopping tolerance (> 0).
+    diagnose: on failure, search again with every mutable feature allowed to say why.
+    time_limit: wall-clock seconds for one ``explain`` call (None: no limit); when it is up the
+    search stops and rows without a verified answer get ``no_recourse_found`` saying so.
+    polish: cost polish after verification (recourse/polish.py): cheaper verified answers, same constraints.
+    cost_weights: per-feature cost weights ω_j (schema order; None: the schema's ``cost_weight``s).
+    """
+
+    max_changes: int = 3
+    density: str | None = "kde"
+    density_weight: float | None = None
+    margin: float = 0.2
+    search_steps: int = 2
+    initial_weight: float = 1.0
+    max_weight: float = 1e5
+    max_iter: int = 10
+    tol: float = 1e-4
+    diagnose: bool = True
+    time_limit: float | None = None
+    polish: bool = True
+    cost_weights: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        errors: list[FieldError] = []
+
+        def check(name: str, ok: bool, rule: str) -> None:
+            if not ok:
+                errors.append(FieldError(name, f"{rule}, got {show_value(getattr(self, name))}"))
+
+        def whole(name: str) -> None:
+            v = getattr(self, name)
+            check(name, isinstance(v, int) and not isinstance(v, bool) and v >= 1, "must be a whole number ≥ 1")
+
+        def number(name: str, low: float, strict: bool = False, optional: bool = False) -> None:
+            v = getattr(self, name)
+            if optional and v is None:
+                return
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v > low if strict else v >= low)
+            check(name, ok, f"must be a finite number {'>' if strict else '≥'} {low:g}" + (" or None" if optional else ""))
+
+        whole("max_changes"), whole("search_steps"), whole("max_iter")
+        number("density_weight", 0.0, optional=True), number("margin", 0.0)
+        number("initial_weight", 0.0, strict=True), number("max_weight", 0.0, strict=True)
+        number("tol", 0.0, strict=True), number("time_limit", 0.0, strict=True, optional=True)
+        check("diagnose", isinstance(self.diagnose, bool), "must be true or false")
+        check("polish", isinstance(self.polish, bool), "must be true or false")
+        if self.density is not None:
+            from .density import available_densities
+
+            names = available_densities()
+            if self.density not in names:
+                errors.append(FieldError("density", f"unknown density {show_value(self.density)}; registered: "
+                                                    f"{', '.join(sorted(names))} (or None for none)"))
+        if self.cost_weights is not None:
+            lo, hi = COST_WEIGHT_RANGE
+            bad = [w for w in self.cost_weights if isinstance(w, bool) or not isinstance(w, (int, float))
+                   or not math.isfinite(w) or not lo <= w <= hi]
+            if bad:
+                errors.append(FieldError("cost_weights", f"every weight must be a number from {lo:g} to {hi:g}, "
+                                                         f"got {show_value(bad[0])}"))
+        if errors:
+            raise OptionsError(errors)
+
+    def with_(self, **changes: Any) -> "SCFEConfig":
+        """A copy with ``changes`` applied (checked again); unknown names are an :class:`OptionsError`."""
+        known = {f.name for f in fields(self)}
+        unknown = [FieldError(k, "unknown solver setting") for k in changes if k not in known]
+        if unknown:
+            raise OptionsError(unknown)
+        return replace(self, **changes)
+
+    def tau(self) -> float:
+        """τ: the density weight of the call (0 without a density; the density's default when unset)."""
+        if self.density is None:
+            return 0.0
+        if self.density_weight is not None:
+            return float(self.density_weight)
+        try:  # TEMP until the density registry declares defaults
+            from .density import default_density_weight
+        except ImportError:
+            return {"kde": 0.02, "gmm": 0.02, "knn": 0.5}[self.density]
+        return default_density_weight(self.density)

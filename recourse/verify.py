@@ -1,0 +1,133 @@
+"""The gate every answer passes: decode onto the feature lattice, re-encode, check every rule of the
+action set, and ask the deciding model.
+
+:class:`Verification` owns *the model whose decisions count* (the classifier itself, or the real
+model, e.g. a tree ensemble, when the classifier is a differentiable surrogate that only steers
+the search).  A counterfactual is accepted only when its decoded values break no constraint
+(:meth:`ActionSet.admissible <recourse.actionset.ActionSet.admissible>`: immutables, ranges,
+directions, ``max_change``, types, at most m changed features) and the model's target-class logit
+margin on them is > 0.  Nothing leaves the engine without passing :meth:`Verification.finish`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import SCFEConfig
+from .encoding import TabularEncoder
+from .objective import logit_margin
+
+
+@dataclass
+class BatchSolution:
+    """Per-row outcome of one search: verified flags, counterfactual codes (the original's where
+    none), their encoding, costs, target-class probabilities; ``cut``: rows the time limit stopped
+    before a verified answer."""
+
+    found: np.ndarray
+    codes: np.ndarray
+    encoded: np.ndarray
+    cost: np.ndarray
+    probability: np.ndarray
+    cut: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One verified counterfactual of one row: codes, scaled encoding, cost, target-class probability."""
+
+    codes: np.ndarray
+    encoded: np.ndarray
+    cost: float
+    probability: float
+
+
+class Verification:
+    """Model decisions, margins and the admissibility gate on codes (see the module docstring)."""
+
+    def __init__(self, encoder: TabularEncoder, model: Any, device: torch.device, dtype: torch.dtype,
+                 cost_weights: np.ndarray):
+        self.encoder = encoder
+        self.model = model
+        self.device = device
+        self.dtype = dtype
+        self.cost_weights = np.asarray(cost_weights, dtype=float)
+        """The schema's per-feature cost weights ω (used when a call sets none)."""
+
+    # ------------------------------------------------------------------ the model
+    def predict_proba(self, encoded: np.ndarray) -> np.ndarray:
+        """Model probabilities (N, C) for scaled rows."""
+        with torch.no_grad():
+            t = torch.as_tensor(encoded, device=self.device, dtype=self.dtype)
+            return self.model.predict_proba(t).double().cpu().numpy()
+
+    def margin(self, encoded: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """Logit margin of the target class per row (> 0: the model picks the target class)."""
+        with torch.no_grad():
+            x = torch.as_tensor(encoded, device=self.device, dtype=self.dtype)
+            single = getattr(self.model, "binary_logit", None)
+            z1 = single(x) if single is not None else None
+            if z1 is not None:  # logits [0, z]: margin z for class 1, −z for class 0 (exactly)
+                return np.where(np.asarray(targets) == 1, 1.0, -1.0) * z1.double().cpu().numpy()
+            z = self.model.logits(x).double()
+            t = torch.as_tensor(targets, device=self.device, dtype=torch.long)
+            return logit_margin(z, t).cpu().numpy()
+
+    # ------------------------------------------------------------------ the gate
+    def admissible(self, originals: np.ndarray, new: np.ndarray, encoded: np.ndarray, targets: np.ndarray,
+                   max_changes: int) -> np.ndarray:
+        """Codes ``new`` (scaled ``encoded``) that break no constraint and that the model puts in the target class."""
+        good = self.encoder.action_set.admissible(originals, new, max_changes)
+        rows = np.flatnonzero(good)
+        if rows.size:
+            good[rows] = self.margin(encoded[rows], targets[rows]) > 0
+        return good
+
+    def cost(self, a: np.ndarray, b: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        r"""Cost :math:`\sum_j \omega_j |\Delta_j| / s_j` per row between codes ``a`` and ``b`` (ω: the schema's if None)."""
+        return self.encoder.action_set.cost(a, b, self.cost_weights if weights is None else weights)
+
+    def verify(self, z: np.ndarray, codes: np.ndarray, targets: np.ndarray, max_changes: int, x: np.ndarray,
+               weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Decode scaled rows ``z`` (nearest rounding, else rounding away from the original), re-encode, check.
+
+        ``codes``: the originals' codes, ``x`` their encoding.  Returns (valid, re-encoded decoded
+        rows, cost, decoded codes); ``weights``: per-feature cost weights ω (None: the schema's).
+        """
+        ok = np.zeros(len(z), dtype=bool)
+        enc = np.empty_like(z)
+        cost = np.full(len(z), np.inf)
+        out = codes.copy()
+        for rounding in ("nearest", "away"):
+            todo = np.flatnonzero(~ok)
+            if todo.size == 0:
+                break
+            new = self.encoder.decode_codes(z[todo], x[todo], codes[todo], rounding=rounding)
+            e = self.encoder.encode_codes(new)
+            good = self.admissible(codes[todo], new, e, targets[todo], max_changes)
+            if rounding == "nearest":
+                enc[todo] = e
+                out[todo] = new
+            rows = todo[good]
+            enc[rows], out[rows] = e[good], new[good]
+            cost[rows] = self.cost(codes[rows], new[good], weights)
+            ok[rows] = True
+        return ok, enc, cost, out
+
+    def finish(self, x: np.ndarray, codes: np.ndarray, targets: np.ndarray, found: np.ndarray, encoded: np.ndarray,
+               config: SCFEConfig, cut: np.ndarray, weights: np.ndarray | None = None) -> BatchSolution:
+        """Final gate: decode the kept points once more and re-verify everything that is returned."""
+        n = len(x)
+        if n == 0:
+            return BatchSolution(found, codes.copy(), encoded, np.zeros(0), np.zeros(0), cut)
+        new = self.encoder.decode_codes(encoded, x, codes, rounding="nearest")
+        enc = self.encoder.encode_codes(new)
+        final_ok = found & self.admissible(codes, new, enc, targets, config.max_changes)
+        new = np.where(final_ok[:, None], new, codes)
+        prob = self.predict_proba(enc)[np.arange(n), targets]
+        cost = self.cost(codes, new, weights)
+        return BatchSolution(final_ok, new, np.where(final_ok[:, None], enc, x), np.where(final_ok, cost, np.inf), prob,
+                             cut & ~final_ok)
