@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTHON ?= python3
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-fast lint-imports bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+# Without the tests that start servers or CLI subprocesses, or take more than a few seconds.
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow and not integration"
+
+# The import rules of pyproject.toml ([tool.importlinter]); also run by tests/test_architecture.py.
+lint-imports: $(STAMP)
+	$(VENV)/bin/lint-imports
+
+# The S-CFE tables (benchmarks/scfe.py through `recourse bench scfe`); also bench engine/audit/vision/http.
 bench: $(STAMP)
 	for d in wine german; do for k in kde gmm knn; do $(VENV)/bin/recourse bench scfe --dataset $$d --density $$k --n 100 --json; done; done
 

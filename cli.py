@@ -1,4 +1,8 @@
-"""The ``recourse`` command: a thin shell over the library (parse, call, format)."""
+"""The ``recourse`` command: a thin shell (parse, call, format) over the library, the command
+bodies in :mod:`commands` and the benchmarks in :mod:`benchmarks`.
+
+Library errors name parameters (``out``, ``chunk_size``); :func:`fail_with` prints them with
+the flags that set them (:func:`commands.flags.cli_message`)."""
 from __future__ import annotations
 
 import json
@@ -26,23 +30,28 @@ SEED_MAX = 2**32 - 1
 
 
 class DensityName(str, Enum):
+    """The registered densities and none (``tests/test_architecture.py`` checks this list against
+    the registry; a static list keeps ``--help`` from importing torch)."""
+
     kde = "kde"
     gmm = "gmm"
     knn = "knn"
     none = "none"
 
 
-class DatasetName(str, Enum):
-    german = "german"
-    wine = "wine"
-
-
 class ModelKind(str, Enum):
+    """The registered model kinds (checked against :func:`recourse.models.model_kinds` by the tests)."""
+
     mlp = "mlp"
     logistic = "logistic"
     gbm = "gbm"
     hgb = "hgb"
     forest = "forest"
+
+
+class DatasetName(str, Enum):
+    german = "german"
+    wine = "wine"
 
 
 class GradientKind(str, Enum):
@@ -54,6 +63,14 @@ def fail(message: str, code: int = BAD_INPUT) -> None:
     """Print an error for a person (no traceback) and exit."""
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+def fail_with(exc: BaseException, code: int = BAD_INPUT, **flags: str) -> None:
+    """Print a library or command error with the parameters it names as flags (``flags``: extra
+    name → flag for this command) and exit."""
+    from commands.flags import cli_message
+
+    fail(cli_message(exc, **flags), code)
 
 
 def read_json(path: Path) -> Any:
@@ -83,21 +100,23 @@ def open_bundle(bundle: Optional[Path]):
     try:
         return load_bundle(bundle) if bundle is not None else demo_bundle("german")
     except (BundleError, SchemaError) as exc:  # SchemaError: a bundle's schema.json the current rules refuse
-        fail(str(exc))
+        fail_with(exc)
 
 
 @app.command()
 def explain(
     file: Path = typer.Argument(..., help="Applicant JSON: one object of feature values, or a list of them."),
     bundle: Optional[Path] = typer.Option(None, help="Model bundle directory (default: the German credit demo bundle, built on first use)."),
-    max_changes: Optional[int] = typer.Option(None, "--max-changes", "-m", min=1, max=MAX_CHANGES_LIMIT, help="Most features the recourse may change, at most the number of features (default: the bundle's)."),
+    max_changes: Optional[int] = typer.Option(None, "--max-changes", "-m", help="Most features the recourse may change; more than the number of features means no limit (default: the bundle's)."),
     density: Optional[DensityName] = typer.Option(None, help="Plausibility term (default: the bundle's)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
-    alternatives: Optional[int] = typer.Option(None, "--alternatives", "-k", min=1, help="Also show up to K verified counterfactuals that change different feature sets, ordered by cost."),
+    alternatives: Optional[int] = typer.Option(None, "--alternatives", "-k", help="Also show up to K (1 to 10) verified counterfactuals that change different feature sets, ordered by cost."),
     cost_weight: Optional[list[str]] = typer.Option(None, "--cost-weight", help="FEATURE=W: make changing FEATURE W times as expensive (repeatable), e.g. present_employment=5."),
 ) -> None:
     """Explain a decision and find the recourse: what to change to obtain the favourable decision."""
-    from recourse.errors import RecordValidationError
+    from commands.flags import options_problem
+    from recourse.errors import OptionsError, RecordValidationError
+    from recourse.options import RequestOptions
     from recourse.report import format_recourse
     from recourse.schema import json_type, shorten
 
@@ -106,23 +125,17 @@ def explain(
         fail(f"invalid applicant in {file}: expected an applicant object or a list of them, got {json_type(payload)}")
     if payload == []:
         fail(f"{file}: holds no applicants (an empty list); give an applicant object or a list of them")
-    weights = _parse_cost_weights(cost_weight or [])
-    engine = open_bundle(bundle).engine()
-    if max_changes is not None:
-        max_changes = _check_max_changes(engine.schema, max_changes)
-    kwargs: dict[str, Any] = {"max_changes": max_changes}
-    if alternatives is not None:
-        kwargs["alternatives"] = alternatives
-    if weights:
-        kwargs["cost_weights"] = weights
-    if density is not None:
-        kwargs["density"] = None if density is DensityName.none else density.value
-    try:
-        results = engine.explain(payload, **kwargs)
+    try:  # the library's one options policy; the command line only parses
+        options = RequestOptions(max_changes=max_changes, alternatives=alternatives,
+                                 cost_weights=_parse_cost_weights(cost_weight or []) or None,
+                                 density=density.value if density is not None else None)
+        engine = open_bundle(bundle).engine()
+        results = engine.explain(payload, options=options)
+    except OptionsError as exc:
+        fail(options_problem(exc.errors))
     except RecordValidationError as exc:
         lines = "\n".join(f"  - {shorten(e.field)}: {e.message}" for e in exc.errors)
-        where = "invalid --cost-weight" if all(e.field.startswith("cost_weights") for e in exc.errors) else f"invalid applicant in {file}"
-        fail(f"{where}:\n{lines}")
+        fail(f"invalid applicant in {file}:\n{lines}")
     if as_json:
         data = [r.to_dict() for r in results]
         typer.echo(json.dumps(data[0] if isinstance(payload, dict) else data, indent=2))
@@ -130,20 +143,11 @@ def explain(
         typer.echo("\n\n".join(format_recourse(r, engine.schema) for r in results))
 
 
-def _check_max_changes(schema: "FeatureSchema", value: int) -> int:
-    """--max-changes checked against the schema (1 .. number of features), or exit 2."""
-    try:
-        return schema.check_max_changes(value)
-    except ValueError as exc:
-        fail(f"--max-changes: {exc}")
-
-
 def _parse_cost_weights(items: list[str]) -> dict[str, float]:
-    """``["FEATURE=W", ...]`` → {feature: W}, W a number in the schema's cost-weight range, each
-    feature once (the engine checks the names)."""
-    from recourse.schema import COST_WEIGHT_RANGE, shorten
+    """``["FEATURE=W", ...]`` → {feature: W}, each feature once (the syntax only: the ranges and the
+    names are the options policy's, :mod:`recourse.options`)."""
+    from recourse.schema import shorten
 
-    lo, hi = COST_WEIGHT_RANGE
     out: dict[str, float] = {}
     for item in items:
         name, sep, value = item.partition("=")
@@ -154,8 +158,6 @@ def _parse_cost_weights(items: list[str]) -> dict[str, float]:
             weight = None
         if weight is None:
             fail(f"invalid --cost-weight {shorten(repr(item))}: expected FEATURE=W with W a number > 0, e.g. present_employment=5")
-        if not lo <= weight <= hi:  # also refuses nan
-            fail(f"invalid --cost-weight for {shorten(repr(name))}: W must be between {lo:g} and {hi:g}, got {shorten(value.strip())}")
         if name in out:
             fail(f"invalid --cost-weight: {shorten(repr(name))} is given more than once")
         out[name] = weight
@@ -176,33 +178,16 @@ def train(
     """Build a model bundle (schema, weights, densities, metadata) in seconds.
 
     --out must be a new or empty directory, or an earlier bundle (which is replaced)."""
-    from recourse.bundle import build_bundle, build_dataset_bundle
-    from recourse.data import DataInputError, all_entries_unless, is_bundle_dir, prepare_out_dir, read_training_table
+    from commands import CommandError
+    from commands.train import run_train
+    from recourse.data import DataInputError
     from recourse.errors import BundleError, SchemaError
-    from recourse.schema import FeatureSchema
 
     try:
-        if dataset is not None:
-            if data is not None or schema is not None:
-                fail("give either a data set name or --data with --schema, not both")
-            if out is not None:
-                prepare_out_dir(out, all_entries_unless(is_bundle_dir), "a bundle's")
-            bundle = build_dataset_bundle(dataset.value, out, model=model.value, seed=seed)
-        else:
-            if data is None or schema is None or out is None:
-                fail("give a data set name (german, wine) or all of --data TABLE.csv --schema SCHEMA.json --out DIR")
-            try:
-                loaded = FeatureSchema.load(schema)
-            except SchemaError as exc:
-                fail(f"--schema {exc}")
-            frame, labels = read_training_table(data, loaded, target)
-            max_changes = _check_max_changes(loaded, max_changes)
-            prepare_out_dir(out, all_entries_unless(is_bundle_dir), "a bundle's")
-            bundle = build_bundle(loaded, frame, labels, out, model=model.value, max_changes=max_changes, seed=seed)
-    except (SchemaError, BundleError, DataInputError) as exc:
-        fail(str(exc))
-    except OSError as exc:  # writing the bundle (disk full, permissions changed meanwhile)
-        fail(f"--out: cannot write the bundle to {out or 'the demo location'} ({exc.strerror or exc})")
+        bundle = run_train(dataset.value if dataset is not None else None, data, schema, target, out, model.value,
+                           max_changes, seed)
+    except (CommandError, SchemaError, BundleError, DataInputError) as exc:
+        fail_with(exc, path="--data")
     meta = bundle.metadata
     typer.echo(f"bundle written to {bundle.path}")
     typer.echo(f"  model {meta['model']}, classes {meta['classes']}, densities {', '.join(meta['densities'])}")
@@ -226,7 +211,7 @@ def bench_scfe(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """S-CFE on Wine or German credit: validity, sparsity, proximity, plausibility, violations, time."""
-    from recourse.bench import format_table, run_scfe_benchmark
+    from benchmarks.scfe import format_table, run_scfe_benchmark
 
     result = run_scfe_benchmark(dataset.value, density=density.value, n=n, max_changes=max_changes, peers=peers, device=parse_device(device),
                                 model=model.value, gradient=gradient.value, alternatives=alternatives)
@@ -263,45 +248,18 @@ def serve(
     batch_wait_ms: float = typer.Option(8.0, "--batch-wait-ms", min=0.0, max=1000.0, help="Micro-batching: wait at most this long for concurrent requests to join a solve (0: never wait)."),
 ) -> None:
     """Run the HTTP recourse service (gunicorn, threaded workers) until interrupted."""
-    import os
-    import subprocess
+    from commands import CommandError
+    from commands.serve import check_log_sync, key_digests, service_config
 
-    from api.config import ServiceConfig
-    from api.keys import read_key_file
-    from recourse.bundle import recourse_home
-
-    digests: list[str] = []
-    if os.environ.get("RECOURSE_API_KEY"):
-        from api.keys import hash_key
-
-        digests.append(hash_key(os.environ["RECOURSE_API_KEY"]))
-    if api_keys is not None:
-        if not api_keys.is_file():
-            fail(f"--api-keys {api_keys}: no such file")
-        try:
-            digests += read_key_file(api_keys)
-        except ValueError as exc:
-            fail(str(exc))
-    if not no_auth and not digests:
-        fail("no API keys: give --api-keys FILE (make one with `recourse keys new`), set RECOURSE_API_KEY, or use --no-auth for a local demo")
-    if log_sync not in ("full", "normal"):
-        fail(f"--log-sync: expected full or normal, got {log_sync!r}")
-    if no_auth:
-        typer.echo("warning: authentication is OFF (--no-auth); use this only for local demos", err=True)
-    # Loaded (and for the demo, built if needed) in a separate process, so no torch thread pool
-    # exists before the workers fork; each worker then loads the bundle itself.
-    code = ("import sys; from recourse.bundle import demo_bundle, load_bundle; from recourse.errors import BundleError\n"
-            "try:\n    b = load_bundle(sys.argv[1]) if sys.argv[1] else demo_bundle('german')\n    b.engine()\n"
-            "except (BundleError, ValueError, OSError) as exc:\n    sys.exit(f'error: {exc}')\nprint(b.path)")
-    done = subprocess.run([sys.executable, "-c", code, str(bundle or "")], capture_output=True, text=True)
-    if done.returncode != 0:
-        lines = done.stderr.strip().splitlines()
-        fail(lines[-1].removeprefix("error: ") if lines else f"could not load the bundle (exit {done.returncode})")
-    bundle = Path(done.stdout.strip().splitlines()[-1])
-    config = ServiceConfig(bundle=bundle, database=database or recourse_home() / "service" / "explanations.sqlite3",
-                           api_key_hashes=digests, auth_required=not no_auth, max_batch=max_batch, time_limit=time_limit,
-                           log_sync=log_sync, batch_wait=batch_wait_ms / 1000.0)
-    from api.server import serve as run_server
+    try:
+        digests = key_digests(api_keys, no_auth)
+        check_log_sync(log_sync)
+        if no_auth:
+            typer.echo("warning: authentication is OFF (--no-auth); use this only for local demos", err=True)
+        config = service_config(bundle, digests, no_auth, database, max_batch, time_limit, log_sync, batch_wait_ms)
+    except CommandError as exc:
+        fail(str(exc))
+    from api.server import serve as run_server  # after the bundle's own process: no torch state before the fork
 
     run_server(config, host=host, port=port, workers=workers, threads=threads)  # checks the settings first (exit 2)
 
@@ -318,16 +276,16 @@ def bench_http(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Load-test `recourse serve` on loopback: latency per client level, batch throughput, kill -9 durability."""
-    from api.loadtest import run_load_test
+    from benchmarks.http import run_load_test
+    from commands import CommandError
+    from commands.bench import parse_clients
+    from commands.serve import check_log_sync
 
     try:
-        levels = tuple(int(c) for c in clients.split(",") if c.strip())
-    except ValueError:
-        fail(f"--clients: expected comma-separated whole numbers, got {clients!r}")
-    if not levels or min(levels) < 1:
-        fail("--clients: give at least one client count of 1 or more")
-    if log_sync not in ("full", "normal"):
-        fail(f"--log-sync: expected full or normal, got {log_sync!r}")
+        levels = parse_clients(clients)
+        check_log_sync(log_sync)
+    except CommandError as exc:
+        fail(str(exc))
     result = run_load_test(levels, seconds, workers, threads, batch_size, kill_test=kill_test, log_sync=log_sync)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
@@ -355,7 +313,7 @@ def audit(
     bundle: Optional[Path] = typer.Option(None, help="Model bundle directory (default: the demo bundle of --dataset, else German credit)."),
     group_by: str = typer.Option("", "--group-by", help="Comma-separated grouping columns, e.g. status_sex,age (numeric ones are binned; rows with no value form the group '(missing)')."),
     out: Path = typer.Option(Path("audit"), help="Output directory (report.html, summary.json, applicants.parquet|csv)."),
-    max_changes: Optional[int] = typer.Option(None, "--max-changes", "-m", min=1, max=MAX_CHANGES_LIMIT, help="Most features a recourse may change, at most the number of features (default: the bundle's)."),
+    max_changes: Optional[int] = typer.Option(None, "--max-changes", "-m", help="Most features a recourse may change; more than the number of features means no limit (default: the bundle's)."),
     density: Optional[DensityName] = typer.Option(None, help="Plausibility term (default: the bundle's)."),
     bins: Optional[list[str]] = typer.Option(None, "--bins", help="Band edges of a numeric grouping column, e.g. age=25,35,50 (repeatable; default: training quartiles)."),
     protected: Optional[str] = typer.Option(None, help="Comma-separated attributes for the discrimination probe (default: the --group-by columns that are model inputs)."),
@@ -373,33 +331,21 @@ def audit(
     as_json: bool = typer.Option(False, "--json", help="Print summary.json instead of text."),
 ) -> None:
     """Audit a population: who has recourse, at what cost, is the burden fair (resumable; in-process or Dask)."""
+    from commands import CommandError
+    from commands.audit import run_audit_command
     from recourse.audit.io import AuditInputError
-    from recourse.audit.options import dataset_population, parse_bins, parse_list
-    from recourse.audit.pipeline import run_audit
-    from recourse.audit.run import AuditConfig
     from recourse.audit.text import format_summary
-    from recourse.errors import BundleError
+    from recourse.errors import BundleError, SchemaError
 
-    if (population is None) == (dataset is None):
-        fail("give a population file or --dataset NAME (not both)")
     try:
-        if bundle is not None:
-            loaded = open_bundle(bundle)
-        else:
-            from recourse.bundle import demo_bundle
-
-            loaded = demo_bundle(dataset.value if dataset is not None else "german")
-        source = population if population is not None else dataset_population(dataset.value, out)
-        config = AuditConfig(
-            group_by=parse_list(group_by, "--group-by"), protected=parse_list(protected, "--protected") if protected else None,
-            bins=parse_bins(bins), max_changes=max_changes,
-            density=True if density is None else (None if density is DensityName.none else density.value),
-            chunk_size=chunk_size, stability_n=stability_n, bootstrap=bootstrap, exact=exact,
-            exact_limit=exact_limit, seed=seed, output_format=fmt)
-        result = run_audit(source, out, loaded, config, engine_kind=engine.value, scheduler=scheduler,
-                           progress=progress, fresh=fresh)
-    except (AuditInputError, BundleError) as exc:
-        fail(str(exc))
+        result = run_audit_command(
+            population, dataset.value if dataset is not None else None, bundle, out, group_by=group_by,
+            protected=protected, bins=bins, density=True if density is None else (None if density is DensityName.none else density.value),
+            engine=engine.value, scheduler=scheduler, progress=progress, fresh=fresh, max_changes=max_changes,
+            chunk_size=chunk_size, stability_n=stability_n, bootstrap=bootstrap, exact=exact, exact_limit=exact_limit,
+            seed=seed, output_format=fmt)
+    except (CommandError, AuditInputError, BundleError, SchemaError) as exc:
+        fail_with(exc)
     typer.echo(json.dumps(result.summary, indent=2) if as_json else format_summary(result.summary, str(out)))
 
 
@@ -412,7 +358,7 @@ def bench_audit(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Audit throughput (applicants/s, wall time, peak RSS) and the APG-vs-MILP optimality gap."""
-    from recourse.audit.bench import format_benchmark, run_audit_benchmark
+    from benchmarks.audit import format_benchmark, run_audit_benchmark
 
     result = run_audit_benchmark(n, gap_n=gap_n, chunk_size=chunk_size, seed=seed)
     typer.echo(json.dumps(result, indent=2) if as_json else format_benchmark(result))
@@ -427,7 +373,7 @@ def bench_engine(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Latency and throughput of engine.explain on German credit: batches of 1, 8, 100 and 500 denied applicants."""
-    from recourse.bench import format_engine_table, run_engine_benchmark
+    from benchmarks.engine import format_engine_table, run_engine_benchmark
 
     result = run_engine_benchmark(density=density.value, max_changes=max_changes, repeats=repeats, device=parse_device(device))
     typer.echo(json.dumps(result, indent=2) if as_json else format_engine_table(result))
@@ -467,13 +413,13 @@ class PgdNorm(str, Enum):
 
 def _vision_call(fn, **kwargs):
     """Run a vision command body; bad input and missing optional packages become clear errors."""
-    from recourse.vision.commands import CommandError
+    from commands import CommandError
     from recourse.vision.explain import MissingDependency
 
     try:
         return fn(**kwargs)
     except CommandError as exc:
-        fail(str(exc))
+        fail_with(exc)
     except MissingDependency as exc:
         fail(str(exc), code=1)
 
@@ -495,7 +441,7 @@ def attack_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
     """Attack images: adversarial example, perturbation x5, changed pixels, AXAI segments (PNG) and metrics (JSON)."""
-    from recourse.vision.commands import attack_text, open_vision_bundle, run_attack
+    from commands.vision import attack_text, open_vision_bundle, run_attack
 
     vb = _vision_call(open_vision_bundle, bundle=bundle, dataset=dataset.value, device=device)
     report = _vision_call(run_attack, method=method.value, vb=vb, image=image, index=index, n=n, target=target, p=p,
@@ -519,7 +465,7 @@ def explain_image_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Explain image predictions with AXAI, concept probing or a gradient baseline; writes PNGs and metrics.json."""
-    from recourse.vision.commands import explain_text, open_vision_bundle, run_explain
+    from commands.vision import explain_text, open_vision_bundle, run_explain
 
     vb = _vision_call(open_vision_bundle, bundle=bundle, dataset=dataset.value, device=device)
     report = _vision_call(run_explain, method=method.value, vb=vb, image=image, index=index, n=n, target=target, k=k,
@@ -542,7 +488,7 @@ def bench_vision(
 ) -> None:
     """Attacks (GSE, FBS p=0, 1/2, 1, PGD-l2; untargeted and targeted), IS curves, S-CFE MNIST, AXAI vs Lime/KernelShap."""
     from recourse.errors import BundleError
-    from recourse.vision.bench import format_vision_table, run_vision_benchmark
+    from benchmarks.vision import format_vision_table, run_vision_benchmark
 
     if bundle is not None and not (bundle / "model.json").is_file():
         fail(f"--bundle: {bundle}: not a vision bundle (no model.json)")

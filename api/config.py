@@ -13,7 +13,7 @@ class ServiceConfig(BaseModel):
     bundle: model bundle directory (None: the German demo bundle, built on first use).
     database: SQLite file of the explanation log (WAL mode).
     api_key_hashes: accepted API keys, stored only as ``sha256:<hex>`` digests.
-    auth_required: False only for local demos (``recourse serve --no-auth``).
+    auth_required: False only for local demos (requests without an API key are accepted).
     max_batch: most applicants in one ``/v1/recourse/batch`` request.
     max_body_bytes: larger request bodies get 413.
     time_limit: seconds of solver time per engine call (rows not done by then: no recourse).

@@ -4,9 +4,10 @@ Each worker process builds its own app (bundle, engine, log connection) after th
 in a worker share one micro-batching solver, so concurrent requests are solved together.  With
 more than one worker, Prometheus metrics are aggregated through a multiprocess directory.
 
-Settings that cannot work (an unusable ``--database``, a host that does not resolve, a port
-that cannot be bound) are found by :func:`preflight` before gunicorn starts, and reported in
-one line; a worker that cannot build the app prints the error's message, not a traceback.
+Settings that cannot work (an unusable ``database``, a ``host`` that does not resolve, a ``port``
+that cannot be bound) are found by :func:`preflight` before gunicorn starts, and reported by
+:func:`serve` in one line naming the ``recourse serve`` option (``--database``, ...); a worker
+that cannot build the app prints the error's message, not a traceback.
 Requests whose request line is longer than gunicorn's ``limit_request_line`` (4094 bytes) are
 refused by gunicorn itself (414, an HTML page) before the app sees them.
 """
@@ -28,7 +29,18 @@ from .config import ServiceConfig
 
 
 class ServeError(ValueError):
-    """A server setting that cannot work; the message names the option and the problem."""
+    """A server setting that cannot work: ``field`` (``database``, ``host`` or ``port``) and
+    ``detail``, e.g. ``ServeError("port", "8080: already in use on 127.0.0.1")``; its message is
+    ``"<field> <detail>"``."""
+
+    def __init__(self, field: str, detail: str):
+        super().__init__(f"{field} {detail}")
+        self.field = field
+        self.detail = detail
+
+    def option_message(self) -> str:
+        """The message with the field as the ``recourse serve`` option that sets it (``--database ...``)."""
+        return f"--{self.field.replace('_', '-')} {self.detail}"
 
 
 class _Server(BaseApplication):
@@ -54,7 +66,7 @@ class _Server(BaseApplication):
             warnings.simplefilter("ignore")  # the no-auth warning is printed once by serve()
             try:
                 return create_app(self.service_config)
-            except Exception as exc:  # gunicorn prints this message (traceback only at --log-level debug)
+            except Exception as exc:  # gunicorn prints this message (traceback only at gunicorn's debug log level)
                 raise AppImportError(f"error: {exc or type(exc).__name__}") from exc
 
 
@@ -69,17 +81,17 @@ def check_database(path: Path, sync: str = "full") -> None:
     from .log import ExplanationLog
 
     if path.is_dir():
-        raise ServeError(f"--database {path}: is a directory; give the path of a database file")
+        raise ServeError("database", f"{path}: is a directory; give the path of a database file")
     try:
         ExplanationLog(path, sync=sync)
     except OSError as exc:
         why = "part of that path is a file" if exc.errno in (errno.EEXIST, errno.ENOTDIR) else exc.strerror or str(exc)
-        raise ServeError(f"--database {path}: cannot create its folder {path.parent} ({why})") from None
+        raise ServeError("database", f"{path}: cannot create its folder {path.parent} ({why})") from None
     except sqlite3.DatabaseError as exc:
         hint = {"file is not a database": "the file exists and is not an SQLite database",
                 "unable to open database file": "cannot open or create the file (does its folder allow writing?)",
                 "attempt to write a readonly database": "the file is read-only"}.get(str(exc), f"cannot use it as an SQLite database ({exc})")
-        raise ServeError(f"--database {path}: {hint}") from None
+        raise ServeError("database", f"{path}: {hint}") from None
 
 
 def check_address(host: str, port: int) -> None:
@@ -87,19 +99,19 @@ def check_address(host: str, port: int) -> None:
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     except (socket.gaierror, UnicodeError) as exc:
-        raise ServeError(f"--host {host}: not a known host name or address ({getattr(exc, 'strerror', None) or exc})") from None
+        raise ServeError("host", f"{host}: not a known host name or address ({getattr(exc, 'strerror', None) or exc})") from None
     except OverflowError:
-        raise ServeError(f"--port {port}: not a port number (1 to 65535)") from None
+        raise ServeError("port", f"{port}: not a port number (1 to 65535)") from None
     with socket.socket(family, kind, proto) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
         try:
             sock.bind(address)
         except OSError as exc:
             if exc.errno == errno.EADDRNOTAVAIL:
-                raise ServeError(f"--host {host}: not an address of this machine ({exc.strerror})") from None
+                raise ServeError("host", f"{host}: not an address of this machine ({exc.strerror})") from None
             if exc.errno == errno.EADDRINUSE:
-                raise ServeError(f"--port {port}: already in use on {host} (another server is listening there)") from None
-            raise ServeError(f"--port {port}: cannot listen on {host} ({exc.strerror or exc})") from None
+                raise ServeError("port", f"{port}: already in use on {host} (another server is listening there)") from None
+            raise ServeError("port", f"{port}: cannot listen on {host} ({exc.strerror or exc})") from None
 
 
 def preflight(config: ServiceConfig, host: str, port: int) -> None:
@@ -112,14 +124,14 @@ def serve(config: ServiceConfig, host: str = "127.0.0.1", port: int = 8080, work
           timeout: int = 120) -> None:
     """Run the service until interrupted (SIGINT/SIGTERM shut it down gracefully).
 
-    A setting that cannot work (see :func:`preflight`) is printed as one ``error:`` line and the
-    process exits with status 2 before gunicorn starts; otherwise one line on stderr says where
-    the service listens.
+    A setting that cannot work (see :func:`preflight`) is printed as one ``error:`` line naming
+    its ``recourse serve`` option, and the process exits with status 2 before gunicorn starts;
+    otherwise one line on stderr says where the service listens.
     """
     try:
         preflight(config, host, port)
     except ServeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc.option_message()}", file=sys.stderr)
         raise SystemExit(2) from None
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 address in brackets
     print(f"recourse service on http://{bind} (bundle {config.bundle}, log {config.database}, {workers} workers)",

@@ -17,10 +17,9 @@ from typing import Any
 
 import pandas as pd
 
-
-from .io import resample_population
-from .pipeline import run_audit
-from .run import AuditConfig
+from recourse.audit.io import resample_population
+from recourse.audit.pipeline import run_audit
+from recourse.audit.run import AuditConfig
 
 
 def peak_rss_mib() -> float:
@@ -31,8 +30,8 @@ def peak_rss_mib() -> float:
 def run_audit_benchmark(n: int = 100_000, gap_n: int = 2_000, chunk_size: int = 2_000, seed: int = 0,
                         workdir: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
     """Run both parts and return their figures (see the module docstring)."""
-    from ..bundle import build_dataset_bundle, demo_bundle, load_bundle, recourse_home
-    from ..data import load_dataset
+    from recourse.bundle import build_dataset_bundle, demo_bundle, load_bundle, recourse_home
+    from recourse.data import load_dataset
 
     tmp = tempfile.TemporaryDirectory(prefix="recourse-bench-audit-") if workdir is None else None
     work = Path(tmp.name if tmp else workdir)
@@ -95,7 +94,7 @@ def _kappa_gap(bundle, table_path: Path, max_changes: int) -> dict[str, Any]:
 
     Shows how much of the fair gap (exact at margin > 0) is the κ safety margin of the search.
     """
-    from .exact import exact_recourse
+    from recourse.audit.exact import exact_recourse
 
     engine = bundle.engine()
     table = pd.read_parquet(table_path)

@@ -1,7 +1,8 @@
 """Load test of the real service on loopback: latency at several client counts, batch throughput,
 and durability of the explanation log across a ``kill -9``.
 
-The server is started as ``recourse serve`` in its own process group; closed-loop clients (one
+The server is started as ``recourse serve`` (the console script beside this Python, else
+``python -m cli``) in its own process group; closed-loop clients (one
 thread and one keep-alive connection each) send distinct applicants, resampled with noise from
 German credit and filtered to those the model denies (so no answer comes from the log's reuse of
 earlier answers).  Client and server share this machine's cores, so the client's own CPU use is
@@ -25,7 +26,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .keys import new_key
+from api.keys import new_key
 
 
 @dataclass
@@ -39,11 +40,11 @@ class Server:
     args: list[str] = field(default_factory=list)
 
     def start(self, timeout: float = 180.0) -> "Server":
+        """Start the server and wait until ``/readyz`` answers 200; RuntimeError if it exits or times out."""
         env = dict(os.environ, RECOURSE_API_KEY=self.key)
-        cmd = [sys.executable, "-c", "import cli; cli.main()", "serve", "--port", str(self.port),
-               "--database", str(self.database), *self.args]
+        cmd = [*serve_command(), "--port", str(self.port), "--database", str(self.database), *self.args]
         self.process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                        start_new_session=True, cwd=Path(__file__).resolve().parent.parent)
+                                        start_new_session=True)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.process.poll() is not None:
@@ -64,7 +65,17 @@ class Server:
             self.process.wait(timeout=30)
 
 
+def serve_command() -> list[str]:
+    """The ``recourse serve`` command line of this installation: the ``recourse`` console script
+    next to the running Python, or ``python -m cli`` (the same entry point) where there is none."""
+    script = Path(sys.executable).with_name("recourse")
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script), "serve"]
+    return [sys.executable, "-m", "cli", "serve"]
+
+
 def free_port() -> int:
+    """A TCP port free on loopback right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -89,9 +100,10 @@ def request(port: int, method: str, path: str, body: Any = None, key: str | None
 
 
 def denied_applicants(n: int, seed: int = 0) -> list[dict[str, Any]]:
-    """``n`` distinct applicants the demo model denies (:func:`recourse.bench.denied_applicants`), as JSON-ready dicts."""
-    from recourse.bench import denied_applicants as population
+    """``n`` distinct applicants the demo model denies (:func:`benchmarks.engine.denied_applicants`), as JSON-ready dicts."""
     from recourse.bundle import demo_bundle
+
+    from .engine import denied_applicants as population
 
     frame = population(demo_bundle("german").engine(), n, seed=seed)
     return [{k: (v.item() if hasattr(v, "item") else v) for k, v in record.items()}

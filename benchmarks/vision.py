@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .attacks import fbs_attack, gse_attack, pgd_attack
-from .counterfactual import knn_gravity, lof_scores, scfe_images_cheapest, top_other_classes
-from .metrics import (NUS, adversarial_saliency_map, attack_summary, brightening_share, interpretability_score,
+from recourse.vision.attacks import fbs_attack, gse_attack, pgd_attack
+from recourse.vision.counterfactual import knn_gravity, lof_scores, scfe_images_cheapest, top_other_classes
+from recourse.vision.metrics import (NUS, adversarial_saliency_map, attack_summary, brightening_share, interpretability_score,
                       useful_gradient_split)
-from .models import demo_vision_bundle, load_bundle
+from recourse.vision.models import demo_vision_bundle, load_bundle
 
 SEED_SCFE_MNIST = [
     {"method": "S-CFE GMM (seed 000, Table 3)", "validity": 99.1, "l2": 6.74, "l0": 25.0, "lof": 1.21, "seconds": 55.3},
@@ -121,7 +121,7 @@ def _scfe_row(ad, split, x, y, k: int = SCFE_CANDIDATES) -> dict[str, Any]:
 
 
 def _explainer_timing(ad, x, lime_samples: int) -> dict[str, Any]:
-    from .explain import MissingDependency, axai, captum_surrogate
+    from recourse.vision.explain import MissingDependency, axai, captum_surrogate
 
     res = axai(ad, x)
     rows: dict[str, Any] = {"n": int(len(x)), "segmentation": "slic", "axai_seconds_per_image": res.seconds / len(x)}

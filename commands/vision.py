@@ -1,4 +1,4 @@
-"""What the ``recourse attack`` and ``recourse explain-image`` commands do (cli.py only parses).
+"""What the ``recourse attack`` and ``recourse explain-image`` commands do (cli.py parses and prints).
 
 Output folder (``--out``): created with its parents when missing.  An existing folder is used
 only when everything in it is a file these commands write (``metrics.json`` with a report of
@@ -21,19 +21,16 @@ import torch
 from recourse.data import prepare_out_dir
 from recourse.errors import BundleError
 from recourse.runtime import parse_device
+from recourse.vision.data import DATASETS
+from recourse.vision.models import VisionBundle, demo_vision_bundle, load_bundle
 
-from .data import DATASETS
-from .models import VisionBundle, demo_vision_bundle, load_bundle
+from . import CommandError
 
 FBS_P = (0.0, 0.5, 2.0 / 3.0, 1.0)
 DEFAULT_P = 0.5
 """FBS's default exponent; GSE's penalty is always ℓ½."""
 OWN_OUTPUT = re.compile(r"metrics\.json|(\d{3,}|class\d+)_[a-z0-9_]+\.png")
 """Names of the files the two commands write into ``--out``."""
-
-
-class CommandError(ValueError):
-    """Bad input for a command; the message names the field."""
 
 
 def check_device(device: str | torch.device | None) -> torch.device:
@@ -183,10 +180,10 @@ def run_attack(method: str, *, vb: VisionBundle, image: Path | None, index: int,
     ``p`` (FBS only; default 0.5) and ``lam`` (GSE and FBS only) given to another method are
     ignored with a note in the report's ``notes``.
     """
-    from .attacks import fbs_attack, fw_attack, gse_attack, pgd_attack
-    from .explain import axai
-    from .figures import save_attack_figures
-    from .metrics import attack_summary, default_patch
+    from recourse.vision.attacks import fbs_attack, fw_attack, gse_attack, pgd_attack
+    from recourse.vision.explain import axai
+    from recourse.vision.figures import save_attack_figures
+    from recourse.vision.metrics import attack_summary, default_patch
 
     if method not in ("gse", "fbs", "pgd", "fw"):
         raise CommandError(f"--method: unknown attack {method!r}; expected gse, fbs, pgd or fw")
@@ -237,8 +234,8 @@ def run_explain(method: str, *, vb: VisionBundle, image: Path | None, index: int
 
     AXAI keeps at most ``k`` segments per image: all of them where an image has fewer (a note says so).
     """
-    from .explain import axai, concept_probe, gradient_attribution
-    from .figures import save_attack_figures, save_map_figure
+    from recourse.vision.explain import axai, concept_probe, gradient_attribution
+    from recourse.vision.figures import save_attack_figures, save_map_figure
 
     if method not in ("axai", "probe", "saliency", "smoothgrad", "ig", "gradcam"):
         raise CommandError(f"--method: unknown explainer {method!r}; expected axai, probe, saliency, smoothgrad, ig or gradcam")

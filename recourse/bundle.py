@@ -43,16 +43,15 @@ from .density import ClassConditionalDensity, available_densities, fit_class_con
 from .encoding import TabularEncoder, complete_schema
 from .errors import BundleError
 from .model_io import MODEL_JSON, MODEL_TENSORS, check_bundle_json, file_sha256, load_classifier, read_bundle_json, save_classifier
-from .models import TorchClassifier, from_sklearn, train_logistic, train_mlp
+from .models import TorchClassifier, from_sklearn, get_model_kind
 from .runtime import parse_device
 from .schema import FeatureSchema
 from .surrogate import distill
 from .trees import FORMAT as TREES_FORMAT
-from .trees import TREE_MODELS, TreeEnsemble, is_tree_model, train_tree_model, tree_classifier
+from .trees import TreeEnsemble, is_tree_model, tree_classifier
 from .scfe import RecourseEngine, SCFEConfig
 
 FORMAT = "recourse-bundle/1"
-DENSITIES = ("kde", "gmm", "knn")
 EXTERNAL = "external"
 DEFAULT_MAX_CHANGES = {"german_credit": 3, "wine": 2}
 
@@ -111,7 +110,7 @@ def build_bundle(
     out: str | Path,
     *,
     model: str | Any = "mlp",
-    densities: Sequence[str] = DENSITIES,
+    densities: Sequence[str] | None = None,
     test: tuple[pd.DataFrame, np.ndarray] | None = None,
     max_changes: int = 3,
     default_density: str = "kde",
@@ -126,6 +125,9 @@ def build_bundle(
     """
     if schema.target is None:
         raise BundleError("the schema needs a target (name, classes, favourable) to build a bundle")
+    if densities is None:  # every registered density, the default one first
+        densities = sorted(available_densities(), key=lambda name: (name != default_density, name))
+    densities = list(densities)
     schema = complete_schema(schema, train)
     encoder = TabularEncoder(schema)
     x = encoder.encode(train)
@@ -138,12 +140,11 @@ def build_bundle(
     y_values = np.array([classes[i] for i in y_idx])
     started = time.perf_counter()
     verifier, surrogate_info = None, None
-    if model == "mlp":
-        clf = train_mlp(x, y_values, seed=seed)
-    elif model == "logistic":
-        clf = train_logistic(x, y_values, seed=seed)
-    elif model in TREE_MODELS or is_tree_model(model):
-        estimator = train_tree_model(model, x, y_values, seed=seed) if isinstance(model, str) else model
+    kind = get_model_kind(model) if isinstance(model, str) else None  # the registry (recourse.models)
+    if kind is not None and kind.differentiable:
+        clf = kind.train(x, y_values, seed)
+    elif kind is not None or is_tree_model(model):
+        estimator = kind.train(x, y_values, seed) if kind is not None else model
         verifier = tree_classifier(estimator)
         clf, fidelity = distill(verifier, x, [fc.slice for fc in encoder.layout], _numeric_columns(encoder),
                                 seed=seed, teacher=estimator.predict_proba)

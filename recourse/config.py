@@ -100,8 +100,6 @@ class SCFEConfig:
             return 0.0
         if self.density_weight is not None:
             return float(self.density_weight)
-        try:  # TEMP until the density registry declares defaults
-            from .density import default_density_weight
-        except ImportError:
-            return {"kde": 0.02, "gmm": 0.02, "knn": 0.5}[self.density]
+        from .density import default_density_weight
+
         return default_density_weight(self.density)

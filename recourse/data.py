@@ -4,7 +4,7 @@ The bundled data sets are German credit (shipped under ``datasets/``) and Wine (
 copy).  Each loader returns a :class:`Dataset`: the schema, a DataFrame of raw feature values
 (levels by name) and the labels.  Splits are seeded and reproducible.
 
-User tables (``recourse train --data``, ``recourse audit``) go through one conversion,
+User tables (training tables, audit populations) go through one conversion,
 :func:`coerce_table` (numbers parsed cell by cell, so only unparseable cells are reported), and
 one error format, :func:`format_row_errors` (data rows numbered from 1, header not counted).
 :func:`read_training_table` checks a training table up front: columns, rows, target values, and
@@ -21,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from .errors import FieldError, RecordValidationError, SchemaError
+from .errors import FieldError, RecordValidationError, RecourseError, SchemaError
 from .schema import FeatureSchema, Target, shorten
 
 MIN_CLASS_ROWS = 5
@@ -30,8 +30,9 @@ MAX_ROW_ERRORS = 20
 """Row errors shown before '... and N more'."""
 
 
-class DataInputError(ValueError):
-    """A user table or output directory cannot be used; the message names the option, file, row or column."""
+class DataInputError(RecourseError):
+    """A user table or output directory cannot be used; the message names the parameter (in
+    backticks, e.g. `` `path` ``), file, row or column."""
 
 DATASETS_DIR = Path(os.environ.get("RECOURSE_DATASETS", Path(__file__).resolve().parent.parent / "datasets"))
 DATASETS = ("german", "wine")
@@ -178,31 +179,31 @@ def read_training_table(path: str | Path, schema: FeatureSchema, target: str | N
     values) of a CSV training table; every problem raises :class:`DataInputError` naming it."""
     path = Path(path)
     if not path.exists():
-        raise DataInputError(f"--data {path}: no such file")
+        raise DataInputError(f"`path` {path}: no such file")
     if not path.is_file():
-        raise DataInputError(f"--data {path}: not a file")
+        raise DataInputError(f"`path` {path}: not a file")
     try:
         table = pd.read_csv(path)
     except Exception as exc:  # pandas raises many kinds for malformed tables
-        raise DataInputError(f"--data {path}: cannot read the table ({exc.__class__.__name__}: {shorten(str(exc), 200)})") from None
+        raise DataInputError(f"`path` {path}: cannot read the table ({exc.__class__.__name__}: {shorten(str(exc), 200)})") from None
     if schema.target is None:
-        raise DataInputError("--schema: the schema names no target (name, classes, favourable); training needs one")
+        raise DataInputError("`schema`: the schema names no target (name, classes, favourable); training needs one")
     target = target or schema.target.name
     missing = [c for c in schema.names + [target] if c not in table.columns]
     if missing:
-        raise DataInputError(f"--data {path}: missing columns {missing}")
+        raise DataInputError(f"`path` {path}: missing columns {missing}")
     if schema.target.name != target:
-        raise DataInputError(f"--target {target}: the schema's target describes the column '{schema.target.name}'; "
+        raise DataInputError(f"`target` {target}: the schema's target describes the column '{schema.target.name}'; "
                              f"the schema's target must describe the column '{target}' (name, classes, favourable), "
-                             f"or give --target {schema.target.name}")
+                             f"or give `target={schema.target.name!r}`")
     if table.empty:
-        raise DataInputError(f"--data {path}: no data rows (the table has only a header)")
+        raise DataInputError(f"`path` {path}: no data rows (the table has only a header)")
     try:
         records = schema.validate_records(coerce_table(table[schema.names], schema).to_dict(orient="records"))
     except RecordValidationError as exc:
-        raise DataInputError(format_row_errors(exc.errors, f"--data {path}")) from None
-    labels = class_values(table[target], schema.target, f"--data {path}")
-    check_class_rows(labels, schema.target, f"--data {path}")
+        raise DataInputError(format_row_errors(exc.errors, f"`path` {path}")) from None
+    labels = class_values(table[target], schema.target, f"`path` {path}")
+    check_class_rows(labels, schema.target, f"`path` {path}")
     return pd.DataFrame(records, columns=schema.names), labels
 
 
@@ -239,7 +240,7 @@ def check_class_rows(labels: np.ndarray, target: Target, source: str) -> None:
              + f" has {counts[str(c)]} row{'' if counts[str(c)] == 1 else 's'}"
              for c in target.classes if counts[str(c)] < MIN_CLASS_ROWS]
     if short:
-        raise DataInputError(f"{source}: every class of the target '{target.name}' (--target) needs at least {MIN_CLASS_ROWS} "
+        raise DataInputError(f"{source}: every class of the target '{target.name}' (`target`) needs at least {MIN_CLASS_ROWS} "
                              f"rows to fit the model and its density, but " + ", ".join(short))
 
 
@@ -250,21 +251,21 @@ def prepare_out_dir(out: Path, foreign: Callable[[Path], list[str]], holds: str,
     otherwise raise ``error`` listing the foreign entries, before a file is written."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise error(f"--out: {out} exists and is not a directory")
+        raise error(f"`out`: {out} exists and is not a directory")
     try:
         strangers = sorted(foreign(out)) if out.is_dir() else []
     except OSError as exc:
-        raise error(f"--out: cannot read {out} ({exc.strerror or exc})") from None
+        raise error(f"`out`: cannot read {out} ({exc.strerror or exc})") from None
     if strangers:
         shown = ", ".join(strangers[:3]) + (f" and {len(strangers) - 3} more" if len(strangers) > 3 else "")
-        raise error(f"--out: {out} holds files that are not {holds} ({shown}); nothing was written "
+        raise error(f"`out`: {out} holds files that are not {holds} ({shown}); nothing was written "
                     "(give a new or empty directory so that no file of yours is overwritten)")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise error(f"--out: cannot create {out} ({exc.strerror or exc})") from None
+        raise error(f"`out`: cannot create {out} ({exc.strerror or exc})") from None
     if not os.access(out, os.W_OK | os.X_OK):
-        raise error(f"--out: {out} is not writable")
+        raise error(f"`out`: {out} is not writable")
 
 
 def all_entries_unless(owned: Callable[[Path], bool]) -> Callable[[Path], list[str]]:
@@ -273,5 +274,5 @@ def all_entries_unless(owned: Callable[[Path], bool]) -> Callable[[Path], list[s
 
 
 def is_bundle_dir(path: Path) -> bool:
-    """Whether ``path`` holds a bundle (it has metadata.json), which ``recourse train --out`` may replace."""
+    """Whether ``path`` holds a bundle (it has metadata.json), which building a bundle into it may replace."""
     return (Path(path) / "metadata.json").is_file()

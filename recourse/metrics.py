@@ -21,9 +21,10 @@ value in the row).  Definitions:
 * **violations** – number of returned counterfactuals that break at least one constraint: change
   an immutable, leave a range, move against a direction, exceed ``max_change`` or m changes,
   or break a type (non-integral integer, unknown level); see :func:`recourse.constraints.violations`.
-* **LOF** (plausibility) – target-class local outlier factor: ``LocalOutlierFactor(novelty=True,
-  n_neighbors=min(30, n_t − 1))`` fitted on the training points of class t (scaled space), score
-  ``−score_samples`` (≈1 inlier, larger = outlier).  NaN when class t has fewer than 3 points.
+* **LOF** (plausibility) – target-class local outlier factor against the training points of
+  class t (scaled space), k = min(30, n_t − 1): :class:`recourse.density.lof.NoveltyLOF`, the
+  value of scikit-learn's ``−LocalOutlierFactor(novelty=True).score_samples`` (≈1 inlier, larger
+  = outlier).  NaN when class t has fewer than 3 points.
 * **yNN** (plausibility) – share of the k = 5 nearest training points (Euclidean, scaled space,
   all classes) that the model puts in the target class (1 = the neighbourhood agrees).
 * **redundancy** – for a valid counterfactual, the number of changed features that can each be
@@ -43,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from .constraints import changed_features, violations
+from .density.lof import NoveltyLOF
 from .encoding import TabularEncoder
 from .schema import FeatureSchema
 
@@ -59,6 +61,7 @@ __all__ = [
     "violation_flags",
     "count_violations",
     "violation_kinds",
+    "NoveltyLOF",
     "lof_scores",
     "ynn_scores",
     "redundancy",
@@ -120,54 +123,16 @@ def count_violations(schema: FeatureSchema, originals: pd.DataFrame, counterfact
     return int(violation_flags(schema, originals, counterfactuals, max_changes).sum())
 
 
-class NoveltyLOF:
-    r"""Scores of a fitted ``LocalOutlierFactor(novelty=True)``, computed in numpy.
-
-    The same maths as scikit-learn's ``score_samples`` without its per-call validation and
-    tree queries (which dominate for the few rows of a single request): for a query q with
-    k nearest training points :math:`N(q)` at distances :math:`d_j`,
-
-    .. math::
-        \mathrm{lrd}(q) = 1 / \big(\operatorname{mean}_{j\in N(q)} \max(d_j, \mathrm{kdist}_j) + 10^{-10}\big),\quad
-        \mathrm{score}(q) = -\operatorname{mean}_{j\in N(q)} \mathrm{lrd}_j / \mathrm{lrd}(q),
-
-    with the training points' k-distances and lrds taken from the fitted model.
-    """
-
-    _CHUNK = 1 << 22  # elements of one (rows, points, features) difference block
-
-    def __init__(self, model):
-        self.points = np.asarray(model._fit_X, dtype=np.float64)
-        self.k = int(model.n_neighbors_)
-        self.kdist = np.asarray(model._distances_fit_X_[:, self.k - 1], dtype=np.float64)
-        self.lrd = np.asarray(model._lrd, dtype=np.float64)
-
-    def score_samples(self, X: np.ndarray) -> np.ndarray:
-        X = np.asarray(X, dtype=np.float64)
-        n, (m, d) = len(X), self.points.shape
-        out = np.empty(n)
-        step = max(1, self._CHUNK // max(1, m * d))
-        for s in range(0, n, step):
-            q = X[s:s + step]
-            dist = np.sqrt(((q[:, None, :] - self.points[None, :, :]) ** 2).sum(-1))
-            idx = np.argpartition(dist, self.k - 1, axis=1)[:, :self.k]
-            near = np.take_along_axis(dist, idx, axis=1)
-            lrd_q = 1.0 / (np.maximum(near, self.kdist[idx]).mean(1) + 1e-10)
-            out[s:s + step] = -(self.lrd[idx] / lrd_q[:, None]).mean(1)
-        return out
-
-
 def _lof_model(points: np.ndarray, n_neighbors: int = 30) -> NoveltyLOF | None:
-    from sklearn.neighbors import LocalOutlierFactor
-
+    """The class's LOF scorer (k = min(n_neighbors, n − 1)), or None below 3 points."""
     if len(points) < 3:
         return None
-    return NoveltyLOF(LocalOutlierFactor(n_neighbors=min(n_neighbors, len(points) - 1), novelty=True).fit(points))
+    return NoveltyLOF(points, n_neighbors)
 
 
 def lof_scores(train_encoded: np.ndarray, train_labels: np.ndarray, encoded: np.ndarray, targets: np.ndarray,
                n_neighbors: int = 30, _cache: dict | None = None) -> np.ndarray:
-    """(N,) target-class LOF ``−score_samples`` of each encoded row (NaN if the class has < 3 points)."""
+    """(N,) target-class LOF of each encoded row (NaN if the class has < 3 points)."""
     cache = {} if _cache is None else _cache
     targets = np.asarray(targets)
     out = np.full(len(encoded), np.nan)
@@ -176,7 +141,7 @@ def lof_scores(train_encoded: np.ndarray, train_labels: np.ndarray, encoded: np.
             cache[t] = _lof_model(np.asarray(train_encoded)[np.asarray(train_labels) == t], n_neighbors)
         if cache[t] is not None:
             rows = targets == t
-            out[rows] = -cache[t].score_samples(encoded[rows])
+            out[rows] = cache[t].lof(encoded[rows])
     return out
 
 

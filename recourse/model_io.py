@@ -8,9 +8,11 @@ Loading never unpickles anything: a model is a directory with
   ``safetensors.torch.load_file``, which cannot execute code).
 
 Only ``nn.Sequential`` models (nested Sequentials are flattened) built from ``nn.Linear``,
-:class:`~recourse.models.Affine`, ``nn.ReLU``, ``nn.Tanh``, ``nn.Sigmoid``, ``nn.Identity``,
-``nn.LeakyReLU``, ``nn.ELU``, ``nn.Softmax`` and ``nn.Flatten`` can be saved; layer types are matched
-exactly, so a subclass with a custom ``forward`` is refused.
+:class:`~recourse.models.Affine`, ``nn.Conv2d``, ``nn.MaxPool2d``, ``nn.ReLU``, ``nn.Tanh``,
+``nn.Sigmoid``, ``nn.Identity``, ``nn.LeakyReLU``, ``nn.ELU``, ``nn.Softmax`` and ``nn.Flatten``
+can be saved; layer types are matched exactly, so a subclass with a custom ``forward`` is
+refused.  The layer spec (:func:`module_to_spec`, :data:`LayerSpec`) is the one network format of
+the project: the vision bundles (:mod:`recourse.vision.models`) store their CNNs in it too.
 
 Why there is no ``torch.export`` fallback (checked against the torch 2.13 sources):
 ``torch.export.load`` documents "uses pickle under the hood ... Never load data from an untrusted
@@ -32,10 +34,11 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, Optional, TypeVar, Union
 
 import torch
-from pydantic import BaseModel, ValidationError
+from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, TypeAdapter,
+                      ValidationError)
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
@@ -48,8 +51,10 @@ __all__ = [
     "FORMAT_VERSION",
     "MODEL_JSON",
     "MODEL_TENSORS",
+    "LayerSpec",
     "module_to_spec",
     "module_from_spec",
+    "parse_layers",
     "save_classifier",
     "load_classifier",
     "file_sha256",
@@ -64,27 +69,158 @@ _M = TypeVar("_M", bound=BaseModel)
 _DTYPES: dict[str, torch.dtype] = {
     "float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64,
 }
-_PLAIN: dict[str, type[nn.Module]] = {
-    "ReLU": nn.ReLU, "Tanh": nn.Tanh, "Sigmoid": nn.Sigmoid, "Identity": nn.Identity,
-}
-_SUPPORTED = "Linear, Affine, ReLU, Tanh, Sigmoid, Identity, LeakyReLU, ELU, Softmax, Flatten"
-# layer type -> (hyper-parameter keys, tensor names)
-_LAYER_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "Linear": (("in_features", "out_features", "bias"), ("weight", "bias")),
-    "Affine": (("n_features",), ("scale", "shift")),
-    "ReLU": ((), ()), "Tanh": ((), ()), "Sigmoid": ((), ()), "Identity": ((), ()),
-    "LeakyReLU": (("negative_slope",), ()),
-    "ELU": (("alpha",), ()),
-    "Softmax": (("dim",), ()),
-    "Flatten": (("start_dim", "end_dim"), ()),
-}
 
 
-# ---------------------------------------------------------------------- spec <-> module
+# ---------------------------------------------------------------------- the layer spec
+# One vocabulary for every saved network (tabular classifiers, vision CNNs): a layer is a JSON
+# object {"type": <torch class name>, <hyper-parameters under torch's own names>}; its tensors are
+# stored under "<i>.<name>" (i = the layer's index in the flattened Sequential).
+_PosInt = Annotated[StrictInt, Field(ge=1)]
+_NonNegInt = Annotated[StrictInt, Field(ge=0)]
+_Number = Annotated[Union[StrictInt, StrictFloat], Field(allow_inf_nan=False)]
+_Pair = tuple[_PosInt, _PosInt]
+
+
+class _Layer(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def build(self, dtype: torch.dtype, device: torch.device | None) -> nn.Module:
+        raise NotImplementedError
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Expected shape of each tensor of the layer (by name)."""
+        return {}
+
+
+class LinearSpec(_Layer):
+    type: Literal["Linear"]
+    in_features: _PosInt
+    out_features: _PosInt
+    bias: StrictBool = True
+
+    def build(self, dtype, device):
+        return nn.Linear(self.in_features, self.out_features, bias=self.bias, dtype=dtype, device=device)
+
+    def shapes(self):
+        out = {"weight": (self.out_features, self.in_features)}
+        return {**out, "bias": (self.out_features,)} if self.bias else out
+
+
+class AffineSpec(_Layer):
+    type: Literal["Affine"]
+    n_features: _PosInt
+
+    def build(self, dtype, device):
+        return Affine(torch.ones(self.n_features, dtype=dtype, device=device),
+                      torch.zeros(self.n_features, dtype=dtype, device=device))
+
+    def shapes(self):
+        return {"scale": (self.n_features,), "shift": (self.n_features,)}
+
+
+class Conv2dSpec(_Layer):
+    type: Literal["Conv2d"]
+    in_channels: _PosInt
+    out_channels: _PosInt
+    kernel_size: _Pair
+    stride: _Pair = (1, 1)
+    padding: tuple[_NonNegInt, _NonNegInt] = (0, 0)
+    bias: StrictBool = True
+
+    def build(self, dtype, device):
+        return nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding,
+                         bias=self.bias, dtype=dtype, device=device)
+
+    def shapes(self):
+        out = {"weight": (self.out_channels, self.in_channels, *self.kernel_size)}
+        return {**out, "bias": (self.out_channels,)} if self.bias else out
+
+
+class MaxPool2dSpec(_Layer):
+    type: Literal["MaxPool2d"]
+    kernel_size: _Pair
+    stride: _Pair
+    padding: tuple[_NonNegInt, _NonNegInt] = (0, 0)
+
+    def build(self, dtype, device):
+        return nn.MaxPool2d(self.kernel_size, self.stride, self.padding)
+
+
+class _Plain(_Layer):
+    def build(self, dtype, device):
+        return _PLAIN[self.type]()
+
+
+class ReLUSpec(_Plain):
+    type: Literal["ReLU"]
+
+
+class TanhSpec(_Plain):
+    type: Literal["Tanh"]
+
+
+class SigmoidSpec(_Plain):
+    type: Literal["Sigmoid"]
+
+
+class IdentitySpec(_Plain):
+    type: Literal["Identity"]
+
+
+class LeakyReLUSpec(_Layer):
+    type: Literal["LeakyReLU"]
+    negative_slope: _Number = 0.01
+
+    def build(self, dtype, device):
+        return nn.LeakyReLU(float(self.negative_slope))
+
+
+class ELUSpec(_Layer):
+    type: Literal["ELU"]
+    alpha: _Number = 1.0
+
+    def build(self, dtype, device):
+        return nn.ELU(float(self.alpha))
+
+
+class SoftmaxSpec(_Layer):
+    type: Literal["Softmax"]
+    dim: Optional[StrictInt]
+
+    def build(self, dtype, device):
+        return nn.Softmax(dim=self.dim)
+
+
+class FlattenSpec(_Layer):
+    type: Literal["Flatten"]
+    start_dim: StrictInt = 1
+    end_dim: StrictInt = -1
+
+    def build(self, dtype, device):
+        return nn.Flatten(self.start_dim, self.end_dim)
+
+
+_PLAIN: dict[str, type[nn.Module]] = {"ReLU": nn.ReLU, "Tanh": nn.Tanh, "Sigmoid": nn.Sigmoid, "Identity": nn.Identity}
+LayerSpec = Annotated[Union[LinearSpec, AffineSpec, Conv2dSpec, MaxPool2dSpec, ReLUSpec, TanhSpec, SigmoidSpec,
+                            IdentitySpec, LeakyReLUSpec, ELUSpec, SoftmaxSpec, FlattenSpec], Field(discriminator="type")]
+"""One layer of a spec (pydantic, discriminated by ``type``): use it to validate layer lists."""
+_LAYERS = TypeAdapter(list[LayerSpec])
+_SUPPORTED = "Linear, Affine, Conv2d, MaxPool2d, ReLU, Tanh, Sigmoid, Identity, LeakyReLU, ELU, Softmax, Flatten"
+
+
+def _pair(v: int | tuple[int, ...]) -> list[int]:
+    return [int(v), int(v)] if isinstance(v, int) else [int(a) for a in v]
+
+
 def _flatten(module: nn.Module) -> list[nn.Module]:
     if type(module) is nn.Sequential:
         return [leaf for child in module for leaf in _flatten(child)]
     return [module]
+
+
+def _unsupported(m: nn.Module, why: str = "") -> TypeError:
+    t = type(m)
+    return TypeError(f"unsupported layer {t.__module__}.{t.__qualname__}{why}; supported: {_SUPPORTED}")
 
 
 def _layer_spec(m: nn.Module) -> dict[str, Any]:
@@ -94,6 +230,18 @@ def _layer_spec(m: nn.Module) -> dict[str, Any]:
                 "bias": m.bias is not None}
     if t is Affine:
         return {"type": "Affine", "n_features": m.n_features}
+    if t is nn.Conv2d:
+        if (isinstance(m.padding, str) or tuple(m.dilation) != (1, 1) or m.groups != 1
+                or m.padding_mode != "zeros"):
+            raise _unsupported(m, " (only integer padding, dilation 1, groups 1, zero padding mode)")
+        return {"type": "Conv2d", "in_channels": int(m.in_channels), "out_channels": int(m.out_channels),
+                "kernel_size": _pair(m.kernel_size), "stride": _pair(m.stride), "padding": _pair(m.padding),
+                "bias": m.bias is not None}
+    if t is nn.MaxPool2d:
+        if _pair(m.dilation) != [1, 1] or m.ceil_mode or m.return_indices:
+            raise _unsupported(m, " (only dilation 1, ceil_mode and return_indices off)")
+        return {"type": "MaxPool2d", "kernel_size": _pair(m.kernel_size), "stride": _pair(m.stride),
+                "padding": _pair(m.padding)}
     for name, cls in _PLAIN.items():
         if t is cls:
             return {"type": name}
@@ -105,51 +253,45 @@ def _layer_spec(m: nn.Module) -> dict[str, Any]:
         return {"type": "Softmax", "dim": None if m.dim is None else int(m.dim)}
     if t is nn.Flatten:
         return {"type": "Flatten", "start_dim": int(m.start_dim), "end_dim": int(m.end_dim)}
-    raise TypeError(f"unsupported layer {t.__module__}.{t.__qualname__}; supported: {_SUPPORTED}")
+    raise _unsupported(m)
 
 
 def module_to_spec(module: nn.Module) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """Describe an ``nn.Sequential`` of supported layers as ``(spec, tensors)``.
 
     ``spec = {"type": "Sequential", "layers": [{"type": ..., <hyper-parameters>}, ...]}`` is
-    JSON-serialisable; ``tensors`` maps ``"<i>.<name>"`` (i = index in the flattened layer list,
-    the key of ``nn.Sequential(*layers).state_dict()``) to detached tensors.  A bare supported
-    layer counts as a one-layer Sequential.  Unsupported layer -> ``TypeError`` naming it.
+    JSON-serialisable (layer types and keys are torch's names, see :data:`LayerSpec`);
+    ``tensors`` maps ``"<i>.<name>"`` (i = index in the flattened layer list, the key of
+    ``nn.Sequential(*layers).state_dict()``) to detached tensors.  A bare supported layer counts
+    as a one-layer Sequential.  Unsupported layer (or option) -> ``TypeError`` naming it.
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
     layers = _flatten(module)
     specs = [_layer_spec(m) for m in layers]
     tensors: dict[str, Tensor] = {}
-    for i, (m, s) in enumerate(zip(layers, specs)):
-        for name in _LAYER_KEYS[s["type"]][1]:
-            t = getattr(m, name)
-            if t is not None:
-                tensors[f"{i}.{name}"] = t.detach()
+    for i, m in enumerate(layers):
+        tensors.update({f"{i}.{name}": t.detach() for name, t in m.state_dict().items()})
     return {"type": "Sequential", "layers": specs}, tensors
 
 
-def _int(layer: dict[str, Any], key: str, i: int, minimum: int | None = None) -> int:
-    v = layer[key]
-    if isinstance(v, bool) or not isinstance(v, int) or (minimum is not None and v < minimum):
-        raise ValueError(f"layer {i} ({layer['type']}): {key} must be an int"
-                         + (f" >= {minimum}" if minimum is not None else "") + f", got {v!r}")
-    return v
-
-
-def _float(layer: dict[str, Any], key: str, i: int) -> float:
-    v = layer[key]
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ValueError(f"layer {i} ({layer['type']}): {key} must be a finite number, got {v!r}")
-    return float(v)
+def parse_layers(layers: Any) -> list[_Layer]:
+    """The validated layers of a spec's ``layers`` list; ``ValueError`` naming each bad field
+    (``layers.<i>.<key>: problem``) on one line."""
+    try:
+        return _LAYERS.validate_python(layers)
+    except ValidationError as exc:
+        problems = validation_problems(exc, ("layers",)).split("\n  - ")[1:]
+        raise ValueError("invalid layer spec: " + "; ".join(problems)) from None
 
 
 def module_from_spec(spec: dict[str, Any], tensors: dict[str, Tensor]) -> nn.Sequential:
     """Rebuild the ``nn.Sequential`` described by :func:`module_to_spec`, strictly validated.
 
-    Checks layer types (unknown -> ``ValueError``), hyper-parameters, that ``tensors`` has exactly
-    the expected keys with the expected shapes and one floating dtype, and that consecutive
-    ``Linear``/``Affine`` widths agree.  The module is built in the tensors' dtype, on their device.
+    Checks layer types and hyper-parameters (:func:`parse_layers`), that consecutive
+    ``Linear``/``Affine`` widths and ``Conv2d`` channels agree, and that ``tensors`` has exactly
+    the expected keys with the expected shapes, finite values and one floating dtype.  The
+    module is built in the tensors' dtype, on their device.  Problems -> ``ValueError``.
     """
     if not isinstance(spec, dict) or spec.get("type") != "Sequential" or not isinstance(spec.get("layers"), list):
         raise ValueError("spec must be a dict {'type': 'Sequential', 'layers': [...]}")
@@ -166,47 +308,29 @@ def module_from_spec(spec: dict[str, Any], tensors: dict[str, Tensor]) -> nn.Seq
         raise ValueError(f"tensors must be floating point, got {dtype}")
     device = next(iter(tensors.values())).device if tensors else None
 
-    layers: list[nn.Module] = []
+    specs = parse_layers(spec["layers"])
     shapes: dict[str, tuple[int, ...]] = {}
-    width: int | None = None
-    for i, layer in enumerate(spec["layers"]):
-        if not isinstance(layer, dict) or not isinstance(layer.get("type"), str):
-            raise ValueError(f"layer {i}: must be a dict with a string 'type', got {layer!r}")
-        kind = layer["type"]
-        if kind not in _LAYER_KEYS:
-            raise ValueError(f"layer {i}: unknown layer type {kind!r}; supported: {_SUPPORTED}")
-        keys = set(_LAYER_KEYS[kind][0])
-        if set(layer) - {"type"} != keys:
-            raise ValueError(f"layer {i} ({kind}): expected keys {sorted(keys)}, got {sorted(set(layer) - {'type'})}")
-        if kind == "Linear":
-            n_in, n_out = _int(layer, "in_features", i, 1), _int(layer, "out_features", i, 1)
-            if not isinstance(layer["bias"], bool):
-                raise ValueError(f"layer {i} (Linear): bias must be a bool, got {layer['bias']!r}")
-            if width is not None and width != n_in:
-                raise ValueError(f"layer {i} (Linear): in_features={n_in} but the previous layer outputs {width}")
-            width = n_out
-            shapes[f"{i}.weight"] = (n_out, n_in)
-            if layer["bias"]:
-                shapes[f"{i}.bias"] = (n_out,)
-            layers.append(nn.Linear(n_in, n_out, bias=layer["bias"], dtype=dtype, device=device))
-        elif kind == "Affine":
-            n = _int(layer, "n_features", i, 1)
-            if width is not None and width != n:
-                raise ValueError(f"layer {i} (Affine): n_features={n} but the previous layer outputs {width}")
-            width = n
-            shapes[f"{i}.scale"] = shapes[f"{i}.shift"] = (n,)
-            layers.append(Affine(torch.ones(n, dtype=dtype, device=device), torch.zeros(n, dtype=dtype, device=device)))
-        elif kind in _PLAIN:
-            layers.append(_PLAIN[kind]())
-        elif kind == "LeakyReLU":
-            layers.append(nn.LeakyReLU(_float(layer, "negative_slope", i)))
-        elif kind == "ELU":
-            layers.append(nn.ELU(_float(layer, "alpha", i)))
-        elif kind == "Softmax":
-            dim = None if layer["dim"] is None else _int(layer, "dim", i)
-            layers.append(nn.Softmax(dim=dim))
-        else:  # Flatten
-            layers.append(nn.Flatten(_int(layer, "start_dim", i), _int(layer, "end_dim", i)))
+    width: int | None = None  # features out of the last Linear/Affine (None: unknown)
+    channels: int | None = None  # channels out of the last Conv2d
+    for i, layer in enumerate(specs):
+        if isinstance(layer, LinearSpec):
+            if width is not None and width != layer.in_features:
+                raise ValueError(f"layer {i} (Linear): in_features={layer.in_features} but the previous layer "
+                                 f"outputs {width}")
+            width, channels = layer.out_features, None
+        elif isinstance(layer, AffineSpec):
+            if width is not None and width != layer.n_features:
+                raise ValueError(f"layer {i} (Affine): n_features={layer.n_features} but the previous layer "
+                                 f"outputs {width}")
+            width = layer.n_features
+        elif isinstance(layer, Conv2dSpec):
+            if channels is not None and channels != layer.in_channels:
+                raise ValueError(f"layer {i} (Conv2d): in_channels={layer.in_channels} but the previous "
+                                 f"convolution outputs {channels}")
+            width, channels = None, layer.out_channels
+        elif isinstance(layer, MaxPool2dSpec):
+            width = None
+        shapes.update({f"{i}.{name}": shape for name, shape in layer.shapes().items()})
 
     missing, extra = sorted(set(shapes) - set(tensors)), sorted(set(tensors) - set(shapes))
     if missing or extra:
@@ -216,7 +340,7 @@ def module_from_spec(spec: dict[str, Any], tensors: dict[str, Tensor]) -> nn.Seq
             raise ValueError(f"tensor {key!r} has shape {tuple(tensors[key].shape)}, expected {shape}")
         if not bool(torch.isfinite(tensors[key]).all()):
             raise ValueError(f"tensor {key!r} contains non-finite values")
-    module = nn.Sequential(*layers)
+    module = nn.Sequential(*(layer.build(dtype, device) for layer in specs))
     module.load_state_dict(tensors, strict=True)
     return module
 

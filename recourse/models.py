@@ -12,13 +12,16 @@ Everything is device-agnostic: a classifier follows the device of the tensors it
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Literal, overload
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from .errors import RecourseError
 
 __all__ = [
     "Affine",
@@ -28,6 +31,11 @@ __all__ = [
     "train_mlp",
     "train_logistic",
     "SUPPORTED_SKLEARN",
+    "ModelKind",
+    "UnknownModelKindError",
+    "register_model_kind",
+    "model_kinds",
+    "get_model_kind",
 ]
 
 OutputKind = Literal["logit", "logits", "proba"]
@@ -541,3 +549,77 @@ def train_logistic(
         est.fit(X, np.asarray(y))
     clf = from_sklearn(est, dtype=dtype)
     return (clf, est) if return_estimator else clf
+
+
+# ---------------------------------------------------------------------- model kinds
+@dataclass(frozen=True)
+class ModelKind:
+    """A kind of model that ``recourse train --model`` / :func:`recourse.bundle.build_bundle` can fit.
+
+    ``train(x, y, seed)`` fits it on scaled rows ``x`` with class labels ``y``.  A
+    ``differentiable`` kind returns a :class:`TorchClassifier` the solver uses directly; any other
+    returns a fitted scikit-learn estimator (a tree ensemble), which is exported exactly as the
+    verifier and distilled into a differentiable surrogate that steers the solver.
+    """
+
+    name: str
+    train: Callable[[np.ndarray, np.ndarray, int], Any]
+    differentiable: bool
+    about: str = ""
+
+
+class UnknownModelKindError(RecourseError):
+    """A model kind no trainer is registered under (``name``; ``available``: the registered kinds)."""
+
+    def __init__(self, name: Any):
+        self.name = name
+        self.available = model_kinds()
+        super().__init__(f"unknown model kind {name!r}; choose one of {', '.join(self.available)}")
+
+
+_MODEL_KINDS: dict[str, ModelKind] = {}
+
+
+def register_model_kind(name: str, *, differentiable: bool, about: str = "") -> Callable[[Callable], Callable]:
+    """Decorator registering ``train(x, y, seed=0)`` as the model kind ``name`` (the one list of
+    kinds: the CLI's ``--model`` choices, bundles and benchmarks read :func:`model_kinds`)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError("model kind name must be a non-empty string")
+
+    def decorator(train: Callable) -> Callable:
+        existing = _MODEL_KINDS.get(name)
+        if existing is not None and existing.train.__qualname__ != train.__qualname__:
+            raise ValueError(f"model kind {name!r} is already registered to {existing.train.__qualname__}")
+        _MODEL_KINDS[name] = ModelKind(name, train, bool(differentiable), about)
+        return train
+
+    return decorator
+
+
+def _load_model_plugins() -> None:
+    from . import trees  # noqa: F401  (registers the tree ensembles)
+
+
+def model_kinds() -> list[str]:
+    """Names of the registered model kinds, in registration order (``mlp`` first: the default)."""
+    _load_model_plugins()
+    return list(_MODEL_KINDS)
+
+
+def get_model_kind(name: str) -> ModelKind:
+    """The registered :class:`ModelKind` ``name``; :class:`UnknownModelKindError` (a ``ValueError``) otherwise."""
+    _load_model_plugins()
+    try:
+        return _MODEL_KINDS[name]
+    except (KeyError, TypeError):
+        raise UnknownModelKindError(name) from None
+
+
+@register_model_kind("mlp", differentiable=True, about="d→20→20→1 ReLU network (torch, Adam)")
+def _train_mlp_kind(x: np.ndarray, y: np.ndarray, seed: int = 0) -> TorchClassifier:
+    return train_mlp(x, y, seed=seed)
+
+
+@register_model_kind("logistic", differentiable=True, about="L2 logistic regression (scikit-learn, lbfgs)")
+def _train_logistic_kind(x: np.ndarray, y: np.ndarray, seed: int = 0) -> TorchClassifier:
+    return train_logistic(x, y, seed=seed)

@@ -11,11 +11,10 @@ with :math:`Z` the model's logits (the Carlini–Wagner hinge), :math:`W` the pr
 part is the indicator of :math:`\{\|y - x_b\|_{0,\mathcal G} \le m_b\} \cap \mathcal A_b`, whose
 prox is the exact projection onto it: per group, the box (or, for the one-hot columns of a
 mutable categorical feature, the unit simplex, so every iterate is a mixture of real
-categories), then the m groups that gain most (:func:`recourse.core.projections.select_groups`).
-The solver takes this projection in the W-norm (a diagonal preconditioner, see
-:meth:`SCFEProblem.prox`) and evaluates h and its gradient in closed form
-(:meth:`SCFEProblem.value_and_grad`); the projections are those of
-:mod:`recourse.core.projections` with their index tensors prepared once per problem.
+categories), then the m groups that gain most: :class:`recourse.core.projections.L0BoxProjection`,
+the same projection the image S-CFE uses, prepared once per problem.  The solver takes it in
+the W-norm (a diagonal preconditioner, see :meth:`SCFEProblem.prox`) and evaluates h and its
+gradient in closed form (:meth:`SCFEProblem.value_and_grad`).
 """
 from __future__ import annotations
 
@@ -26,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .core.projections import SimplexGroups, top_m_mask
+from .core.projections import L0BoxProjection
 from .models import Affine
 
 
@@ -233,9 +232,6 @@ class SCFEProblem:
         self.density_weight = density_weight
         self.margin = margin
         self.simplex = simplex
-        self._simplex_cols = simplex[simplex >= 0] if simplex is not None else None
-        if self._simplex_cols is not None and self._simplex_cols.numel() == 0:
-            self._simplex_cols = None
         self._margin = MarginGradient(classifier)
         budgets = data.max_changes.reshape(-1)
         self._budget: int | Tensor = budgets
@@ -246,12 +242,9 @@ class SCFEProblem:
         self._sign = 2.0 * data.target.to(data.x.dtype) - 1.0
         self._all: Tensor | None = None
         self._cache: tuple[Tensor, tuple] | None = None
-        # prox constants: (D, G) group-sum matrix (metric folded in) and the simplex layout's indices
-        onehot = (groups[:, None] == torch.arange(n_groups, device=groups.device)[None, :]).to(weights.dtype)
-        self._gain_matrix = onehot * (metric[:, None] if metric is not None else 1.0)
-        self._simplex_prep = SimplexGroups(simplex) if self._simplex_cols is not None else None
-        # some rows pin a mutable categorical (bounds zero): clamp again after the simplex projection
-        self._reclamp = bool(pinned_simplex) and self._simplex_prep is not None
+        # the feasible set's projection, its index tensors and (D, G) gain matrix prepared once
+        self._projection = L0BoxProjection(groups, n_groups, metric=metric, simplex=simplex,
+                                           pinned_simplex=pinned_simplex)
 
     def rows(self, rows: Tensor) -> RowData:
         return self._rows(rows)[0]
@@ -307,28 +300,14 @@ class SCFEProblem:
     def prox(self, v: Tensor, step: Tensor, rows: Tensor) -> Tensor:
         r"""Projection onto the feasible set (Euclidean, or in the W-norm when ``metric`` is W).
 
-        Per group, the box (the unit simplex for a mutable categorical's one-hot columns, see
-        :func:`recourse.core.projections.project_simplex_groups`); then the m groups with the
-        largest gain :math:`\sum_{i\in g} M_i\,z_i(2w_i - z_i)` are kept
-        (:func:`recourse.core.projections.select_groups`; boxes and simplices, W being constant
-        within a one-hot group, project the same in both norms).
+        :meth:`recourse.core.projections.L0BoxProjection.project_point`: per group, the box (the
+        unit simplex for a mutable categorical's one-hot columns); then the m groups with the
+        largest gain :math:`\sum_{i\in g} M_i\,z_i(2w_i - z_i)` are kept (boxes and simplices,
+        W being constant within a one-hot group, project the same in both norms).
         """
         d = self.rows(rows)
-        w = v - d.x
-        z = torch.clamp(w, d.lower, d.upper)
-        if self._simplex_prep is not None:
-            self._simplex_prep.project_into(z, v, d.x)
-            if self._reclamp:  # a pinned group's box is {0}; any other group's box holds its simplex
-                z = torch.maximum(torch.minimum(z, d.upper), d.lower)
-        gain = (z * (2.0 * w - z)) @ self._gain_matrix
-        m = self._budget_of(d)
-        if isinstance(m, int) and m >= self.n_groups:
-            return d.x + z
-        keep = top_m_mask(gain, m).index_select(1, self.groups)
-        return z.masked_fill_(keep.logical_not_(), 0.0).add_(d.x)
-
-    def _budget_of(self, d: RowData) -> int | Tensor:
-        return self._budget if isinstance(self._budget, int) else d.max_changes
+        m = self._budget if isinstance(self._budget, int) else d.max_changes
+        return self._projection.project_point(v, d.x, d.lower, d.upper, m)
 
 
 def _autograd_density(density: Any, y: Tensor, d: RowData, grad: bool) -> tuple[Tensor, Tensor | None]:

@@ -26,8 +26,11 @@ def format_recourse(rec: Recourse, schema: FeatureSchema) -> str:
     lines += ["", f"What would change the decision ({len(rec.actions)} of at most {rec.max_changes} changes):"]
     lines += [f"  {i}. {a.text}" for i, a in enumerate(rec.actions, 1)]
     cd = rec.counterfactual_decision
-    lines += ["", f"New decision: {cd.label} (model probability {cd.probability:.2f}), verified with the model.", "",
-              "Counterfactual record (* = changed):"]
+    lines += ["", f"New decision: {cd.label} (model probability {cd.probability:.2f}), verified with the model."]
+    if rec.reasons:
+        lines += ["", "Principal reasons (each change on its own, strongest first):"]
+        lines += [f"  - {r.text}" for r in rec.reasons]
+    lines += ["", "Counterfactual record (* = changed):"]
     changed = {a.feature for a in rec.actions}
     width = max(len(f.title) for f in schema.features)
     for feat in schema.features:

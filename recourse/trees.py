@@ -30,6 +30,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from .models import get_model_kind, model_kinds, register_model_kind
+
 Kind = Literal["forest", "boosting"]
 FORMAT = "recourse-trees/1"
 
@@ -273,24 +275,37 @@ def tree_classifier(estimator: Any) -> Any:
     return TorchClassifier(module, output=module.output, classes=list(estimator.classes_), n_features=module.n_features)
 
 
-TREE_MODELS = ("gbm", "hgb", "forest")
+@register_model_kind("gbm", differentiable=False, about="GradientBoosting, 200 trees of depth 3")
+def _train_gbm(x: np.ndarray, y: np.ndarray, seed: int = 0) -> Any:
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    return GradientBoostingClassifier(n_estimators=200, max_depth=3, learning_rate=0.1, random_state=seed).fit(x, y)
+
+
+@register_model_kind("hgb", differentiable=False, about="HistGradientBoosting, 200 iterations")
+def _train_hgb(x: np.ndarray, y: np.ndarray, seed: int = 0) -> Any:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, random_state=seed).fit(x, y)
+
+
+@register_model_kind("forest", differentiable=False, about="RandomForest, 200 trees, leaves of at least 2 rows")
+def _train_forest(x: np.ndarray, y: np.ndarray, seed: int = 0) -> Any:
+    from sklearn.ensemble import RandomForestClassifier
+
+    return RandomForestClassifier(n_estimators=200, min_samples_leaf=2, random_state=seed, n_jobs=1).fit(x, y)
+
+
+TREE_MODELS = tuple(name for name in model_kinds() if not get_model_kind(name).differentiable)
+"""The registered model kinds that are tree ensembles (trained estimators, exported exactly)."""
 
 
 def train_tree_model(kind: str, x: np.ndarray, y: np.ndarray, seed: int = 0) -> Any:
-    """Fit a scikit-learn tree ensemble on scaled rows: ``gbm`` (GradientBoosting, 200 trees of
-    depth 3), ``hgb`` (HistGradientBoosting, 200 iterations) or ``forest`` (RandomForest, 200
-    trees, leaves of at least 2 rows)."""
-    from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier, RandomForestClassifier
-
-    if kind == "gbm":
-        est = GradientBoostingClassifier(n_estimators=200, max_depth=3, learning_rate=0.1, random_state=seed)
-    elif kind == "hgb":
-        est = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, random_state=seed)
-    elif kind == "forest":
-        est = RandomForestClassifier(n_estimators=200, min_samples_leaf=2, random_state=seed, n_jobs=1)
-    else:
+    """Fit the registered tree-ensemble model kind ``kind`` (``gbm``, ``hgb``, ``forest``, see
+    :func:`recourse.models.model_kinds`) on scaled rows."""
+    if kind not in TREE_MODELS:
         raise ValueError(f"unknown tree model {kind!r}; choose one of {', '.join(TREE_MODELS)}")
-    return est.fit(x, y)
+    return get_model_kind(kind).train(x, y, seed=seed)
 
 
 def is_tree_model(model: Any) -> bool:

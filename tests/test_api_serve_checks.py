@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 import cli
 from api import ServiceConfig
 from api.keys import read_key_file
-from api.loadtest import free_port
+from benchmarks.http import free_port
 from api.server import ServeError, _Server, check_address, check_database, preflight, serve
 
 
@@ -26,24 +26,24 @@ def not_sqlite(tmp_path):
 
 # ---------------------------------------------------------------------- --database
 def test_database_directory_is_refused(tmp_path):
-    with pytest.raises(ServeError, match=r"^--database .*: is a directory"):
+    with pytest.raises(ServeError, match=r"^database .*: is a directory"):
         check_database(tmp_path)
 
 
 def test_database_that_is_not_sqlite_is_refused(not_sqlite):
-    with pytest.raises(ServeError, match=r"^--database .*notes\.db: the file exists and is not an SQLite database$"):
+    with pytest.raises(ServeError, match=r"^database .*notes\.db: the file exists and is not an SQLite database$"):
         check_database(not_sqlite)
     assert not_sqlite.read_bytes().startswith(b"these are not")  # left as it was
 
 
 def test_database_under_a_file_is_refused(tmp_path):
     (tmp_path / "plain").write_text("x")
-    with pytest.raises(ServeError, match=r"^--database .*: cannot create its folder .*part of that path is a file"):
+    with pytest.raises(ServeError, match=r"^database .*: cannot create its folder .*part of that path is a file"):
         check_database(tmp_path / "plain" / "sub" / "log.sqlite3")
 
 
 def test_database_that_cannot_be_created_is_refused():
-    with pytest.raises(ServeError, match=r"^--database /proc/.*: cannot open or create the file"):
+    with pytest.raises(ServeError, match=r"^database /proc/.*: cannot open or create the file"):
         check_database(Path("/proc/recourse-log.sqlite3"))
 
 
@@ -60,13 +60,13 @@ def test_a_port_in_use_is_refused():
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        with pytest.raises(ServeError, match=rf"^--port {port}: already in use on 127\.0\.0\.1"):
+        with pytest.raises(ServeError, match=rf"^port {port}: already in use on 127\.0\.0\.1"):
             check_address("127.0.0.1", port)
 
 
 @pytest.mark.parametrize("host", ["no-such-host.invalid", "192.0.2.1"])  # unresolvable; not this machine's (TEST-NET-1)
 def test_a_bad_host_is_refused(host):
-    with pytest.raises(ServeError, match=rf"^--host {host}: "):
+    with pytest.raises(ServeError, match=rf"^host {host}: "):
         check_address(host, free_port())
 
 
@@ -85,6 +85,8 @@ def test_serve_prints_one_line_and_exits_2_before_gunicorn(tmp_path, capsys):
         preflight(config, "127.0.0.1", free_port())
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_cli_serve_with_a_bad_database_or_a_busy_port_exits_2(german_bundle, not_sqlite, monkeypatch):
     monkeypatch.delenv("RECOURSE_API_KEY", raising=False)
     runner = CliRunner()

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 import cli
 from api.keys import new_key
-from api.loadtest import Server, free_port, request
+from benchmarks.http import Server, free_port, request
 
 DENIED = json.loads((Path(__file__).resolve().parent.parent / "datasets/german_credit/examples/denied_applicant.json").read_text())
 
@@ -25,6 +25,8 @@ def server(german_bundle, tmp_path_factory):
     srv.kill(signal.SIGTERM)
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_http_round_trip(server):
     status, body = request(server.port, "GET", "/readyz")
     assert status == 200 and json.loads(body)["status"] == "ok"
@@ -42,6 +44,8 @@ def test_http_round_trip(server):
     assert status == 200 and b"recourse_http_requests_total" in body
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_chunked_body_over_the_limit_is_413_and_long_ids_are_json_404(server):
     body = json.dumps({"applicant": DENIED, "pad": "x" * (5 * 1024 * 1024)}).encode()  # over the 4 MiB default
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
@@ -50,6 +54,10 @@ def test_chunked_body_over_the_limit_is_413_and_long_ids_are_json_404(server):
                      headers={"Content-Type": "application/json", "Authorization": f"Bearer {server.key}"}, encode_chunked=True)
         response = conn.getresponse()
         assert response.status == 413 and json.loads(response.read())["status"] == 413
+    except (BrokenPipeError, ConnectionResetError):
+        # the server answered 413 and closed while the client was still sending the rest of the
+        # body (a race of the two sides): the body was refused all the same; the service stays up
+        assert request(server.port, "GET", "/healthz", None, server.key)[0] == 200
     finally:
         conn.close()
     # ids up to gunicorn's request-line limit (4094 bytes) reach the app: JSON 404; longer lines get gunicorn's own 414
@@ -57,6 +65,8 @@ def test_chunked_body_over_the_limit_is_413_and_long_ids_are_json_404(server):
     assert status == 404 and "32 hexadecimal digits" in json.loads(text)["detail"]
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_answers_survive_kill_9(server):
     answers = []
     for duration in (30, 33, 36):
@@ -69,6 +79,7 @@ def test_answers_survive_kill_9(server):
         assert request(server.port, "GET", f"/v1/recourse/{answer_id}", None, server.key) == (200, body)
 
 
+@pytest.mark.integration
 def test_serve_refuses_to_start_without_keys_or_with_a_bad_bundle(tmp_path, monkeypatch):
     monkeypatch.delenv("RECOURSE_API_KEY", raising=False)
     runner = CliRunner()

@@ -51,6 +51,7 @@ def _table(result) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------- figures vs independent recomputation
+@pytest.mark.slow
 def test_report_figures_match_independent_recomputation(german_audit, german_engine, german_population):
     summary = german_audit.summary
     frame = pd.read_parquet(german_population)
@@ -146,6 +147,7 @@ class Stop(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_resume_after_interrupted_run(tmp_path, tiny_bundle, tiny_population):
     population = tmp_path / "pop.csv"
     pd.read_csv(tiny_population).head(180).to_csv(population, index=False)
@@ -179,6 +181,8 @@ def test_resume_after_interrupted_run(tmp_path, tiny_bundle, tiny_population):
         run_audit(population, out, tiny_bundle, AuditConfig(group_by=["region"], chunk_size=50), progress=False)
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_resume_after_sigkill(tmp_path, tiny_bundle, tiny_population):
     """A process killed with SIGKILL (no clean-up at all) after its third chunk; the rerun finishes the job."""
     import os
@@ -218,6 +222,8 @@ def test_parquet_chunks_are_exact(tmp_path):
 
 
 # ---------------------------------------------------------------------- dask
+@pytest.mark.slow
+@pytest.mark.integration
 def test_dask_engine_matches_in_process(tmp_path, tiny_bundle, tiny_population):
     from distributed import Client, LocalCluster
 
@@ -255,6 +261,7 @@ class _Collector(HTMLParser):
             self.links.append(tag)
 
 
+@pytest.mark.slow
 def test_html_report_parses_with_every_section_and_image(german_audit):
     text = german_audit.report_path.read_text()
     parser = _Collector()
@@ -292,6 +299,7 @@ def _brute_force(engine, row: pd.Series, m: int, eps: float) -> float:
     return float(cost[ok].min()) if ok.any() else float("nan")
 
 
+@pytest.mark.slow
 def test_exact_milp_matches_brute_force_and_certifies_none(tiny_engine):
     frame, _ = tiny_frame(120, seed=11)
     engine = tiny_engine
@@ -341,6 +349,7 @@ def test_exact_is_unavailable_for_mlp_bundles(german_engine, german_dataset):
     assert exact_recourse(german_engine, german_dataset.frame.iloc[:3], 3) is None
 
 
+@pytest.mark.slow
 def test_audit_reports_certified_no_recourse(tmp_path, tiny_bundle, tiny_population):
     config = AuditConfig(group_by=["region"], chunk_size=100, max_changes=1, stability_n=5, bootstrap=50)
     result = run_audit(tiny_population, tmp_path / "m1", tiny_bundle, config, progress=False)
@@ -367,6 +376,7 @@ def test_audit_reports_certified_no_recourse(tmp_path, tiny_bundle, tiny_populat
 
 
 # ---------------------------------------------------------------------- CLI
+@pytest.mark.slow
 def test_cli_audit_writes_report_and_csv(tmp_path, tiny_bundle, tiny_population):
     out = tmp_path / "cli"
     result = runner.invoke(app, ["audit", str(tiny_population), "--bundle", str(tiny_bundle.path), "--group-by", "region,income",
@@ -459,8 +469,7 @@ def test_cli_audit_all_missing_numeric_group_and_bins_options(tmp_path, tiny_bun
         (["--group-by", "score"], "--group-by: column 'score' has no values in the first 200 rows", "--bins score="),
         (["--group-by", "region", "--bins", "region=1,2"], "--bins: 'region' is not a numeric column", ""),
         (["--seed", "-1"], "--seed", ""),
-        (["--max-changes", "9223372036854775808"], "--max-changes", ""),
-        (["--max-changes", "6"], "--max-changes: must be a whole number from 1 to 5", ""),
+        (["--max-changes", "0"], "--max-changes: must be a whole number ≥ 1, got 0", ""),
     ]
     for args, message, hint in cases:
         result = _audit(path, tmp_path / "o", tiny_bundle, *args)
@@ -470,6 +479,11 @@ def test_cli_audit_all_missing_numeric_group_and_bins_options(tmp_path, tiny_bun
     assert result.exit_code == 0, result.output
     groups = json.loads((tmp_path / "o" / "summary.json").read_text())["fairness"]["score"]["groups"]
     assert [(g["group"], g["applicants"]) for g in groups] == [(MISSING, 300)]
+    for value in ("6", "9223372036854775808"):  # the one options rule: above the 5 features means all of them
+        result = _audit(path, tmp_path / f"m{value[:3]}", tiny_bundle, "--group-by", "region", "--max-changes", value)
+        assert result.exit_code == 0, result.output
+        summary = json.loads((tmp_path / f"m{value[:3]}" / "summary.json").read_text())
+        assert summary["coverage"]["max_changes"] == 5
 
 
 def test_cli_audit_leaves_a_foreign_out_directory_alone(tmp_path, tiny_bundle, tiny_population):

@@ -1,4 +1,4 @@
-"""Tests for recourse.bench: the S-CFE benchmark protocol and the DiCE conversions."""
+"""Tests for benchmarks.scfe (`recourse bench scfe`): the S-CFE benchmark protocol and the DiCE conversions."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from recourse.bench import DiceModel, benchmark_points, format_table, from_dice, run_scfe_benchmark, to_dice
+from benchmarks.scfe import DiceModel, benchmark_points, format_table, from_dice, run_scfe_benchmark, to_dice
 from recourse.bundle import load_bundle
 from recourse.data import load_dataset
 

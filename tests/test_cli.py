@@ -159,6 +159,8 @@ def test_train_rejects_bad_table(home, tmp_path):
     assert result.exit_code == 2 and "missing columns" in result.output
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_console_script_exit_code(home):
     """The installed entry point: bad input exits 2 with no traceback."""
     cmd = [sys.executable, "-c", "from cli import main; main()", "explain", str(EXAMPLES / "bad_input.json")]

@@ -418,3 +418,40 @@ def test_cuda(name):
     lp = dens.log_prob(xc + 0.02, xc)
     assert lp.device.type == "cuda"
     torch.testing.assert_close(lp.cpu(), ref)
+
+
+# ---------------------------------------------------------------------- default weights τ
+def test_default_density_weight_is_the_plugin_class_attribute():
+    from recourse.density import UnknownDensityError, available_densities, default_density_weight, get_density
+    from recourse.density.base import _REGISTRY, FALLBACK_WEIGHT, BaseDensity, register_density
+
+    assert {n: default_density_weight(n) for n in ("kde", "gmm", "knn")} == {"kde": 0.02, "gmm": 0.02, "knn": 0.5}
+    for name in available_densities():
+        assert default_density_weight(name) == get_density(name).default_weight
+    with pytest.raises(UnknownDensityError, match=r"unknown density 'nope'; available densities: .*kde") as info:
+        default_density_weight("nope")
+    assert isinstance(info.value, ValueError) and info.value.name == "nope" and "knn" in info.value.available
+    with pytest.raises(UnknownDensityError):
+        get_density("nope")
+
+    class Plain(BaseDensity):  # a new plugin without its own τ gets the fallback
+        pass
+
+    class Heavy(BaseDensity):
+        default_weight = 3.0
+
+    try:
+        register_density("test-plain")(Plain)
+        register_density("test-heavy")(Heavy)
+        assert default_density_weight("test-plain") == FALLBACK_WEIGHT
+        assert default_density_weight("test-heavy") == 3.0
+
+        class Bad(BaseDensity):
+            default_weight = float("nan")
+
+        with pytest.raises(ValueError, match="default_weight"):
+            register_density("test-bad")(Bad)
+        assert "test-bad" not in available_densities()
+    finally:
+        for name in ("test-plain", "test-heavy", "test-bad"):
+            _REGISTRY.pop(name, None)

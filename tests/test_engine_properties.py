@@ -175,6 +175,7 @@ def check_feedback(engine, cfs: list[dict], m: int) -> None:
 
 
 # ---------------------------------------------------------------------- the property test
+@pytest.mark.slow
 @settings(max_examples=10, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(problem=problems())

@@ -158,12 +158,37 @@ def test_summarise_end_to_end():
 @given(n=st.integers(4, 60), d=st.integers(1, 6), k=st.integers(1, 30), q=st.integers(1, 25),
        dup=st.booleans(), seed=st.integers(0, 2**16))
 def test_novelty_lof_equals_scikit_learn(n, d, k, q, dup, seed):
-    """The numpy LOF scorer gives scikit-learn's ``score_samples`` (duplicates and training points included)."""
+    """The numpy LOF scorer gives scikit-learn's ``score_samples`` (duplicates and training points
+    included; k above n − 1 is capped as scikit-learn does)."""
     rng = np.random.default_rng(seed)
     points = rng.normal(size=(n, d))
     if dup:
         points[1] = points[0]
     model = LocalOutlierFactor(n_neighbors=min(k, n - 1), novelty=True).fit(points)
     queries = np.concatenate([rng.normal(size=(q, d)) * 2.0, points[:3]])
-    np.testing.assert_allclose(NoveltyLOF(model).score_samples(queries), model.score_samples(queries),
-                               rtol=1e-9, atol=1e-9)
+    ours = NoveltyLOF(points, k)
+    np.testing.assert_allclose(ours.score_samples(queries), model.score_samples(queries), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(ours.lof(queries), -model.score_samples(queries), rtol=1e-9, atol=1e-9)
+    # the training points' k-distances and lrds are scikit-learn's fitted ones
+    np.testing.assert_allclose(ours.kdist, model._distances_fit_X_[:, model.n_neighbors_ - 1], rtol=1e-12)
+    np.testing.assert_allclose(ours.lrd, model._lrd, rtol=1e-9)
+
+
+def test_novelty_lof_of_high_dimensional_images_and_bad_input():
+    """The vision setting (k = 50, 64-pixel images): the Gram pre-selection picks the true neighbours."""
+    from recourse.vision.counterfactual import lof_scores as image_lof
+
+    rng = np.random.default_rng(3)
+    train = rng.random((300, 1, 8, 8))
+    labels = rng.integers(0, 2, 300)
+    points = rng.random((20, 1, 8, 8))
+    classes = rng.integers(0, 2, 20)
+    got = image_lof(train, labels, points, classes)
+    for c in (0, 1):
+        ref = LocalOutlierFactor(n_neighbors=50, novelty=True).fit(train[labels == c].reshape(-1, 64))
+        np.testing.assert_allclose(got[classes == c], -ref.score_samples(points[classes == c].reshape(-1, 64)),
+                                   rtol=1e-9)
+    with pytest.raises(ValueError, match="N >= 2"):
+        NoveltyLOF(np.zeros((1, 3)), 5)
+    with pytest.raises(ValueError, match="features"):
+        NoveltyLOF(np.zeros((4, 3)), 2).lof(np.zeros((1, 2)))

@@ -386,3 +386,49 @@ def test_custom_module_is_not_saved_and_export_format_refused(tmp_path) -> None:
     (d / "model.pt2").write_bytes(b"PK")
     with pytest.raises(ValueError, match="refusing to load a torch.export"):
         load_classifier(d)
+
+
+def test_spec_round_trip_of_a_cnn_and_unsupported_options() -> None:
+    """Convolutional layers share the one spec format (the vision bundles use it)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 5, (3, 2), stride=(2, 1), bias=False),
+                        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(5 * 1 * 2, 2))
+    spec, tensors = module_to_spec(net)
+    assert json.loads(json.dumps(spec)) == spec
+    assert spec["layers"][2] == {"type": "Conv2d", "in_channels": 4, "out_channels": 5, "kernel_size": [3, 2],
+                                 "stride": [2, 1], "padding": [0, 0], "bias": False}
+    rebuilt = module_from_spec(spec, tensors)
+    x = torch.randn(2, 3, 6, 6)
+    torch.testing.assert_close(rebuilt(x), net(x), atol=0, rtol=0)
+    chain = json.loads(json.dumps(spec))
+    chain["layers"][2]["in_channels"] = 3
+    with pytest.raises(ValueError, match="in_channels=3"):
+        module_from_spec(chain, tensors)
+    for layer in (nn.Conv2d(3, 4, 3, dilation=2), nn.Conv2d(4, 4, 3, groups=2), nn.MaxPool2d(2, ceil_mode=True)):
+        with pytest.raises(TypeError, match=type(layer).__name__):
+            module_to_spec(nn.Sequential(layer))
+
+
+# ---------------------------------------------------------------------- model kinds
+def test_model_kinds_are_one_registry() -> None:
+    from recourse.models import ModelKind, UnknownModelKindError, get_model_kind, model_kinds, register_model_kind
+    from recourse.trees import TREE_MODELS, train_tree_model
+
+    assert model_kinds()[:2] == ["mlp", "logistic"]
+    assert set(model_kinds()) >= {"mlp", "logistic", "gbm", "hgb", "forest"}
+    assert TREE_MODELS == tuple(k for k in model_kinds() if not get_model_kind(k).differentiable)
+    assert isinstance(get_model_kind("forest"), ModelKind) and get_model_kind("mlp").differentiable
+    with pytest.raises(UnknownModelKindError, match=r"unknown model kind 'svm'; choose one of mlp, logistic") as info:
+        get_model_kind("svm")
+    assert isinstance(info.value, ValueError) and info.value.name == "svm"
+    with pytest.raises(ValueError, match="unknown tree model 'mlp'"):
+        train_tree_model("mlp", np.zeros((4, 2)), np.array([0, 1, 0, 1]))
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 3))
+    y = (x[:, 0] > 0.5).astype(int)
+    clf = get_model_kind("logistic").train(x, y, seed=0)
+    assert isinstance(clf, TorchClassifier)
+    forest = get_model_kind("forest").train(x, y, seed=0)
+    assert forest.predict_proba(x).shape == (40, 2)
+    with pytest.raises(ValueError, match="already registered"):
+        register_model_kind("mlp", differentiable=True)(lambda x, y, seed=0: None)

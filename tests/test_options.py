@@ -90,3 +90,35 @@ def test_max_changes_above_the_features_http(german_bundle, german_denied, tmp_p
     for m in (TOO_MANY, 101, 10**6):
         body = client.post("/v1/recourse", json={"applicant": german_denied, "max_changes": m}).get_json()
         assert body["status"] == "recourse_found" and body["max_changes"] == 20, body
+
+
+def test_max_changes_above_the_features_cli(german_bundle, german_denied, tmp_path):
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    path = tmp_path / "applicant.json"
+    path.write_text(json.dumps(german_denied))
+    result = CliRunner().invoke(app, ["explain", str(path), "--bundle", str(german_bundle.path),
+                                      "--max-changes", str(TOO_MANY), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["max_changes"] == 20
+    refused = CliRunner().invoke(app, ["explain", str(path), "--bundle", str(german_bundle.path), "--max-changes", "0"])
+    assert refused.exit_code == 2 and "--max-changes: must be a whole number ≥ 1" in refused.output
+
+
+def test_max_changes_above_the_features_audit(tiny_bundle, tmp_path):
+    from recourse.audit.io import AuditInputError
+    from recourse.audit.pipeline import run_audit
+    from recourse.audit.run import AuditConfig
+    from tests.conftest import tiny_frame
+
+    frame, _ = tiny_frame(40, seed=9)
+    path = tmp_path / "population.csv"
+    frame.to_csv(path, index=False)
+    n = len(tiny_bundle.schema.features)
+    config = AuditConfig(group_by=["region"], chunk_size=40, max_changes=TOO_MANY, stability_n=0, bootstrap=20, exact="off")
+    result = run_audit(path, tmp_path / "audit", tiny_bundle, config, progress=False)
+    assert result.summary["coverage"]["max_changes"] == n
+    with pytest.raises(AuditInputError, match="max_changes"):
+        run_audit(path, tmp_path / "bad", tiny_bundle, AuditConfig(group_by=["region"], max_changes=0), progress=False)

@@ -229,3 +229,140 @@ def test_support_uses_clamped_gain(dtype):
     up = torch.tensor([0.5, 20.0], dtype=dtype)
     out = project_l0_box(w, lo, up, 1)
     assert torch.equal(out, torch.tensor([[0.0, 10.5], [0.5, 0.0]], dtype=dtype))
+
+
+# ------------------------------------------------------------------------------------------
+# L0BoxProjection: the one projection (metric weights, one-hot simplex groups, point form)
+# ------------------------------------------------------------------------------------------
+from recourse.core.projections import L0BoxProjection, simplex_layout  # noqa: E402
+
+
+def _simplex_np(v: np.ndarray) -> np.ndarray:
+    """Euclidean projection onto the unit simplex by bisection on θ (independent of the sort rule)."""
+    lo, hi = float(v.min()) - 1.0, float(v.max())
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if np.maximum(v - mid, 0.0).sum() > 1.0:
+            lo = mid
+        else:
+            hi = mid
+    return np.maximum(v - 0.5 * (lo + hi), 0.0)
+
+
+@st.composite
+def weighted_problem(draw):
+    """Rows x with box groups and one-hot simplex groups, a diagonal metric constant on each
+    group, per-row boxes (a simplex group's box holds Δ − x, or is {0}: pinned) and budgets."""
+    n_box = draw(st.integers(0, 4))
+    sizes = draw(st.lists(st.integers(2, 3), max_size=2))
+    if n_box + len(sizes) == 0:
+        n_box = 1
+    members: list[list[int]] = []
+    col = 0
+    for _ in range(n_box):
+        members.append([col]); col += 1
+    simplex_members = []
+    for s in sizes:
+        members.append(list(range(col, col + s))); simplex_members.append(members[-1]); col += s
+    d, n_groups = col, len(members)
+    perm = draw(st.permutations(range(d)))  # shuffle the columns
+    members = [[perm[j] for j in mem] for mem in members]
+    simplex_members = members[n_box:]
+    groups = np.zeros(d, dtype=int)
+    for g, mem in enumerate(members):
+        groups[mem] = g
+    metric = np.zeros(d)
+    for mem in members:
+        metric[mem] = draw(st.sampled_from([0.25, 0.5, 1.0, 2.0, 7.0]))
+    b = draw(st.integers(1, 3))
+    x = np.zeros((b, d)); lower = np.zeros((b, d)); upper = np.zeros((b, d)); v = np.zeros((b, d))
+    pinned = False
+    for r in range(b):
+        for mem in members[:n_box]:
+            j = mem[0]
+            x[r, j] = draw(rounded(-2.0, 2.0))
+            lower[r, j] = draw(rounded(-2.0, 0.0))
+            upper[r, j] = draw(rounded(0.0, 2.0))
+        for mem in simplex_members:
+            x[r, mem[draw(st.integers(0, len(mem) - 1))]] = 1.0  # a one-hot category
+            if draw(st.integers(0, 3)) == 0:
+                pinned = True  # box {0}
+            else:
+                lower[r, mem], upper[r, mem] = -x[r, mem], 1.0 - x[r, mem]
+        v[r] = x[r] + np.array(draw(st.lists(rounded(-3.0, 3.0), min_size=d, max_size=d)))
+    m_rows = draw(st.lists(st.integers(0, n_groups), min_size=b, max_size=b))
+    return {"x": x, "v": v, "lower": lower, "upper": upper, "metric": metric, "groups": groups,
+            "members": members, "simplex": simplex_members, "n_groups": n_groups, "m_rows": m_rows,
+            "pinned": pinned}
+
+
+def _weighted_brute_force(w, x, lo, up, metric, members, simplex, m):
+    """min over group subsets S, |S| ≤ m, of ||w − z_S||²_M (z_g the group's own projection)."""
+    z = np.minimum(np.maximum(w, lo), up)
+    for mem in simplex:
+        if np.any(up[mem] > lo[mem]):  # not pinned
+            z[mem] = _simplex_np(x[mem] + w[mem]) - x[mem]
+    best = np.inf
+    for k in range(min(m, len(members)) + 1):
+        for subset in itertools.combinations(range(len(members)), k):
+            p = np.zeros_like(w)
+            for g in subset:
+                p[members[g]] = z[members[g]]
+            best = min(best, float(np.sum(metric * (w - p) ** 2)))
+    return best
+
+
+@pytest.mark.slow
+@SETTINGS
+@given(prob=weighted_problem(), dense=st.booleans(), per_row_m=st.booleans())
+def test_l0_box_projection_is_the_nearest_feasible_point(prob, dense, per_row_m):
+    """Exactness (brute force over group subsets, in the metric) and feasibility (≤ m groups
+    moved, inside the box, simplex groups on the simplex), in both gain-summing paths."""
+    t = lambda a: torch.tensor(a, dtype=F64)  # noqa: E731
+    metric, groups = t(prob["metric"]), torch.tensor(prob["groups"])
+    layout = simplex_layout(prob["simplex"]) if prob["simplex"] else None
+    proj = L0BoxProjection(groups, prob["n_groups"], metric=metric, simplex=layout,
+                           pinned_simplex=prob["pinned"], dense_limit=(1 << 20) if dense else 0)
+    x, v, lo, up = t(prob["x"]), t(prob["v"]), t(prob["lower"]), t(prob["upper"])
+    m = prob["m_rows"][0] if not per_row_m else torch.tensor(prob["m_rows"])
+    m_rows = [m] * len(prob["m_rows"]) if not per_row_m else prob["m_rows"]
+    y = proj.project_point(v, x, lo, up, m)
+    w_proj = proj.project(v - x, lo, up, m, origin=x)
+    torch.testing.assert_close(y - x, w_proj, rtol=0, atol=1e-12)
+    for i, mi in enumerate(m_rows):
+        wi, zi = (v - x)[i].numpy(), (y - x)[i].numpy()
+        obj = float(np.sum(prob["metric"] * (wi - zi) ** 2))
+        best = _weighted_brute_force(wi, prob["x"][i], prob["lower"][i], prob["upper"][i], prob["metric"],
+                                     prob["members"], prob["simplex"], mi)
+        assert obj <= best + 1e-9 * max(1.0, best)
+        assert np.all(zi >= prob["lower"][i] - 1e-12) and np.all(zi <= prob["upper"][i] + 1e-12)
+        assert _changed_groups(zi, prob["members"]) <= mi
+        for mem in prob["simplex"]:
+            point = y[i].numpy()[mem]
+            assert np.all(point >= -1e-12) and abs(point.sum() - 1.0) <= 1e-9
+
+
+@SETTINGS
+@given(prob=l0_box_problem())
+def test_l0_box_projection_paths_agree(prob):
+    """Dense-matrix and index_add gain sums, unit metric and no metric, give the same projection
+    up to ties; the one-shot function is the class."""
+    w, groups, n_groups = prob["w"], prob["groups"], prob["n_groups"]
+    args = (w, prob["lower"], prob["upper"], prob["m"])
+    dense = L0BoxProjection(groups, n_groups).project(*args)
+    sparse = L0BoxProjection(groups, n_groups, dense_limit=0).project(*args)
+    unit = L0BoxProjection(groups, n_groups, metric=torch.ones(w.shape[1], dtype=F64), dense_limit=0).project(*args)
+    for out in (sparse, unit):
+        torch.testing.assert_close(((w - out) ** 2).sum(1), ((w - dense) ** 2).sum(1), rtol=0, atol=1e-12)
+    assert torch.equal(project_l0_box(*args, groups, n_groups), dense)
+
+
+def test_l0_box_projection_needs_the_origin_for_simplex_groups():
+    proj = L0BoxProjection(torch.tensor([0, 0]), 1, simplex=simplex_layout([[0, 1]]))
+    with pytest.raises(ValueError, match="origin"):
+        proj.project(torch.zeros(1, 2), torch.zeros(2), torch.ones(2), 1)
+    x = torch.tensor([[1.0, 0.0]])
+    # moving to the other category: the simplex point (0, 1)
+    y = proj.project_point(torch.tensor([[0.2, 0.9]]), x, torch.tensor([-1.0, 0.0]), torch.tensor([0.0, 1.0]), 1)
+    torch.testing.assert_close(y, torch.tensor([[0.15, 0.85]]))
+    assert torch.equal(proj.project_point(torch.tensor([[0.2, 0.9]]), x, -x, 1 - x, 0), x)

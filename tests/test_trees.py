@@ -71,6 +71,7 @@ def test_unsupported_models_are_refused():
         from_sklearn_trees(LogisticRegression().fit(x, y))
 
 
+@pytest.mark.slow
 def test_distilled_surrogate_agrees_with_the_model():
     x, y = data(2, n=600)
     clf = tree_classifier(GradientBoostingClassifier(n_estimators=40, random_state=0).fit(x, y))
@@ -97,6 +98,7 @@ def test_zeroth_order_gradient_matches_a_smooth_model():
     assert zo.queries == 2 * 4000 * 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["gbm", "forest"])
 def test_tree_bundle_answers_are_verified_on_the_real_model(kind, tiny_schema, tmp_path):
     from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier

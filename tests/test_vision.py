@@ -73,6 +73,41 @@ def test_bundle_accuracy_roundtrip_and_tamper(digits_bundle, tmp_path):
         load_bundle(bad)
 
 
+def test_bundle_layers_are_the_one_network_format(digits_bundle, tmp_path):
+    """model.json's layers are the tabular classifiers' spec; a version-1 bundle (the older vision
+    layer vocabulary) still loads, to the same network."""
+    import json
+    import shutil
+
+    from recourse.model_io import module_to_spec
+
+    meta = json.loads((digits_bundle.path / "model.json").read_text())
+    assert meta["version"] == 2 and meta["layers"] == module_to_spec(digits_bundle.model)[0]["layers"]
+    legacy = []
+    for layer in meta["layers"]:
+        kind = layer["type"]
+        if kind == "Conv2d":
+            layer = {"type": kind, "in": layer["in_channels"], "out": layer["out_channels"],
+                     "kernel": layer["kernel_size"], "stride": layer["stride"], "padding": layer["padding"]}
+        elif kind == "Linear":
+            layer = {"type": kind, "in": layer["in_features"], "out": layer["out_features"]}
+        elif kind == "MaxPool2d":
+            layer = {"type": kind, "kernel": layer["kernel_size"][0]}
+        else:
+            layer = {"type": kind}
+        legacy.append(layer)
+    old = tmp_path / "v1"
+    shutil.copytree(digits_bundle.path, old)
+    (old / "model.json").write_text(json.dumps({**meta, "version": 1, "layers": legacy}))
+    again = load_bundle(old)
+    x = torch.as_tensor(digits_bundle.split().x_test[:5])
+    assert torch.equal(again.model(x), digits_bundle.model(x))
+    # the new vocabulary under version 1 is refused, naming the layer
+    (old / "model.json").write_text(json.dumps({**meta, "version": 1, "layers": [{"type": "Linear", "in": 4}]}))
+    with pytest.raises(BundleError, match=r"layers\.0\.Linear\.out_features: Field required"):
+        load_bundle(old)
+
+
 # ------------------------------------------------------------------------------ attacks
 def _check(res, x, ad, max_pixels=None):
     assert res.x_adv.shape == x.shape
@@ -228,12 +263,9 @@ def test_channels_last_adapter_and_logit_cache_change_nothing(batch, digits_bund
 
 
 def build_like(vb):
-    from recourse.vision.models import module_from_spec, module_to_spec
+    from recourse.model_io import module_from_spec, module_to_spec
 
-    layers, tensors = module_to_spec(vb.model)
-    m = module_from_spec(layers)
-    m.load_state_dict(tensors)
-    return m
+    return module_from_spec(*module_to_spec(vb.model))
 
 
 # ------------------------------------------------------------------------------ metrics by hand
@@ -383,6 +415,7 @@ def test_cheapest_valid_picks_the_closest_valid_candidate(b, k, seed):
             assert int(pick[i]) == 0
 
 
+@pytest.mark.slow
 def test_scfe_cheapest_target_is_valid_sparse_and_no_worse_than_runner_up(batch, digits_bundle):
     ad, x, _, _ = batch
     k, m = 3, 6
@@ -414,6 +447,7 @@ def _cli(*args):
     return runner.invoke(app, list(args))
 
 
+@pytest.mark.slow
 def test_cli_attack_writes_figures_and_metrics(digits_bundle, tmp_path):
     out = tmp_path / "a"
     r = _cli("attack", "--method", "gse", "--dataset", "digits", "--n", "2", "--out", str(out), "--json")
@@ -469,6 +503,7 @@ def test_cli_bad_input(digits_bundle, tmp_path):
     assert r.exit_code == 2 and "--index" in r.output
 
 
+@pytest.mark.slow
 def test_cli_bench_vision_small(digits_bundle):
     r = _cli("bench", "vision", "--bundle", str(digits_bundle.path), "--n", "6", "--n-explain", "2", "--lime-samples", "20",
              "--search-steps", "1", "--max-iter", "30", "--json")

@@ -11,9 +11,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from commands.vision import attack_text, explain_text, run_attack
 from recourse.errors import BundleError
 from recourse.vision import models as vm
-from recourse.vision.commands import attack_text, explain_text, run_attack
 from recourse.vision.models import build_vision_bundle, default_bundle_dir, load_bundle
 
 runner = CliRunner()
@@ -50,7 +50,7 @@ def edited(digits, tmp_path: Path, **changes: Any) -> Path:
     ({"layers": None}, r"layers: Field required"),
     ({"layers": "x"}, r"layers: Input should be a valid list"),
     ({"layers": [{"type": "Conv3d"}]}, r"layers\.0: Input tag 'Conv3d' found using 'type' does not match"),
-    ({"layers": [{"type": "Linear", "in": 64}]}, r"layers\.0\.Linear\.out: Field required"),
+    ({"layers": [{"type": "Linear", "in_features": 64}]}, r"layers\.0\.Linear\.out_features: Field required"),
     ({"input_shape": None}, r"input_shape: Field required"),
     ({"value_range": None}, r"value_range: Field required"),
     ({"dataset": None}, r"dataset: Field required"),
@@ -72,7 +72,7 @@ def test_bad_model_json_keys_are_named(digits, tmp_path, changes, message):
 
 def test_weights_that_do_not_fit_the_layers(digits, tmp_path):
     layers = json.loads((digits.path / "model.json").read_text())["layers"]
-    layers[-1]["out"] = 7
+    layers[-1]["out_features"] = 7
     path = edited(digits, tmp_path, layers=layers)
     with pytest.raises(BundleError, match=r"model\.safetensors: weights do not fit the layers of model\.json"):
         load_bundle(path)

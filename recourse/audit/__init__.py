@@ -8,8 +8,7 @@ Modules, one job each:
 * :mod:`.stats` — coverage, fairness by group with bootstrap intervals, actions, plausibility, probe, MILP gap;
 * :mod:`.stability` — recourse for x and for x plus noise;  :mod:`.probe` — the direct-discrimination probe;
 * :mod:`.exact` — exact minimal-cost recourse for linear models by MILP (certifies "no recourse");
-* :mod:`.html` / :mod:`.text` — the report and the terminal summary;  :mod:`.pipeline` — all of it;
-* :mod:`.bench` — `recourse bench audit`.
+* :mod:`.html` / :mod:`.text` — the report and the terminal summary;  :mod:`.pipeline` — all of it.
 
     from recourse.audit import AuditConfig, run_audit
     result = run_audit("population.csv", "audit/", bundle, AuditConfig(group_by=["status_sex", "age"]))

@@ -45,7 +45,7 @@ def run_population_dask(bundle_path: Path, bundle_hash: str, engine_config, popu
     try:
         client = Client(scheduler, timeout="20s") if own else scheduler
     except (OSError, TimeoutError, ValueError) as exc:
-        raise AuditInputError(f"--scheduler: cannot connect to the Dask scheduler at {scheduler!r} ({exc})") from None
+        raise AuditInputError(f"`scheduler`: cannot connect to the Dask scheduler at {scheduler!r} ({exc})") from None
     try:
         workers = max(len(client.scheduler_info().get("workers", {})), 1)
         limit = 2 * workers

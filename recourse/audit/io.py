@@ -14,10 +14,11 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
+from ..errors import RecourseError
 from ..schema import FeatureSchema
 
 
-class AuditInputError(ValueError):
+class AuditInputError(RecourseError):
     """Bad audit input (file, column, value or option); the message names the field and the problem."""
 
 
@@ -75,7 +76,7 @@ def check_columns(path: Path, columns: list[str], schema: FeatureSchema, group_b
                               f"(one column per schema feature is required: {', '.join(schema.names)})")
     unknown = [g for g in group_by if g not in columns]
     if unknown:
-        raise AuditInputError(f"--group-by: unknown column {', '.join(repr(u) for u in unknown)}; "
+        raise AuditInputError(f"`group_by`: unknown column {', '.join(repr(u) for u in unknown)}; "
                               f"columns of {path.name}: {', '.join(columns)}")
 
 

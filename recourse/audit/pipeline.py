@@ -46,9 +46,9 @@ def run_audit(population: str | Path, out: str | Path, bundle, config: AuditConf
     """
     population, out = Path(population), Path(out)
     if engine_kind not in ("inprocess", "dask"):
-        raise AuditInputError(f"--engine: expected inprocess or dask, got {engine_kind!r}")
+        raise AuditInputError(f"`engine_kind`: expected inprocess or dask, got {engine_kind!r}")
     if engine_kind == "dask" and scheduler is None:
-        raise AuditInputError("--scheduler: required with --engine dask (e.g. tcp://127.0.0.1:8786)")
+        raise AuditInputError("`scheduler`: required with `engine_kind='dask'` (e.g. tcp://127.0.0.1:8786)")
     engine = engine or bundle.engine()
     columns = read_columns(population)
     if count_rows(population) == 0:
@@ -60,7 +60,7 @@ def run_audit(population: str | Path, out: str | Path, bundle, config: AuditConf
         from .dask_engine import run_population_dask
 
         if bundle.path is None:
-            raise AuditInputError("--engine dask needs a bundle saved on disk (--bundle DIR)")
+            raise AuditInputError("`engine_kind='dask'` needs a `bundle` saved on disk (loaded from a directory)")
         timing = run_population_dask(bundle.path, bundle.hash, engine.config, population, plan, parts, scheduler,
                                      progress=progress, on_chunk=on_chunk)
     else:

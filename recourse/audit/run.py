@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from ..data import DATASETS, all_entries_unless, coerce_table, format_row_errors, prepare_out_dir
-from ..errors import RecordValidationError
+from ..errors import OptionsError, RecordValidationError
+from ..options import RequestOptions
 from .io import (AuditInputError, check_columns, count_rows, done_chunks, iter_chunks, merge_parts, part_path,
                  population_format, read_columns, write_part)
 from .probe import probe_chunk, protected_values
@@ -100,11 +101,11 @@ def make_plan(engine, population: Path | None, columns: list[str], config: Audit
     """Check the options against the schema and the population; fix bins, probe values, m, exactness."""
     schema = engine.schema
     if config.chunk_size < 1:
-        raise AuditInputError(f"--chunk-size: must be at least 1, got {config.chunk_size}")
+        raise AuditInputError(f"`chunk_size`: must be at least 1, got {config.chunk_size}")
     if config.exact not in ("auto", "on", "off"):
-        raise AuditInputError(f"--exact: expected auto, on or off, got {config.exact!r}")
+        raise AuditInputError(f"`exact`: expected auto, on or off, got {config.exact!r}")
     if config.output_format not in ("parquet", "csv"):
-        raise AuditInputError(f"--format: expected parquet or csv, got {config.output_format!r}")
+        raise AuditInputError(f"`output_format`: expected parquet or csv, got {config.output_format!r}")
     if population is not None:
         check_columns(population, columns, schema, config.group_by)
     numeric_groups = [g for g in dict.fromkeys([*config.group_by, *(config.protected or [])])
@@ -113,14 +114,14 @@ def make_plan(engine, population: Path | None, columns: list[str], config: Audit
                           and pd.api.types.is_numeric_dtype(first_chunk[g]) and not pd.api.types.is_bool_dtype(first_chunk[g]))]
     for name in config.bins:
         if name not in config.group_by:
-            raise AuditInputError(f"--bins: '{name}' is not a --group-by column")
+            raise AuditInputError(f"`bins`: '{name}' is not a `group_by` column")
         if name not in numeric_groups:
-            raise AuditInputError(f"--bins: '{name}' is not a numeric column (its values are categories and are grouped "
-                                  "as they are); --bins applies to numeric grouping columns only")
+            raise AuditInputError(f"`bins`: '{name}' is not a numeric column (its values are categories and are grouped "
+                                  "as they are); `bins` applies to numeric grouping columns only")
     protected = config.protected if config.protected is not None else [g for g in config.group_by if g in schema.names]
     unknown = [p for p in protected if p not in schema.names]
     if unknown:
-        raise AuditInputError(f"--protected: {', '.join(repr(u) for u in unknown)} is not a model input "
+        raise AuditInputError(f"`protected`: {', '.join(repr(u) for u in unknown)} is not a model input "
                               f"(schema features: {', '.join(schema.names)})")
     train = train_raw_values(engine, numeric_groups)
     bins: dict[str, list[float]] = {}
@@ -133,15 +134,12 @@ def make_plan(engine, population: Path | None, columns: list[str], config: Audit
             try:
                 bins[g] = default_bins(pd.to_numeric(first_chunk[g], errors="coerce").to_numpy(dtype=float), False)
             except ValueError:
-                raise AuditInputError(f"--group-by: column '{g}' has no values in the first {len(first_chunk)} rows to choose "
-                                      f"its bands from (all missing); give the band edges with --bins {g}=EDGE,EDGE,...") from None
-    if config.max_changes is None:  # the bundle's default, at most every feature
-        m = max(1, min(int(engine.config.max_changes), len(schema.features)))
-    else:
-        try:
-            m = schema.check_max_changes(config.max_changes)
-        except ValueError as exc:
-            raise AuditInputError(f"--max-changes: {exc}") from None
+                raise AuditInputError(f"`group_by`: column '{g}' has no values in the first {len(first_chunk)} rows to choose "
+                                      f"its bands from (all missing); give the band edges as `bins[{g!r}]`") from None
+    try:  # the one options policy (recourse.options): above the number of features means every feature
+        m = engine.resolve(RequestOptions(max_changes=config.max_changes)).config.max_changes
+    except OptionsError as exc:
+        raise AuditInputError("; ".join(f"`{e.field}`: {e.message}" for e in exc.errors)) from None
     favourable = engine.classes.index(schema.target.favourable) if schema.target else 1
     exact = False
     if config.exact != "off":
@@ -149,7 +147,7 @@ def make_plan(engine, population: Path | None, columns: list[str], config: Audit
 
         exact = linear_margin(engine, favourable) is not None
         if config.exact == "on" and not exact:
-            raise AuditInputError("--exact on: the bundle's model is not a linear (logistic-regression) binary model")
+            raise AuditInputError("`exact='on'`: the bundle's model is not a linear (logistic-regression) binary model")
     read = list(dict.fromkeys(schema.names + [g for g in config.group_by if g not in schema.names]))
     return AuditPlan(config, read, schema.names, m, config.density, bins,
                      protected_values(schema, protected, bins, train), favourable, exact)
@@ -284,11 +282,11 @@ def _read_state(state: Path) -> dict[str, Any]:
     try:
         previous = json.loads(state.read_text())
     except (OSError, ValueError) as exc:  # unreadable, not UTF-8, not JSON
-        raise AuditInputError(f"--out: {state} is damaged ({exc.__class__.__name__}); use --fresh to start over, "
-                              "or a new --out directory") from None
+        raise AuditInputError(f"`out`: {state} is damaged ({exc.__class__.__name__}); use `fresh=True` to start over, "
+                              "or a new `out` directory") from None
     if not isinstance(previous, dict):
-        raise AuditInputError(f"--out: {state} is damaged (not a JSON object); use --fresh to start over, "
-                              "or a new --out directory")
+        raise AuditInputError(f"`out`: {state} is damaged (not a JSON object); use `fresh=True` to start over, "
+                              "or a new `out` directory")
     return previous
 
 
@@ -301,8 +299,8 @@ def prepare_out(out: Path, fp: str, fresh: bool) -> Path:
         previous = {} if fresh else _read_state(state)
         if previous.get("fingerprint") != fp:
             if not fresh:
-                raise AuditInputError(f"--out: {out} holds an audit of a different population, bundle or settings; "
-                                      "use a new --out directory or --fresh to start over")
+                raise AuditInputError(f"`out`: {out} holds an audit of a different population, bundle or settings; "
+                                      "use a new `out` directory or `fresh=True` to start over")
             for p in parts.glob("part-*"):
                 p.unlink()
         elif fresh:

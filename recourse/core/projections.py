@@ -30,44 +30,113 @@ def project_l0_box(
 ) -> Tensor:
     r"""Exact projection of a displacement onto :math:`\{\|w\|_{0,\mathcal G} \le m\} \cap [l, u]`.
 
-    ``w`` is the displacement ``y - x`` (B, D) and the box ``[lower, upper]`` must contain 0
-    (the applicant itself is feasible).  Columns sharing a group id (e.g. the one-hot columns of
-    one categorical feature) count as one feature.  With :math:`z = \Pi_{[l,u]}(w)`,
+    One-shot form of :class:`L0BoxProjection` (Euclidean metric, box groups only): ``w`` is the
+    displacement ``y - x`` (B, D), the box ``[lower, upper]`` ((D,) or (B, D)) must contain 0,
+    ``m`` is an int or a (B,) tensor of per-row budgets, ``groups`` a (D,) long tensor of group
+    ids in ``[0, n_groups)`` (``None``: every column its own group).  With
+    :math:`z = \Pi_{[l,u]}(w)` the kept support S is the m groups of largest gain
+    :math:`v_g = \sum_{i \in g} w_i^2 - (w_i - z_i)^2` (Croce & Hein 2019, by groups).
+    """
+    return L0BoxProjection(groups, n_groups).project(w, lower, upper, m)
+
+
+class L0BoxProjection:
+    r"""The one exact projection onto :math:`\{\|w\|_{0,\mathcal G} \le m\} \cap \mathcal A`, prepared once.
+
+    Rows are independent problems (applicants, images).  For a displacement :math:`w = v - x`
+    (B, D), columns grouped by ``groups`` (a one-hot categorical, the channels of a pixel) and
+    counted once each, per-row budgets :math:`m_b` and a diagonal metric
+    :math:`\|u\|_M^2 = \sum_i M_i u_i^2` (``metric``; ``None``: :math:`M = 1`), it returns
 
     .. math::
-        \|w - P(w)\|^2 = \|w\|^2 - \sum_{g \in S} \sum_{i \in g} \big(w_i^2 - (w_i - z_i)^2\big),
+        P(w) = \arg\min_{z \in \mathcal A,\ \|z\|_{0,\mathcal G} \le m} \|w - z\|_M^2,
+        \qquad \mathcal A = \prod_g \mathcal A_g,
 
-    so the optimal support S keeps the m groups with the largest gain
-    :math:`v_g = \sum_{i\in g} w_i^2 - (w_i - z_i)^2 \ge 0` (Croce & Hein 2019, by groups).
+    where :math:`\mathcal A_g` is the per-row box :math:`[l_g, u_g] \ni 0`, or, for a group
+    listed in ``simplex`` (a :func:`simplex_layout`), the shifted unit simplex
+    :math:`\Delta - x_g` (the point stays a mixture of categories).  Its box must either hold
+    :math:`\Delta - x_g` or be :math:`\{0\}` (a pinned categorical; say ``pinned_simplex=True``
+    when any row pins one), and :math:`M` must be constant on a simplex group.
 
-    ``m`` is an int or a (B,) tensor of per-row budgets.  ``groups`` is a (D,) long tensor of
-    group ids in ``[0, n_groups)``; ``None`` means every column is its own group.
+    The squared distance splits over groups.  With :math:`z_g = \Pi_{\mathcal A_g}(w_g)` (exact
+    in the M-norm too: the box is separable, the simplex sees a constant :math:`M`), keeping
+    group g costs :math:`\|w_g - z_g\|_M^2` and dropping it :math:`\|w_g\|_M^2`, so
+
+    .. math::
+        \|w - P(w)\|_M^2 = \|w\|_M^2 - \sum_{g \in S} v_g, \qquad
+        v_g = \sum_{i\in g} M_i\, z_i (2 w_i - z_i) \ge 0,
+
+    and the optimal support S is the :math:`m_b` groups of largest gain :math:`v_g`.  Group gains
+    are summed with a prepared dense (D, G) matrix when it is small (``dense_limit`` entries),
+    else with ``index_add``.
     """
-    return select_groups(w, project_box(w, lower, upper), m, groups, n_groups)
 
+    def __init__(
+        self,
+        groups: Tensor | None = None,
+        n_groups: int | None = None,
+        *,
+        metric: Tensor | None = None,
+        simplex: Tensor | None = None,
+        pinned_simplex: bool = False,
+        dense_limit: int = 1 << 20,
+    ):
+        if groups is not None:
+            groups = groups.to(dtype=torch.long)
+            if groups.dim() != 1:
+                raise ValueError(f"groups must be a (D,) tensor of group ids, got shape {tuple(groups.shape)}")
+            if n_groups is None:
+                n_groups = int(groups.max().item()) + 1 if groups.numel() else 0
+        self.groups = groups
+        self.n_groups = n_groups
+        self.metric = metric
+        self.simplex = None
+        if simplex is not None and simplex.numel() and bool((simplex >= 0).any()):
+            self.simplex = SimplexGroups(simplex)
+        # a pinned group's box is {0}: clamp again after the simplex projection
+        self._reclamp = bool(pinned_simplex) and self.simplex is not None
+        self._dense: Tensor | None = None
+        if groups is not None and groups.numel() * n_groups <= dense_limit:
+            onehot = groups[:, None] == torch.arange(n_groups, device=groups.device)[None, :]
+            if metric is not None:
+                self._dense = onehot.to(metric.dtype) * metric[:, None]
+            else:
+                self._dense = onehot.to(torch.get_default_dtype())
 
-def select_groups(
-    w: Tensor, z: Tensor, m: int | Tensor, groups: Tensor | None = None, n_groups: int | None = None
-) -> Tensor:
-    r"""Keep, per row, the ``m`` groups whose projection ``z`` gains most over ``w``; zero the rest.
+    def gains(self, w: Tensor, z: Tensor) -> Tensor:
+        r"""(B, G) group gains :math:`v_g = \sum_{i\in g} M_i z_i (2 w_i - z_i)` (G = D ungrouped)."""
+        gain = z * (2.0 * w - z)  # = w² − (w − z)², without cancellation
+        if self._dense is not None:
+            dense = self._dense if self._dense.dtype == gain.dtype else self._dense.to(gain.dtype)
+            return gain @ dense
+        if self.metric is not None:
+            gain = gain * self.metric
+        return gain if self.groups is None else group_sums(gain, self.groups, self.n_groups)
 
-    ``z`` must be the exact projection of each group's block of ``w`` onto that group's own
-    feasible set (a box, a shifted simplex, ...), with 0 feasible.  Then the result is the exact
-    projection onto the intersection with :math:`\{\|w\|_{0,\mathcal G} \le m\}`, because the
-    squared distance splits over groups: :math:`\|w\|^2 - \sum_{g\in S} v_g` with
-    :math:`v_g = \|w_g\|^2 - \|w_g - z_g\|^2`.
-    """
-    gain = z * (2.0 * w - z)  # = w² − (w − z)², without cancellation
-    if groups is None:
-        group_gain = gain
-        n_groups = w.shape[1]
-    else:
-        if n_groups is None:
-            n_groups = int(groups.max().item()) + 1 if groups.numel() else 0
-        group_gain = group_sums(gain, groups, n_groups)
-    keep_groups = top_m_mask(group_gain, m, n_groups)
-    keep = keep_groups if groups is None else keep_groups[:, groups]
-    return torch.where(keep, z, torch.zeros_like(z))
+    def project(self, w: Tensor, lower: Tensor, upper: Tensor, m: int | Tensor, origin: Tensor | None = None) -> Tensor:
+        """:math:`P(w)` for displacements ``w`` (B, D); ``origin`` (B, D) = x, needed only with simplex groups."""
+        if self.simplex is not None and origin is None:
+            raise ValueError("simplex groups need the origin x (the simplex holds x + w)")
+        return self._project(w, None if self.simplex is None else origin + w, origin, lower, upper, m)
+
+    def project_point(self, v: Tensor, origin: Tensor, lower: Tensor, upper: Tensor, m: int | Tensor) -> Tensor:
+        """The point form :math:`x + P(v - x)` for points ``v`` and origins ``origin`` = x (B, D)."""
+        return self._project(v - origin, v, origin, lower, upper, m).add_(origin)
+
+    def _project(self, w: Tensor, v: Tensor | None, x: Tensor | None, lower: Tensor, upper: Tensor,
+                 m: int | Tensor) -> Tensor:
+        z = torch.clamp(w, lower, upper)
+        if self.simplex is not None:
+            self.simplex.project_into(z, v, x)
+            if self._reclamp:
+                z = torch.maximum(torch.minimum(z, upper), lower)
+        n = w.shape[1] if self.groups is None else self.n_groups
+        if isinstance(m, int) and m >= n:
+            return z
+        keep = top_m_mask(self.gains(w, z), m, n)
+        if self.groups is not None:
+            keep = keep.index_select(1, self.groups)
+        return z.masked_fill_(keep.logical_not_(), 0.0)
 
 
 def simplex_layout(groups: list[list[int]], device: torch.device | str | None = None) -> Tensor:

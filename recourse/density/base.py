@@ -13,11 +13,14 @@ plus values chosen from data) and ``tensors()`` holds every learned array;
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, ClassVar, Iterable, Mapping, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from ..errors import RecourseError
 
 __all__ = [
     "Density",
@@ -27,6 +30,9 @@ __all__ = [
     "get_density",
     "make_density",
     "available_densities",
+    "default_density_weight",
+    "UnknownDensityError",
+    "FALLBACK_WEIGHT",
     "fit_class_conditional",
     "PreparedDensity",
 ]
@@ -71,13 +77,32 @@ _REGISTRY: dict[str, type] = {}
 
 T = TypeVar("T", bound=type)
 
+FALLBACK_WEIGHT = 0.1
+"""τ of a registered plugin that declares no ``default_weight`` of its own."""
+
+
+class UnknownDensityError(RecourseError):
+    """A density name that no plugin is registered under (``name``; ``available``: the registered names)."""
+
+    def __init__(self, name: Any):
+        self.name = name
+        self.available = available_densities()
+        super().__init__(f"unknown density {name!r}; available densities: {', '.join(self.available)}")
+
 
 def register_density(name: str) -> Callable[[T], T]:
-    """Class decorator registering a density plugin under ``name`` (sets ``cls.name``)."""
+    """Class decorator registering a density plugin under ``name`` (sets ``cls.name``).
+
+    The plugin's class attribute ``default_weight`` (a finite τ ≥ 0, see
+    :func:`default_density_weight`) is checked here; without one it gets :data:`FALLBACK_WEIGHT`.
+    """
     if not isinstance(name, str) or not name:
         raise ValueError("density name must be a non-empty string")
 
     def decorator(cls: T) -> T:
+        weight = getattr(cls, "default_weight", FALLBACK_WEIGHT)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"density {name!r}: default_weight must be a finite number >= 0, got {weight!r}")
         existing = _REGISTRY.get(name)
         if existing is not None and existing.__qualname__ != cls.__qualname__:
             raise ValueError(f"density name {name!r} is already registered to {existing.__qualname__}")
@@ -94,13 +119,23 @@ def available_densities() -> list[str]:
 
 
 def get_density(name: str) -> type:
-    """The density class registered under ``name``; ``ValueError`` listing the names otherwise."""
+    """The density class registered under ``name``; :class:`UnknownDensityError` (a
+    ``ValueError``) listing the registered names otherwise."""
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown density {name!r}; available densities: {', '.join(available_densities())}"
-        ) from None
+        raise UnknownDensityError(name) from None
+
+
+def default_density_weight(name: str) -> float:
+    r"""The default weight τ of the plausibility term :math:`-\tau \log \hat q_t(y)` for density ``name``.
+
+    The plugin class's ``default_weight`` (e.g. 0.02 for ``"kde"`` and ``"gmm"``, whose
+    log-densities are large in magnitude, 0.5 for the k-NN gravity term), or
+    :data:`FALLBACK_WEIGHT` for a plugin that declares none.  An unregistered name raises
+    :class:`UnknownDensityError` naming it and listing the registered densities.
+    """
+    return float(getattr(get_density(name), "default_weight", FALLBACK_WEIGHT))
 
 
 def make_density(name: str, **kwargs: Any) -> Density:
@@ -138,6 +173,8 @@ class BaseDensity:
     """
 
     name: ClassVar[str] = "base"
+    default_weight: ClassVar[float] = FALLBACK_WEIGHT
+    """default τ of the plausibility term (see :func:`default_density_weight`)"""
     _state_attrs: ClassVar[tuple[str, ...]] = ()
     _param_names: ClassVar[tuple[str, ...]] = ()
 

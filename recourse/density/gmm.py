@@ -39,6 +39,8 @@ class GMMDensity(BaseDensity):
     """
 
     name = "gmm"
+    default_weight = 0.02
+    """default τ of the plausibility term (:func:`~recourse.density.base.default_density_weight`)"""
     _state_attrs = ("weights_", "means_", "variances_")
     _param_names = ("n_components", "max_components", "reg_covar", "n_init", "max_iter", "random_state")
 

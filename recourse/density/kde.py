@@ -75,6 +75,8 @@ class KDEDensity(BaseDensity):
     """
 
     name = "kde"
+    default_weight = 0.02
+    """default τ of the plausibility term (:func:`~recourse.density.base.default_density_weight`)"""
     _state_attrs = ("points_",)
     _param_names = ("bandwidth", "bandwidth_grid", "cv", "max_points", "random_state")
 

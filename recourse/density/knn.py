@@ -43,6 +43,8 @@ class KNNGravityDensity(BaseDensity):
     """
 
     name = "knn"
+    default_weight = 0.5
+    """default τ of the plausibility term (:func:`~recourse.density.base.default_density_weight`)"""
     _state_attrs = ("points_", "radius_")
     _param_names = ("k", "eps")
 

@@ -7,7 +7,7 @@ For images x with targets t (rows solved together), on :func:`recourse.core.apg.
     \quad\text{s.t.}\quad \|w\|_{0,\text{pixels}} \le m,\; x + w \in [l, u],
 
 prox = the exact projection onto the ℓ0-by-pixel ∩ box set
-(:func:`recourse.core.projections.project_l0_box`, Croce & Hein).  g is the k-NN density
+(:class:`recourse.core.projections.L0BoxProjection`, Croce & Hein; the tabular S-CFE's projection).  g is the k-NN density
 gravity point (mean of the k = 3 training images of class t nearest to x that the model puts in
 t).  The loss weight c is searched per image (×10 until the target is reached, then geometric
 bisection); the valid answer with the smallest ℓ2 is kept.
@@ -34,7 +34,8 @@ import torch
 from torch import Tensor
 
 from recourse.core.apg import apg
-from recourse.core.projections import project_l0_box
+from recourse.core.projections import L0BoxProjection
+from recourse.density.lof import NoveltyLOF
 
 from .adapter import ImageAdapter, LogitCache
 
@@ -97,6 +98,7 @@ def scfe_images(adapter: ImageAdapter, x: Tensor, targets: Tensor, *, m: int = 2
     lo, hi = adapter.delta_box(x)
     groups = adapter.pixel_groups((ch, hh, ww), adapter.device) if ch > 1 else None
     n_groups = hh * ww if ch > 1 else None
+    projection = L0BoxProjection(groups, n_groups)
     g_flat = None if gravity is None else (adapter.to_device(gravity) - x).reshape(b, -1)
     shape = x.shape[1:]
     c = torch.full((b,), float(c0), device=adapter.device)
@@ -113,7 +115,7 @@ def scfe_images(adapter: ImageAdapter, x: Tensor, targets: Tensor, *, m: int = 2
 
     def prox_m(budget: int):
         def prox(v: Tensor, a: Tensor, rows: Tensor) -> Tensor:
-            return project_l0_box(v, lo[rows], hi[rows], budget, groups, n_groups)
+            return projection.project(v, lo[rows], hi[rows], budget)
         return prox
 
     @torch.no_grad()
@@ -176,14 +178,12 @@ def scfe_images_cheapest(adapter: ImageAdapter, x: Tensor, candidates: Tensor, *
 
 def lof_scores(train_x: np.ndarray, train_y: np.ndarray, points: np.ndarray, classes: np.ndarray,
                n_neighbors: int = 50) -> np.ndarray:
-    """Target-class LOF (−score_samples of ``LocalOutlierFactor(novelty=True)`` fitted per class)."""
-    from sklearn.neighbors import LocalOutlierFactor
-
+    """Target-class LOF of each image against the training images of its class
+    (:class:`recourse.density.lof.NoveltyLOF`, = −score_samples of scikit-learn's novelty LOF)."""
     out = np.full(len(points), np.nan)
     tr = train_x.reshape(len(train_x), -1)
     pts = points.reshape(len(points), -1)
     for cls in np.unique(classes):
         sel = classes == cls
-        lof = LocalOutlierFactor(n_neighbors=n_neighbors, novelty=True).fit(tr[train_y == cls])
-        out[sel] = -lof.score_samples(pts[sel])
+        out[sel] = NoveltyLOF(tr[train_y == cls], n_neighbors).lof(pts[sel])
     return out

@@ -5,7 +5,9 @@ classes, data set, split seed, accuracies, SHA-256 of the weights) and ``model.s
 Loading reads JSON and safetensors only (no pickle), refuses weights whose hash differs, checks
 ``model.json``'s keys (:class:`VisionMeta`) and runs one dry forward pass at ``input_shape``;
 every problem is a :class:`~recourse.errors.BundleError` naming the file and the key.
-Supported layers: Conv2d, Linear, ReLU, MaxPool2d, Flatten (types matched exactly).
+The layers are written in the project's one network format (:func:`recourse.model_io.module_to_spec`,
+the tabular classifiers' format); bundles of version 1, with the older vision layer vocabulary,
+still load (:func:`legacy_layers`).
 """
 from __future__ import annotations
 
@@ -14,24 +16,25 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
-from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, StrictInt, StrictStr, TypeAdapter,
-                      ValidationError, field_validator, model_validator)
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, StrictInt, StrictStr, field_validator, model_validator
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from recourse.errors import BundleError
-from recourse.model_io import check_bundle_json, file_sha256, read_bundle_json, validation_problems
+from recourse.model_io import (LayerSpec, check_bundle_json, file_sha256, module_from_spec, module_to_spec,
+                               read_bundle_json)
 from recourse.runtime import parse_device
 
 from .data import DATASETS, SHAPES
 
 FORMAT = "recourse.vision.cnn"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: layers in the project's one network format (:func:`recourse.model_io.module_to_spec`); 1 is still read."""
 
 
 def small_cnn(shape: tuple[int, int, int], n_classes: int = 10) -> nn.Sequential:
@@ -78,81 +81,30 @@ def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, device: str | torch
 
 
 # ---------------------------------------------------------------------------------- spec
-def module_to_spec(model: nn.Sequential) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
-    """Layer list (JSON-able) and named tensors of a supported ``nn.Sequential``."""
-    layers: list[dict[str, Any]] = []
-    tensors: dict[str, torch.Tensor] = {}
-    for i, m in enumerate(model):
-        t = type(m)
-        if t is nn.Conv2d:
-            layers.append({"type": "Conv2d", "in": m.in_channels, "out": m.out_channels, "kernel": list(m.kernel_size),
-                           "stride": list(m.stride), "padding": list(m.padding)})
-            tensors[f"{i}.weight"], tensors[f"{i}.bias"] = m.weight, m.bias
-        elif t is nn.Linear:
-            layers.append({"type": "Linear", "in": m.in_features, "out": m.out_features})
-            tensors[f"{i}.weight"], tensors[f"{i}.bias"] = m.weight, m.bias
-        elif t is nn.ReLU:
-            layers.append({"type": "ReLU"})
-        elif t is nn.MaxPool2d:
-            layers.append({"type": "MaxPool2d", "kernel": m.kernel_size})
-        elif t is nn.Flatten:
-            layers.append({"type": "Flatten"})
-        else:
-            raise TypeError(f"layer {i} ({t.__name__}) is not supported; use Conv2d, Linear, ReLU, MaxPool2d, Flatten")
-    return layers, {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+# The layers are stored in the project's one network format (recourse.model_io.module_to_spec).
+# Bundles of format version 1 used their own layer vocabulary; it is still read:
+_LEGACY_KEYS = {"Conv2d": {"in": "in_channels", "out": "out_channels", "kernel": "kernel_size"},
+                "Linear": {"in": "in_features", "out": "out_features"},
+                "MaxPool2d": {"kernel": "kernel_size"}}
 
 
-_Pair = tuple[PositiveInt, PositiveInt]
+def legacy_layers(layers: Any) -> Any:
+    """Version-1 vision layers (``{"type": "Conv2d", "in", "out", "kernel", ...}``) in the current
+    spec's vocabulary; anything unrecognised is passed through for validation to name it."""
+    if not isinstance(layers, list):
+        return layers
+    out = []
+    for layer in layers:
+        if isinstance(layer, dict) and layer.get("type") in _LEGACY_KEYS:
+            names = _LEGACY_KEYS[layer["type"]]
+            layer = {names.get(k, k): v for k, v in layer.items()}
+            if layer["type"] == "MaxPool2d" and "kernel_size" in layer and "stride" not in layer:
+                k = layer["kernel_size"]
+                layer["stride"] = layer["kernel_size"] = [k, k] if isinstance(k, int) else k
+        out.append(layer)
+    return out
 
 
-class _Layer(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class _Conv2d(_Layer):
-    type: Literal["Conv2d"]
-    n_in: PositiveInt = Field(alias="in")
-    out: PositiveInt
-    kernel: _Pair
-    stride: _Pair
-    padding: tuple[NonNegativeInt, NonNegativeInt]
-
-    def build(self) -> nn.Module:
-        return nn.Conv2d(self.n_in, self.out, self.kernel, self.stride, self.padding)
-
-
-class _Linear(_Layer):
-    type: Literal["Linear"]
-    n_in: PositiveInt = Field(alias="in")
-    out: PositiveInt
-
-    def build(self) -> nn.Module:
-        return nn.Linear(self.n_in, self.out)
-
-
-class _MaxPool2d(_Layer):
-    type: Literal["MaxPool2d"]
-    kernel: PositiveInt | _Pair
-
-    def build(self) -> nn.Module:
-        return nn.MaxPool2d(self.kernel)
-
-
-class _ReLU(_Layer):
-    type: Literal["ReLU"]
-
-    def build(self) -> nn.Module:
-        return nn.ReLU()
-
-
-class _Flatten(_Layer):
-    type: Literal["Flatten"]
-
-    def build(self) -> nn.Module:
-        return nn.Flatten()
-
-
-_LayerSpec = Annotated[Union[_Conv2d, _Linear, _MaxPool2d, _ReLU, _Flatten], Field(discriminator="type")]
 _Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
@@ -161,13 +113,20 @@ class VisionMeta(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    layers: list[_LayerSpec] = Field(min_length=1)
+    layers: list[LayerSpec] = Field(min_length=1)
     input_shape: tuple[PositiveInt, PositiveInt, PositiveInt]
     value_range: tuple[_Finite, _Finite]
     dataset: Literal[DATASETS]  # type: ignore[valid-type]
     seed: StrictInt = 0
     classes: list[StrictInt] = Field(default_factory=lambda: list(range(10)), min_length=2)
     sha256: StrictStr
+
+    @model_validator(mode="before")
+    @classmethod
+    def _version_1_layers(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("version") == 1 and "layers" in data:
+            return {**data, "layers": legacy_layers(data["layers"])}
+        return data
 
     @field_validator("value_range")
     @classmethod
@@ -182,15 +141,6 @@ class VisionMeta(BaseModel):
             raise ValueError(f"input_shape: {list(self.input_shape)} is not the shape of the {self.dataset!r} "
                              f"images {list(SHAPES[self.dataset])}")
         return self
-
-
-def module_from_spec(layers: list[dict[str, Any]]) -> nn.Sequential:
-    """The ``nn.Sequential`` a layer list describes; a bad list raises :class:`BundleError` naming the layer."""
-    try:
-        specs = TypeAdapter(list[_LayerSpec]).validate_python(layers)
-    except ValidationError as exc:
-        raise BundleError("invalid layer spec" + validation_problems(exc, ("layers",))) from None
-    return nn.Sequential(*(spec.build() for spec in specs))
 
 
 @dataclass
@@ -225,9 +175,9 @@ class VisionBundle:
 def save_bundle(model: nn.Sequential, out: str | Path, meta: dict[str, Any]) -> VisionBundle:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    layers, tensors = module_to_spec(model)
-    save_file(tensors, str(out / "model.safetensors"))
-    meta = {"format": FORMAT, "version": FORMAT_VERSION, **meta, "layers": layers,
+    spec, tensors = module_to_spec(model)
+    save_file({k: v.cpu().contiguous() for k, v in tensors.items()}, str(out / "model.safetensors"))
+    meta = {"format": FORMAT, "version": FORMAT_VERSION, **meta, "layers": spec["layers"],
             "sha256": file_sha256(out / "model.safetensors")}
     (out / "model.json").write_text(json.dumps(meta, indent=2))
     return VisionBundle(out, model.eval(), meta)
@@ -248,10 +198,10 @@ def load_bundle(path: str | Path, device: str | torch.device | None = None) -> V
     spec = check_bundle_json(VisionMeta, meta, spec_file)
     if file_sha256(weights) != spec.sha256:
         raise BundleError(f"{weights}: SHA-256 does not match model.json; refusing to load")
-    model = nn.Sequential(*(layer.build() for layer in spec.layers))
+    layers = {"type": "Sequential", "layers": [layer.model_dump() for layer in spec.layers]}
     try:
-        model.load_state_dict(load_file(str(weights)))
-    except (SafetensorError, RuntimeError) as exc:
+        model = module_from_spec(layers, load_file(str(weights)))
+    except (SafetensorError, ValueError, RuntimeError) as exc:
         raise BundleError(f"{weights}: weights do not fit the layers of model.json ({exc})") from None
     model.to(device).eval()
     try:
