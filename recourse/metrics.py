@@ -131,9 +131,12 @@ def _lof_model(points: np.ndarray, n_neighbors: int = 30) -> NoveltyLOF | None:
 
 
 def lof_scores(train_encoded: np.ndarray, train_labels: np.ndarray, encoded: np.ndarray, targets: np.ndarray,
-               n_neighbors: int = 30, _cache: dict | None = None) -> np.ndarray:
-    """(N,) target-class LOF of each encoded row (NaN if the class has < 3 points)."""
-    cache = {} if _cache is None else _cache
+               n_neighbors: int = 30, cache: dict | None = None) -> np.ndarray:
+    """(N,) target-class LOF of each encoded row (NaN if the class has < 3 points).
+
+    ``cache``: a dict the fitted per-class scorers are kept in between calls (same training data).
+    """
+    cache = {} if cache is None else cache
     targets = np.asarray(targets)
     out = np.full(len(encoded), np.nan)
     for t in np.unique(targets):

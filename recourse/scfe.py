@@ -205,7 +205,7 @@ class RecourseEngine:
         """Target-class local outlier factor (≈1 inlier, larger = outlier), NaN without training data."""
         if self.train_encoded is None or len(encoded) == 0:
             return np.full(len(encoded), np.nan)
-        return lof_scores(self.train_encoded, self.train_labels, encoded, targets, _cache=self._lof_cache)
+        return lof_scores(self.train_encoded, self.train_labels, encoded, targets, cache=self._lof_cache)
 
     def target_indices(self, target: Any, n: int) -> np.ndarray:
         """Class indices of the requested target (None: the favourable class), one value or one per row."""

@@ -30,9 +30,14 @@ from recourse.core.apg import apg, value_and_grad
 from recourse.core.frank_wolfe import frank_wolfe, lmo_l1_topq
 from recourse.core.pgd import pgd
 from recourse.core.prox import LpPenalty, project_l2_ball, prox_lp_box
+from recourse.core.weight_search import bracket_search
 
 from .adapter import ImageAdapter, LogitCache
 from .metrics import d20, default_patch
+
+LAMBDA_FACTOR = 4.0
+"""Step of the outer λ search while only one side is known (then geometric bisection; see
+:func:`recourse.core.weight_search.bracket_search`)."""
 
 __all__ = ["AttackResult", "fbs_attack", "gse_attack", "pgd_attack", "fw_attack", "gaussian_kernel", "ATTACKS"]
 
@@ -107,39 +112,6 @@ def _success_stop(adapter: ImageAdapter, x: Tensor, aims: Tensor, targeted: bool
     return stop
 
 
-def _lambda_search(run: Callable[[Tensor], tuple[Tensor, Tensor]], score: Callable[[Tensor], Tensor],
-                   lam0: Tensor, steps: int, factor: float = 4.0) -> tuple[Tensor, Tensor, Tensor]:
-    r"""Outer search on a per-image λ: bracket then geometric bisection.
-
-    After each run an image that succeeded moves to a larger λ (sparser), one that failed to a
-    smaller λ; once both a success :math:`\lambda_s` and a failure :math:`\lambda_f` are known
-    the next λ is :math:`\sqrt{\lambda_s\lambda_f}`.  Keeps per image the successful
-    perturbation with the lowest ``score``.  Returns (best w, success, best λ).
-    """
-    lam = lam0.clone()
-    ok_lam = torch.zeros_like(lam)
-    fail_lam = torch.full_like(lam, float("inf"))
-    best_w: Tensor | None = None
-    best_score = torch.full_like(lam, float("inf"))
-    best_lam = lam.clone()
-    for _ in range(max(1, steps)):
-        w, succ = run(lam)
-        if best_w is None:
-            best_w = w.clone()
-        s = score(w)
-        better = succ & (s < best_score)
-        best_w[better] = w[better]
-        best_score = torch.where(better, s, best_score)
-        best_lam = torch.where(better, lam, best_lam)
-        ok_lam = torch.where(succ, lam, ok_lam)
-        fail_lam = torch.where(succ, fail_lam, lam)
-        up = torch.where(torch.isfinite(fail_lam), torch.sqrt(ok_lam * fail_lam.clamp_max(1e30)), lam * factor)
-        down = torch.where(ok_lam > 0, torch.sqrt(ok_lam * lam), lam / factor)
-        lam = torch.where(succ, up, down)
-    assert best_w is not None
-    return best_w, torch.isfinite(best_score), best_lam
-
-
 # ---------------------------------------------------------------------------------------- FBS
 def fbs_attack(adapter: ImageAdapter, x: Tensor, labels: Tensor | None = None, *, targets: Tensor | None = None,
                p: float = 0.5, lam: float = 0.05, c: float = 1.0, kappa: float = 0.0, mu: float = 0.0,
@@ -181,7 +153,7 @@ def fbs_attack(adapter: ImageAdapter, x: Tensor, labels: Tensor | None = None, *
 
     lam0 = _row(lam, batch, adapter.device)
     if search_steps > 1:
-        w, _, _ = _lambda_search(run, lambda w: d20(w.view_as(x), patch).float(), lam0, search_steps)
+        w, _, _ = bracket_search(run, lambda w: d20(w.view_as(x), patch).float(), lam0, search_steps, LAMBDA_FACTOR)
     else:
         w, _ = run(lam0)
     x_adv = adapter.clamp(x + w.view_as(x))
@@ -325,7 +297,7 @@ def gse_attack(adapter: ImageAdapter, x: Tensor, labels: Tensor | None = None, *
         lam0 = start_lambda(grad0, step, lo, hi, lam_frac)
     else:
         lam0 = _row(lam, batch, adapter.device)
-    w, _, _ = _lambda_search(run, lambda w: d20(w.view_as(x), patch).float(), lam0, search_steps)
+    w, _, _ = bracket_search(run, lambda w: d20(w.view_as(x), patch).float(), lam0, search_steps, LAMBDA_FACTOR)
     x_adv = adapter.clamp(x + w.view_as(x))
     succ = adapter.success(x_adv, aims, targeted)
     return AttackResult(x, x_adv, succ, aims, targeted, time.perf_counter() - t0, "gse",

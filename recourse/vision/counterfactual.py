@@ -35,9 +35,14 @@ from torch import Tensor
 
 from recourse.core.apg import apg
 from recourse.core.projections import L0BoxProjection
+from recourse.core.weight_search import bracket_search
 from recourse.density.lof import NoveltyLOF
 
 from .adapter import ImageAdapter, LogitCache
+
+WEIGHT_FACTOR = 10.0
+"""Step of the outer loss-weight search while only one side is known (then geometric bisection;
+see :func:`recourse.core.weight_search.bracket_search`)."""
 
 
 @dataclass
@@ -122,25 +127,20 @@ def scfe_images(adapter: ImageAdapter, x: Tensor, targets: Tensor, *, m: int = 2
     def stop(w: Tensor, rows: Tensor) -> Tensor:
         return adapter.reached(cache.logits(adapter, w, rows, x[rows] + w.view(-1, *shape)), targets[rows], True)
 
-    best = torch.zeros_like(lo)
-    best_l2 = torch.full((b,), float("inf"), device=adapter.device)
-    c_ok = torch.full((b,), float("inf"), device=adapter.device)
-    c_fail = torch.zeros(b, device=adapter.device)
-    for _ in range(search_steps):
+    def run(weights: Tensor) -> tuple[Tensor, Tensor]:
+        nonlocal c
+        c = weights
         w0 = torch.zeros_like(lo)
         for budget in [mb for mb in warm_budgets if mb > m]:
             w0 = apg(h, prox_m(budget), w0, step=step, max_iter=warm_iter, tol=tol).x
         if warm_budgets:
             w0 = prox_m(m)(w0, None, torch.arange(b, device=adapter.device))
-        res = apg(h, prox_m(m), w0, step=step, max_iter=max_iter, tol=tol, stop=stop)
-        w = res.x
-        ok = adapter.success(x + w.view_as(x), targets, True)
-        dist = torch.linalg.vector_norm(w, dim=1)
-        better = ok & (dist < best_l2)
-        best[better], best_l2 = w[better], torch.where(better, dist, best_l2)
-        c_ok = torch.where(ok, torch.minimum(c_ok, c), c_ok)
-        c_fail = torch.where(ok, c_fail, torch.maximum(c_fail, c))
-        c = torch.where(torch.isfinite(c_ok), torch.where(c_fail > 0, torch.sqrt(c_ok * c_fail.clamp_min(1e-12)), c_ok / 10), c * 10)
+        w = apg(h, prox_m(m), w0, step=step, max_iter=max_iter, tol=tol, stop=stop).x
+        return w, adapter.success(x + w.view_as(x), targets, True)
+
+    best, found, _ = bracket_search(run, lambda w: torch.linalg.vector_norm(w, dim=1), c, search_steps,
+                                    WEIGHT_FACTOR, raise_on_success=False)
+    best = torch.where(found[:, None], best, torch.zeros_like(best))
     x_cf = adapter.clamp(x + best.view_as(x))
     valid = adapter.success(x_cf, targets, True)
     return ImageCounterfactuals(x, x_cf, targets, valid, time.perf_counter() - t0)
