@@ -112,6 +112,8 @@ def explain(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
     alternatives: Optional[int] = typer.Option(None, "--alternatives", "-k", help="Also show up to K (1 to 10) verified counterfactuals that change different feature sets, ordered by cost."),
     cost_weight: Optional[list[str]] = typer.Option(None, "--cost-weight", help="FEATURE=W: make changing FEATURE W times as expensive (repeatable), e.g. present_employment=5."),
+    fix: Optional[list[str]] = typer.Option(None, "--fix", help="FEATURE: the applicant cannot change it (repeatable), e.g. --fix duration."),
+    limit: Optional[list[str]] = typer.Option(None, "--limit", help="FEATURE=LOW:HIGH: the values the applicant can reach (repeatable; numbers, or level names of an ordinal; an empty end is open), e.g. credit_amount=1000: or savings=:'500 to 1000 DM'."),
 ) -> None:
     """Explain a decision and find the recourse: what to change to obtain the favourable decision."""
     from commands.flags import options_problem
@@ -128,7 +130,8 @@ def explain(
     try:  # the library's one options policy; the command line only parses
         options = RequestOptions(max_changes=max_changes, alternatives=alternatives,
                                  cost_weights=_parse_cost_weights(cost_weight or []) or None,
-                                 density=density.value if density is not None else None)
+                                 density=density.value if density is not None else None,
+                                 fixed=list(fix) if fix else None, limits=_parse_limits(limit or []) or None)
         engine = open_bundle(bundle).engine()
         results = engine.explain(payload, options=options)
     except OptionsError as exc:
@@ -141,6 +144,36 @@ def explain(
         typer.echo(json.dumps(data[0] if isinstance(payload, dict) else data, indent=2))
     else:
         typer.echo("\n\n".join(format_recourse(r, engine.schema) for r in results))
+
+
+def _parse_limits(items: list[str]) -> dict[str, list[Any]]:
+    """``["FEATURE=LOW:HIGH", ...]`` → {feature: [low, high]}: numbers where they parse, else level
+    names, an empty end open (None); each feature once (the options policy checks the rest)."""
+    from recourse.schema import shorten
+
+    out: dict[str, list[Any]] = {}
+    for item in items:
+        name, sep, span = item.partition("=")
+        name = name.strip()
+        low, colon, high = span.partition(":")
+        if not (sep and name and colon):
+            fail(f"invalid --limit {shorten(repr(item))}: expected FEATURE=LOW:HIGH, e.g. credit_amount=1000:3000 "
+                 "or duration=:24 (an empty end is open)")
+        if name in out:
+            fail(f"invalid --limit: {shorten(repr(name))} is given more than once")
+        out[name] = [_limit_end(low), _limit_end(high)]
+    return out
+
+
+def _limit_end(text: str) -> Any:
+    """One end of a --limit: None when empty, a number when it parses as one, else a level name."""
+    text = text.strip().strip("'\"")
+    if not text:
+        return None
+    try:
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    except ValueError:
+        return text
 
 
 def _parse_cost_weights(items: list[str]) -> dict[str, float]:

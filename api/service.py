@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import torch
 
@@ -22,6 +23,39 @@ from .log import ID_DIGITS, Entry, ExplanationLog, is_answer_id
 from .problems import Problem, describe, field_error
 from .schemas import BatchRequest, Options, PredictRequest, RecourseRequest
 from .telemetry import Telemetry
+
+
+@dataclass(frozen=True)
+class SolverKey:
+    """The resolved solver options shared by the entries of one engine call (hashable: the batcher
+    groups waiting entries by it); ``density`` None means none."""
+
+    max_changes: int
+    density: str | None
+    alternatives: int | None = None
+    cost_weights: tuple[tuple[str, float], ...] | None = None
+    fixed: tuple[str, ...] | None = None
+    limits: tuple[tuple[str, tuple[Any, Any]], ...] | None = None
+
+    def request(self) -> dict[str, Any]:
+        """The options as logged with each answer (the ones not set are left out, as before)."""
+        out: dict[str, Any] = {"max_changes": self.max_changes, "density": self.density}
+        if self.alternatives is not None:
+            out["alternatives"] = self.alternatives
+        if self.cost_weights:
+            out["cost_weights"] = dict(self.cost_weights)
+        if self.fixed:
+            out["fixed"] = list(self.fixed)
+        if self.limits:
+            out["limits"] = {k: list(v) for k, v in self.limits}
+        return out
+
+    def explain_options(self) -> dict[str, Any]:
+        """Keyword options of :meth:`RecourseEngine.explain`."""
+        return {"max_changes": self.max_changes, "density": self.density, "alternatives": self.alternatives,
+                "cost_weights": dict(self.cost_weights) if self.cost_weights else None,
+                "fixed": list(self.fixed) if self.fixed else None,
+                "limits": {k: list(v) for k, v in self.limits} if self.limits else None}
 
 
 class RecourseService:
@@ -97,7 +131,7 @@ class RecourseService:
 
     # ------------------------------------------------------------------ internals
     def _checked(self, request: Options, records: Sequence[Any], path: list[str],
-                 single: bool) -> tuple[Hashable, Any, list[dict[str, Any]]]:
+                 single: bool) -> tuple[SolverKey, Any, list[dict[str, Any]]]:
         """Solver options, target and validated records; the problems of all of them in one 422."""
         found: list[Problem] = []
         try:
@@ -114,14 +148,14 @@ class RecourseService:
             raise Problem(422, "; ".join(p.detail for p in found), [e for p in found for e in p.errors])
         return key, target, valid
 
-    def _options(self, request: Options) -> tuple[Hashable, Any]:
+    def _options(self, request: Options) -> tuple[SolverKey, Any]:
         """The solver-options key and the target class; one 422 listing every bad option."""
         errors: list[dict[str, str]] = []
         config = None
         try:  # the library's one options policy (recourse.options); the envelope only checked JSON types
             config = self.engine.resolve(RequestOptions(
                 max_changes=request.max_changes, density=request.density, alternatives=request.alternatives,
-                cost_weights=request.cost_weights)).config
+                cost_weights=request.cost_weights, fixed=request.fixed, limits=request.limits)).config
         except OptionsError as exc:
             errors += [field_error(e.field.split(".", 1), e.message) for e in exc.errors]
         try:
@@ -130,8 +164,11 @@ class RecourseService:
             errors += problem.errors
         if errors or config is None:
             raise Problem(422, "invalid solver options", errors)
-        weights = tuple(sorted(request.cost_weights.items())) if request.cost_weights else None
-        return (config.max_changes, config.density, request.alternatives, weights), target
+        key = SolverKey(config.max_changes, config.density, request.alternatives,
+                        tuple(sorted(request.cost_weights.items())) if request.cost_weights else None,
+                        tuple(dict.fromkeys(request.fixed)) if request.fixed else None,
+                        tuple(sorted((k, tuple(v)) for k, v in request.limits.items())) if request.limits else None)
+        return key, target
 
     def _target(self, asked: str | int | None) -> Any:
         """The class to reach: the favourable one, or the engine's class equal to ``asked`` in value and
@@ -166,18 +203,16 @@ class RecourseService:
                 errors.append(field_error(parts, e.message))
             raise Problem(422, "the applicant does not fit the model's feature schema", errors) from None
 
-    def _solve(self, key: Hashable, entries: list[Entry]) -> list[Entry]:
+    def _solve(self, key: SolverKey, entries: list[Entry]) -> list[Entry]:
         """One engine call for entries sharing solver options; fills each entry's answer.
 
         Runs on the batcher's solver thread; the batcher's finishing thread then logs the
         micro-batch in one transaction (:meth:`_log`, group commit: one fsync per micro-batch)
         while the solver already works on the next one.
         """
-        m, density, alternatives, weights = key
         self._seed()
-        results = self.engine.explain([e.request["applicant"] for e in entries], max_changes=m, density=density,
-                                      target=[e.request["target"] for e in entries], alternatives=alternatives,
-                                      cost_weights=dict(weights) if weights else None)
+        results = self.engine.explain([e.request["applicant"] for e in entries],
+                                      target=[e.request["target"] for e in entries], **key.explain_options())
         for entry, res in zip(entries, results):
             entry.answer = {"model": self.model_ref, **res.to_dict()}
         return entries
@@ -210,14 +245,10 @@ class RecourseService:
             raise Problem(503, f"no answer within {self.config.request_timeout:g} s; try again",
                           headers={"Retry-After": "1"}) from None
 
-    def _answer(self, kind: str, key: Hashable, target: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _answer(self, kind: str, key: SolverKey, target: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Logged answers for records: earlier answers to the same request reused, the rest solved."""
-        m, density, alternatives, weights = key
-        request = {"max_changes": m, "density": density, "target": target}
-        if alternatives is not None:
-            request["alternatives"] = alternatives
-        if weights:
-            request["cost_weights"] = dict(weights)
+        logged = key.request()  # the order answers were always logged in: m, density, target, then the rest
+        request = {"max_changes": logged.pop("max_changes"), "density": logged.pop("density"), "target": target, **logged}
         entries = [Entry(kind, {"applicant": r, **request}, {}) for r in records]
         known = self.log.known_answers(self.bundle.hash, entries)
         items: list[dict[str, Any] | None] = [None] * len(entries)

@@ -24,6 +24,8 @@ FLAGS: dict[str, str] = {
     "max_changes": "--max-changes",
     "alternatives": "--alternatives",
     "cost_weights": "--cost-weight",
+    "fixed": "--fix",
+    "limits": "--limit",
     "density": "--density",
     "target": "--target",
     "seed": "--seed",
@@ -100,12 +102,12 @@ def field_flag(field: str) -> str:
     """The flag of a request-options field (``cost_weights.age`` → ``--cost-weight age``)."""
     head, _, rest = field.partition(".")
     flag = FLAGS.get(head, head)
-    return f"{flag} {rest}" if rest else flag
+    return f"{flag} {rest}" if rest and not rest.isdigit() else flag  # fixed.0 → --fix (the value is in the message)
 
 
 def options_problem(errors: Iterable["FieldError"]) -> str:
     """One message for the options errors of a command, each named by its flag."""
     from recourse.schema import shorten
 
-    lines = [f"  - {field_flag(e.field)}: {shorten(e.message, 200)}" for e in errors]
+    lines = [f"  - {field_flag(e.field)}: {shorten(cli_message(e.message), 200)}" for e in errors]
     return "invalid options:\n" + "\n".join(lines)

@@ -57,6 +57,8 @@ may not be acted on join :meth:`pinned`, allowed transitions between levels fill
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from .errors import SchemaError
@@ -74,6 +76,8 @@ CHECKS: tuple[str, ...] = (
     "decreased but may only increase",
     "increased but may only decrease",
     "changed by more than {max_change}",
+    "changed, but it cannot be acted on (the schema or the request fixes it)",
+    "this move between its levels is not allowed",
 )
 """The per-feature constraint checks, in the order their messages are listed (``name: message``)."""
 
@@ -110,7 +114,12 @@ class ActionSet:
         self.is_categorical = kinds == "categorical"
         self.is_switch = self.is_binary | self.is_categorical
         """A change counts |Δ| = 1 (binary or categorical)."""
-        self.immutable = np.array([f.immutable for f in feats], dtype=bool)
+        self.protected = np.array([f.immutable for f in feats], dtype=bool)
+        """The schema's ``immutable`` features (protected or fixed attributes)."""
+        self.inactionable = np.array([not f.actionable for f in feats], dtype=bool)
+        """Features a person cannot act on (``actionable: false``)."""
+        self.immutable = self.protected | self.inactionable
+        """Pinned by the schema: every consumer keeps these at the original value."""
         self.increase = np.array([f.direction == "increase" for f in feats], dtype=bool)
         self.decrease = np.array([f.direction == "decrease" for f in feats], dtype=bool)
         self.n_levels = np.array([len(f.levels) if f.kind in ("categorical", "ordinal") else 2 if f.kind == "binary"
@@ -119,6 +128,10 @@ class ActionSet:
         self.high = np.array([f.range[1] if f.is_numeric else float(max(len(f.levels or []) - 1, 1)) for f in feats],
                              dtype=float)
         self.span = np.array([feature_span(f) for f in feats], dtype=float)
+        self.origin = self.low.copy()
+        """Code of the scaled encoding's 0 (the range's low end; 0 for levels): z = (code − origin) / span."""
+        self.requested = np.zeros(len(feats), dtype=bool)
+        """Features a request fixed (see :meth:`restricted`)."""
         self.max_change = np.array([f.max_change if f.max_change is not None and f.kind != "categorical" else np.inf
                                     for f in feats], dtype=float)
         self.free = np.array([f.kind == "continuous" and f.precision is None for f in feats], dtype=bool)
@@ -129,8 +142,40 @@ class ActionSet:
         self.cost_scale = np.array([f.cost_scale or 1.0 for f in feats], dtype=float)
         self.cost_weight = np.array([f.cost_weight for f in feats], dtype=float)
         """The schema's ω (the engine's default; ``weights=None`` below means ω = 1)."""
+        self._prepare_transitions()
         self._prepare_columns()
         self._messages = [[f"{f.name}: {c.format(max_change=f.max_change)}" for c in CHECKS] for f in feats]
+
+    def _prepare_transitions(self) -> None:
+        """``transition[j, a, b]``: may feature j move from level a to level b (F, L, L); staying always may.
+
+        Without ``transitions`` every move between existing levels may; ``_hull_lo/_hull_hi``
+        (F, L): the lowest and highest level reachable from each level (the interval the
+        solver's relaxation of an ordinal feature sees).
+        """
+        size = int(max(self.n_levels.max(initial=0), 2))
+        levels = np.arange(size)
+        exists = levels[None, :] < self.n_levels[:, None]  # (F, L)
+        trans = exists[:, :, None] & exists[:, None, :]
+        self.has_transitions = np.array([f.transitions is not None for f in self.features], dtype=bool)
+        for j in np.flatnonzero(self.has_transitions):
+            feat = self.features[j]
+            index = {name: i for i, name in enumerate(feat.level_names)}
+            rule = np.zeros((size, size), dtype=bool)
+            for source, targets in feat.transitions.items():
+                rule[index[source], [index[t] for t in targets]] = True
+            trans[j] = rule & exists[j][:, None] & exists[j][None, :]
+        trans |= np.eye(size, dtype=bool)[None] & exists[:, :, None]
+        self.transition = trans
+        big = np.where(trans, levels[None, None, :], size)
+        small = np.where(trans, levels[None, None, :], -1)
+        self._hull_lo = big.min(axis=2).astype(float)
+        self._hull_hi = small.max(axis=2).astype(float)
+
+    def level_of(self, codes: np.ndarray) -> np.ndarray:
+        """(…, F) the level index of each code (0 where not a level: numbers, NaN)."""
+        size = self.transition.shape[1]
+        return np.clip(np.nan_to_num(np.round(np.asarray(codes, dtype=float))), 0, size - 1).astype(np.int64)
 
     def _prepare_columns(self) -> None:
         """Column arrays of the scaled encoding: a categorical feature has one column per level."""
@@ -142,6 +187,27 @@ class ActionSet:
         step = np.where(self.is_categorical, np.inf, self.max_change / self.span)
         self._column_step = step[self.groups]
         self._column_inc, self._column_dec = self.increase[self.groups], self.decrease[self.groups]
+        with np.errstate(invalid="ignore"):
+            self._column_low = np.where(self.is_categorical, 0.0, (self.low - self.origin) / self.span)[self.groups]
+            self._column_high = np.where(self.is_categorical, 1.0, (self.high - self.origin) / self.span)[self.groups]
+
+    def restricted(self, fixed: np.ndarray | None = None, low: np.ndarray | None = None,
+                   high: np.ndarray | None = None) -> "ActionSet":
+        """This action set with a request's personal limits: ``fixed`` (F,) features pinned, and every
+        value within [``low``, ``high``] (F,) codes (NaN: no limit); the schema's rules still hold."""
+        other = copy.copy(self)
+        if fixed is not None:
+            fixed = np.asarray(fixed, dtype=bool) & ~self.immutable
+            other.requested = self.requested | fixed
+            other.immutable = self.immutable | fixed
+        if low is not None:
+            low = np.asarray(low, dtype=float)
+            other.low = np.where(np.isnan(low), self.low, np.maximum(self.low, low))
+        if high is not None:
+            high = np.asarray(high, dtype=float)
+            other.high = np.where(np.isnan(high), self.high, np.minimum(self.high, high))
+        other._prepare_columns()
+        return other
 
     @classmethod
     def from_encoder(cls, encoder) -> "ActionSet":
@@ -176,6 +242,12 @@ class ActionSet:
         hi = np.where(self.decrease[idx], np.minimum(hi, v), hi)
         mc = self.max_change[idx]
         lo, hi = np.maximum(lo, v - mc), np.minimum(hi, v + mc)
+        ordered = self.is_ordinal[idx] & self.has_transitions[idx]
+        if ordered.any():  # an ordinal's allowed levels from its current one: their interval
+            feats = np.arange(self.n_features)[idx]
+            level = self.level_of(v)
+            lo = np.where(ordered, np.maximum(lo, self._hull_lo[feats, level]), lo)
+            hi = np.where(ordered, np.minimum(hi, self._hull_hi[feats, level]), hi)
         q, free = self.q[idx], self.free[idx]
         with np.errstate(invalid="ignore"):
             lo = np.where(free, lo, np.ceil(lo * q - SNAP) / q)
@@ -196,17 +268,40 @@ class ActionSet:
     def level_mask(self, codes: np.ndarray, frozen: np.ndarray | None = None) -> np.ndarray:
         """(N, F, L) whether level l of feature j is allowed for row n (L: the most levels of any feature).
 
-        Ordinal and binary features: the levels inside :meth:`code_bounds`; categorical: every
-        level, or only the original one when pinned; numeric features: none.
+        Ordinal and binary features: the levels inside :meth:`code_bounds` that the feature's
+        ``transitions`` allow from its current level; categorical: the levels its transitions
+        allow (every level without them), only the original one when pinned; numeric: none.
         """
         x = np.asarray(codes, dtype=float)
         lo, hi = self.code_bounds(x, frozen)
-        levels = np.arange(int(self.n_levels.max(initial=0)), dtype=float)
+        size = int(self.n_levels.max(initial=0))
+        levels = np.arange(size, dtype=float)
         exists = levels[None, :] < self.n_levels[:, None]
         inside = (levels >= lo[..., None] - TOLERANCE) & (levels <= hi[..., None] + TOLERANCE)
+        moves = self.transition[np.arange(self.n_features), self.level_of(x)][..., :size]
         free_cat = self.is_categorical & ~self.pinned(frozen)
-        allowed = np.where(free_cat[..., None], True, inside)
+        allowed = np.where(free_cat[..., None], moves, inside & moves)
         return allowed & exists & ~self.is_numeric[:, None]
+
+    def allowed_levels(self, features: np.ndarray, origin: np.ndarray, values: np.ndarray, lower: np.ndarray,
+                       upper: np.ndarray) -> np.ndarray:
+        """``values`` (N, K) of ``features`` (K,) with each ordinal level its transitions do not allow
+        from ``origin`` moved to the nearest allowed level in [``lower``, ``upper``] (else the origin)."""
+        features = np.asarray(features)
+        pick = np.flatnonzero(self.is_ordinal[features] & self.has_transitions[features])
+        if pick.size == 0:
+            return values
+        out = values.copy()
+        for k in pick:
+            j = int(features[k])
+            levels = np.arange(int(self.n_levels[j]), dtype=float)
+            here = self.level_of(origin[:, k])
+            ok = self.transition[j, here][:, : levels.size]
+            ok &= (levels >= lower[:, k, None] - TOLERANCE) & (levels <= upper[:, k, None] + TOLERANCE)
+            ok[np.arange(len(here)), here] = True  # staying is always allowed
+            distance = np.where(ok, np.abs(levels[None, :] - values[:, k, None]), np.inf)
+            out[:, k] = levels[distance.argmin(1)]
+        return out
 
     def snap(self, values: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
         """``values`` (…, K) of the features ``features`` rounded to the nearest lattice point (free ones unchanged)."""
@@ -222,12 +317,34 @@ class ActionSet:
         and ``frozen`` features.  The relaxation of :meth:`code_bounds`: not snapped onto the lattice.
         """
         x = np.asarray(x_scaled, dtype=float)
-        lower, upper = -x, 1.0 - x
+        lower, upper = self._column_low - x, self._column_high - x
         lower = np.where(self._column_inc, 0.0, lower)
         upper = np.where(self._column_dec, 0.0, upper)
         lower, upper = np.maximum(lower, -self._column_step), np.minimum(upper, self._column_step)
         fixed = self.pinned(frozen)[..., self.groups]
         lower, upper = np.where(fixed, 0.0, lower), np.where(fixed, 0.0, upper)
+        lower, upper = self._level_moves(x, lower, upper)
+        return np.minimum(lower, 0.0), np.maximum(upper, 0.0)
+
+    def _level_moves(self, x: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Scaled bounds of features with ``transitions``: a categorical level column the current
+        level may not move to stays 0 (the whole group is pinned when no move is allowed); an
+        ordinal stays within the interval of its reachable levels."""
+        if not self.has_transitions.any():
+            return lower, upper
+        lower, upper = lower.copy(), upper.copy()
+        for j in np.flatnonzero(self.has_transitions & ~self.immutable):
+            start, n = int(self.starts[j]), int(self.n_levels[j])
+            if self.is_categorical[j]:
+                cols = slice(start, start + n)
+                allowed = self.transition[j, x[..., cols].argmax(-1)][..., :n]
+                upper[..., cols] = np.where(allowed, upper[..., cols], 0.0)
+                stuck = allowed.sum(-1) <= 1
+                lower[..., cols] = np.where(stuck[..., None], 0.0, lower[..., cols])
+            else:  # ordinal: one column, z = level / (L − 1)
+                level = self.level_of(x[..., start] * self.span[j])
+                lower[..., start] = np.maximum(lower[..., start], (self._hull_lo[j, level] - level) / self.span[j])
+                upper[..., start] = np.minimum(upper[..., start], (self._hull_hi[j, level] - level) / self.span[j])
         return np.minimum(lower, 0.0), np.maximum(upper, 0.0)
 
     # ------------------------------------------------------------------ admissibility
@@ -245,15 +362,21 @@ class ActionSet:
         a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
         changed = self.changed(a, b) if changed is None else changed
         mutable = ~self.immutable
+        levels = self.is_categorical | self.is_ordinal
+        feats = np.arange(self.n_features)
+        blocked = ~self.transition[feats, self.level_of(a), self.level_of(b)]
         with np.errstate(invalid="ignore"):
             masks = np.stack([
-                changed & self.immutable,
+                changed & self.protected,
                 np.isnan(b) & mutable,
-                self.is_numeric & mutable & ((b < self.low - TOLERANCE) | (b > self.high + TOLERANCE)),
+                (self.is_numeric | self.is_ordinal) & mutable & changed
+                & ((b < self.low - TOLERANCE) | (b > self.high + TOLERANCE)),
                 self.is_integer & mutable & (np.abs(b - np.round(b)) > TOLERANCE),
                 self.increase & mutable & (b < a - TOLERANCE),
                 self.decrease & mutable & (b > a + TOLERANCE),
                 mutable & (np.abs(b - a) > self.max_change + TOLERANCE),
+                changed & (self.inactionable | self.requested) & ~self.protected,
+                mutable & levels & self.has_transitions & changed & ~np.isnan(b) & blocked,
             ], axis=-1)
         return masks
 

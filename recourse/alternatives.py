@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .actionset import ActionSet
 from .config import SCFEConfig
 from .search import SparseSearch, past
 from .verify import BatchSolution, Candidate
@@ -19,8 +20,9 @@ from .verify import BatchSolution, Candidate
 
 def find_alternatives(search: SparseSearch, x: np.ndarray, codes: np.ndarray, targets: np.ndarray,
                       solution: BatchSolution, config: SCFEConfig, deadline: float | None,
-                      k: int) -> list[list[Candidate]]:
-    """Per row, up to ``k`` verified candidates: the ordinary answer first, then by cost (empty: no answer)."""
+                      k: int, actions: ActionSet | None = None) -> list[list[Candidate]]:
+    """Per row, up to ``k`` verified candidates: the ordinary answer first, then by cost (empty: no answer);
+    ``actions``: the call's action set (default the schema's)."""
     n, f = len(x), search.encoder.n_features
     changed_codes = search.encoder.changed_codes
     found = {i: [Candidate(solution.codes[i], solution.encoded[i], float(solution.cost[i]), float(solution.probability[i]))]
@@ -33,7 +35,7 @@ def find_alternatives(search: SparseSearch, x: np.ndarray, codes: np.ndarray, ta
         if not jobs or past(deadline):
             break
         rows, pinned = np.asarray(jobs), np.stack(masks)
-        sub = search.solve(x[rows], codes[rows], targets[rows], sub_config, deadline, pinned=pinned)
+        sub = search.solve(x[rows], codes[rows], targets[rows], sub_config, deadline, pinned=pinned, actions=actions)
         changed = changed_codes(codes[rows], sub.codes)
         ok = sub.found & ~(changed & pinned).any(1) & (changed.sum(1) <= config.max_changes)
         for t in np.argsort(np.where(ok, sub.cost, np.inf), kind="stable")[: int(ok.sum())]:

@@ -183,6 +183,12 @@ def build_bundle(
     return bundle
 
 
+def _same_rules(a: FeatureSchema, b: FeatureSchema) -> bool:
+    """Whether two schemas declare the same features and rules (data-derived ranges and cost scales aside)."""
+    rules = lambda s: [f.model_dump(exclude={"range", "cost_scale"}) for f in s.features]  # noqa: E731
+    return rules(a) == rules(b) and a.target == b.target
+
+
 def build_dataset_bundle(name: str, out: str | Path | None = None, model: str = "mlp", seed: int = 0) -> Bundle:
     """Bundle for a bundled data set ("german" or "wine"), trained on its seeded training split."""
     data: Dataset = load_dataset(name)
@@ -407,12 +413,15 @@ def load_bundle(path: str | Path, device: str | torch.device | None = None) -> B
 
 
 def demo_bundle(name: str = "german", device: str | torch.device | None = None) -> Bundle:
-    """The demo bundle for a bundled data set, built on first use under :func:`recourse_home`."""
+    """The demo bundle for a bundled data set, built on first use under :func:`recourse_home` (and
+    built again when the data set's schema file has changed its rules since)."""
     device = parse_device(device)  # a bad device is the caller's error, not a reason to rebuild
     path = recourse_home() / "bundles" / name
     if (path / "metadata.json").is_file():
         try:
-            return load_bundle(path, device=device)
+            bundle = load_bundle(path, device=device)
+            if _same_rules(bundle.schema, load_dataset(name).schema):
+                return bundle
         except BundleError:
             pass
     build_dataset_bundle(name, path)

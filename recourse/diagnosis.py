@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from .actionset import ActionSet
 from .config import SCFEConfig
 from .search import SparseSearch, past
 from .verify import BatchSolution
 
 
 def explain_failures(search: SparseSearch, x: np.ndarray, codes: np.ndarray, targets: np.ndarray,
-                     solution: BatchSolution, config: SCFEConfig, deadline: float | None = None) -> dict[int, str]:
-    """A message per row of ``solution`` without a verified answer (by position)."""
+                     solution: BatchSolution, config: SCFEConfig, deadline: float | None = None,
+                     actions: ActionSet | None = None) -> dict[int, str]:
+    """A message per row of ``solution`` without a verified answer (by position); ``actions``: the
+    call's action set (default the schema's)."""
+    actions = search.encoder.action_set if actions is None else actions
     failed = np.flatnonzero(~solution.found)
     if failed.size == 0:
         return {}
@@ -27,9 +31,10 @@ def explain_failures(search: SparseSearch, x: np.ndarray, codes: np.ndarray, tar
     failed = failed[~cut[failed]]
     if failed.size == 0:
         return out
-    mutable = int((~search.encoder.immutable).sum())
+    mutable = int((~actions.immutable).sum())
     if mutable == 0:
-        out.update({int(i): "Every feature is immutable, so nothing can change the decision." for i in failed})
+        out.update({int(i): "No feature may change (each is fixed or cannot be acted on), so nothing can change "
+                            "the decision." for i in failed})
         return out
     if not config.diagnose or config.max_changes >= mutable:
         out.update({int(i): (f"No change of the {mutable} mutable features within their ranges and allowed "
@@ -40,7 +45,7 @@ def explain_failures(search: SparseSearch, x: np.ndarray, codes: np.ndarray, tar
                              "check whether more changes would help).") for i in failed})
         return out
     relaxed = search.solve(x[failed], codes[failed], targets[failed],
-                           config.with_(max_changes=mutable, diagnose=False), deadline)
+                           config.with_(max_changes=mutable, diagnose=False), deadline, actions=actions)
     changed = search.encoder.changed_codes(codes[failed], relaxed.codes).sum(1)
     relaxed_cut = relaxed.cut if relaxed.cut.size else np.zeros(len(failed), dtype=bool)
     for j, i in enumerate(failed):

@@ -194,42 +194,47 @@ class TabularEncoder:
             out[np.repeat(np.arange(n), len(self.categorical)), cols.reshape(-1)] = 1.0
         return out
 
-    def decode_codes(self, z: np.ndarray, x: np.ndarray, codes: np.ndarray, rounding: Rounding = "nearest") -> np.ndarray:
+    def decode_codes(self, z: np.ndarray, x: np.ndarray, codes: np.ndarray, rounding: Rounding = "nearest",
+                     actions: ActionSet | None = None) -> np.ndarray:
         """:meth:`decode` on arrays: codes of the decoded rows from scaled rows ``z``.
 
         ``x`` = ``encode_codes(codes)`` are the originals' scaled rows.  Same rules as
-        :meth:`decode`, vectorised over rows and features.
+        :meth:`decode`, vectorised over rows and features; ``actions``: the call's action set
+        (default: the schema's, :attr:`action_set`).
         """
+        actions = self.action_set if actions is None else actions
         out = codes.copy()
         if len(z) == 0:
             return out
-        update = self.moved_features(z, x)
+        update = self.moved_features(z, x, actions)
         if not update.any():
             return out
         s = self.scalar
         if s.size:
-            values = self._decode_scalar(z[:, self.scalar_columns], x[:, self.scalar_columns], rounding)
+            values = self._decode_scalar(z[:, self.scalar_columns], x[:, self.scalar_columns], rounding, actions)
             out[:, s] = np.where(update[:, s], values, codes[:, s])
         c = self.categorical
         if c.size:
-            out[:, c] = np.where(update[:, c], self._decode_categorical(z, x, rounding), codes[:, c])
+            out[:, c] = np.where(update[:, c], self._decode_categorical(z, x, rounding, actions), codes[:, c])
         return out
 
-    def moved_features(self, z: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """(N, F): mutable features with a column that moved by more than ``NO_CHANGE``."""
+    def moved_features(self, z: np.ndarray, x: np.ndarray, actions: ActionSet | None = None) -> np.ndarray:
+        """(N, F): mutable features (of ``actions``, default the schema's) with a column that moved by more than ``NO_CHANGE``."""
         if z.shape[1] == 0:
             return np.zeros((len(z), self.n_features), dtype=bool)
-        return (np.maximum.reduceat(np.abs(z - x), self.starts, axis=1) > NO_CHANGE) & ~self.immutable
+        immutable = self.immutable if actions is None else actions.immutable
+        return (np.maximum.reduceat(np.abs(z - x), self.starts, axis=1) > NO_CHANGE) & ~immutable
 
-    def _decode_scalar(self, z1: np.ndarray, x1: np.ndarray, rounding: Rounding) -> np.ndarray:
+    def _decode_scalar(self, z1: np.ndarray, x1: np.ndarray, rounding: Rounding, actions: ActionSet) -> np.ndarray:
         """Codes of every one-column feature, decoded from (N, S) scaled values (the rules of :meth:`decode`).
 
         The rounded value is clipped into the original's :meth:`ActionSet.box` (range ∩ direction ∩
-        max_change on the lattice).
+        max_change on the lattice); an ordinal level the transitions do not allow moves to the
+        nearest allowed one (:meth:`ActionSet.allowed_levels`).
         """
         low, span = self._offset, self._divisor
         raw, raw_x = low + z1 * span, low + x1 * span
-        lower, upper = self.action_set.box(raw_x, self.scalar)
+        lower, upper = actions.box(raw_x, self.scalar)
         q = self._dec_q
         with np.errstate(invalid="ignore"):
             lattice = np.clip(_round(raw * q, raw_x * q, rounding) / q, lower, upper)
@@ -239,19 +244,24 @@ class TabularEncoder:
         else:
             binary = (z1 > 0.5).astype(float)
         binary = (np.clip(binary, lower, upper) > 0.5).astype(float)
+        lattice = actions.allowed_levels(self.scalar, raw_x, lattice, lower, upper)
         return np.where(self._dec_binary, binary, np.where(self._dec_free, free, lattice))
 
-    def _decode_categorical(self, z: np.ndarray, x: np.ndarray, rounding: Rounding) -> np.ndarray:
-        """Level index of every categorical feature: the arg-max level (``"away"``: see :meth:`decode`)."""
+    def _decode_categorical(self, z: np.ndarray, x: np.ndarray, rounding: Rounding, actions: ActionSet) -> np.ndarray:
+        """Level index of every categorical feature: the arg-max level among those the action set's
+        ``transitions`` allow from the original one (``"away"``: see :meth:`decode`)."""
         cols = np.where(self._cat_valid, self._cat_cols, 0)
-        zs = np.where(self._cat_valid, z[:, cols], -np.inf)
+        xs = np.where(self._cat_valid, x[:, cols], -np.inf)
+        orig = xs.argmax(axis=2)
+        width = cols.shape[1]
+        allowed = actions.transition[self.categorical[None, :], orig][..., :width]
+        zs = np.where(self._cat_valid & allowed, z[:, cols], -np.inf)
         pick = zs.argmax(axis=2)
         if rounding == "away":
-            xs = np.where(self._cat_valid, x[:, cols], -np.inf)
-            orig = xs.argmax(axis=2)
             moved = np.where(self._cat_valid, np.abs(z[:, cols] - x[:, cols]), 0.0).max(axis=2) > 0.25
             np.put_along_axis(zs, orig[..., None], -np.inf, axis=2)
-            pick = np.where(moved, zs.argmax(axis=2), pick)
+            other = np.isfinite(zs).any(axis=2)
+            pick = np.where(moved & other, zs.argmax(axis=2), pick)
         return pick.astype(float)
 
     def feature_values(self, j: int, codes: np.ndarray) -> np.ndarray:
@@ -318,8 +328,8 @@ class TabularEncoder:
 
     def simplex_groups(self) -> list[list[int]]:
         """Column indices of each mutable categorical feature's one-hot group."""
-        return [list(range(fc.start, fc.stop)) for fc in self.layout
-                if fc.feature.kind == "categorical" and not fc.feature.immutable]
+        return [list(range(fc.start, fc.stop)) for j, fc in enumerate(self.layout)
+                if fc.feature.kind == "categorical" and not self.action_set.immutable[j]]
 
     def proximity_weights(self) -> np.ndarray:
         """Column weights W_c of the smooth proximity term (see the module docstring)."""

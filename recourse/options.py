@@ -13,6 +13,11 @@ audit all build a :class:`RequestOptions` and resolve it against an engine with
 * ``cost_weights``: {feature: ω} with known feature names and ω within
   :data:`~recourse.schema.COST_WEIGHT_RANGE`; they override the schema's ``cost_weight``.
 * ``target``: checked against the model's classes by the engine (one class, or one per row).
+* ``fixed``: features this applicant cannot change (known names); they are pinned like the
+  schema's immutables.
+* ``limits``: {feature: [low, high]}, the values this applicant can reach for a numeric feature
+  (numbers) or an ordinal one (level names); ``null`` for an open end; within the schema's range.
+  The schema's rules still hold; an unchanged value outside the limits stays as it is.
 
 Errors are :class:`~recourse.errors.OptionsError` listing every bad field by its name
 (``max_changes``, ``cost_weights.age``); shells translate names into their own vocabulary.
@@ -61,6 +66,11 @@ class RequestOptions(BaseModel):
     target: Any = Field(default=None, description="Class to reach (default: the favourable class).")
     alternatives: int | None = Field(default=None, description="Also return up to K verified alternatives using "
                                      f"different features (1 to {MAX_ALTERNATIVES}).")
+    fixed: list[str] | None = Field(default=None, description="Features this applicant cannot change, e.g. "
+                                    "[\"duration\"] (pinned like the schema's immutables).")
+    limits: dict[str, tuple[Any, Any]] | None = Field(
+        default=None, description="Per feature the lowest and highest value the applicant can reach: numbers for a "
+        "numeric feature, level names for an ordinal one, null for an open end, e.g. {\"credit_amount\": [1000, null]}.")
     cost_weights: dict[str, float] | None = Field(default=None, description="Per-feature cost weights "
                                                   f"({COST_WEIGHT_RANGE[0]:g} to {COST_WEIGHT_RANGE[1]:g}), e.g. "
                                                   "{\"present_employment\": 5}: changes of that feature count as more expensive.")
@@ -85,6 +95,40 @@ class RequestOptions(BaseModel):
         if not isinstance(value, str):
             raise OptionsError([FieldError("density", f"expected a density name, got {show_value(_plain(value))}")])
         return value
+
+    @field_validator("fixed", mode="before")
+    @classmethod
+    def _fixed(cls, value: Any) -> list[str] | None:
+        if value is None:
+            return None
+        if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise OptionsError([FieldError("fixed", f"expected a list of feature names, got {show_value(_plain(value))}")])
+        return list(dict.fromkeys(value))
+
+    @field_validator("limits", mode="before")
+    @classmethod
+    def _limits(cls, value: Any) -> dict[str, tuple[Any, Any]] | None:
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            raise OptionsError([FieldError("limits", "expected an object of feature: [low, high]")])
+        out, errors = {}, []
+        for name, pair in value.items():
+            ends = list(pair) if isinstance(pair, (list, tuple)) else None
+            if ends is None or len(ends) != 2:
+                errors.append(FieldError(f"limits.{name}", f"expected [low, high], got {show_value(_plain(pair))}"))
+                continue
+            ends = [_plain(e) for e in ends]
+            bad = [e for e in ends if e is not None and (isinstance(e, bool) or not isinstance(e, (int, float, str))
+                                                         or (isinstance(e, float) and not math.isfinite(e)))]
+            if bad:
+                errors.append(FieldError(f"limits.{name}", f"each end must be a number, a level name or null, "
+                                                           f"got {show_value(bad[0])}"))
+                continue
+            out[str(name)] = (ends[0], ends[1])
+        if errors:
+            raise OptionsError(errors)
+        return out
 
     @field_validator("cost_weights", mode="before")
     @classmethod
@@ -138,12 +182,63 @@ class RequestOptions(BaseModel):
                 for k, w in self.cost_weights.items():
                     base[names.index(k)] = w
                 weights = tuple(base.tolist())
+        actions, limit_errors = self._actions(engine.encoder.action_set, engine.schema)
+        errors += limit_errors
         if errors:
             raise OptionsError(errors)
         changes = {"max_changes": min(int(m), n_features), "density": density}
         if weights is not None:
             changes["cost_weights"] = weights
-        return ResolvedOptions(config=config.with_(**changes), target=self.target, alternatives=self.alternatives)
+        return ResolvedOptions(config=config.with_(**changes), target=self.target, alternatives=self.alternatives,
+                               actions=actions)
+
+    def _actions(self, base: Any, schema: Any) -> tuple[Any, list[FieldError]]:
+        """The call's action set: the schema's with ``fixed`` and ``limits`` applied (None: none given)."""
+        if not self.fixed and not self.limits:
+            return None, []
+        names, errors = schema.names, []
+        fixed = np.zeros(len(names), dtype=bool)
+        for k, name in enumerate(self.fixed or []):
+            if name not in names:
+                errors.append(FieldError(f"fixed.{k}", f"unknown feature {show_value(name)}"))
+            else:
+                fixed[names.index(name)] = True
+        low, high = np.full(len(names), np.nan), np.full(len(names), np.nan)
+        for name, ends in (self.limits or {}).items():
+            where = f"limits.{name}"
+            if name not in names:
+                errors.append(FieldError(where, f"unknown feature {show_value(name)}"))
+                continue
+            j = names.index(name)
+            feat = schema.features[j]
+            if feat.kind in ("categorical", "binary"):
+                errors.append(FieldError(where, f"limits apply to numeric and ordinal features; "
+                                                f"'{name}' is {feat.kind} (keep it with `fixed`)"))
+                continue
+            codes = []
+            for end in ends:
+                if end is None:
+                    codes.append(np.nan)
+                elif feat.kind == "ordinal":
+                    if end not in feat.level_names:
+                        errors.append(FieldError(where, f"unknown level {show_value(end)}; levels: "
+                                                        f"{', '.join(map(repr, feat.level_names))}"))
+                        break
+                    codes.append(float(feat.level_names.index(end)))
+                elif isinstance(end, str):
+                    errors.append(FieldError(where, f"expected numbers for a numeric feature, got {show_value(end)}"))
+                    break
+                else:
+                    codes.append(float(end))
+            if len(codes) != 2:
+                continue
+            if not np.isnan(codes).any() and codes[0] > codes[1]:
+                errors.append(FieldError(where, f"low must not exceed high, got {list(ends)}"))
+                continue
+            low[j], high[j] = codes
+        if errors:
+            return None, errors
+        return base.restricted(fixed=fixed, low=low, high=high), []
 
 
 @dataclass(frozen=True)
@@ -154,6 +249,8 @@ class ResolvedOptions:
     config: Any
     target: Any = None
     alternatives: int | None = None
+    actions: Any = None
+    """The call's :class:`~recourse.actionset.ActionSet` when the request set personal limits (else None)."""
 
 
 def _field_errors(exc: ValidationError) -> list[FieldError]:

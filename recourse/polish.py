@@ -58,7 +58,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from .constraints import admissible
+from .actionset import ActionSet
 from .encoding import TabularEncoder
 
 CHUNK = 65_536
@@ -80,11 +80,13 @@ Margin = Callable[[np.ndarray, np.ndarray], np.ndarray]
 class CostPolish:
     """Cost polish on the codes of one schema (see the module docstring)."""
 
-    def __init__(self, encoder: TabularEncoder, weights: np.ndarray | None = None, frozen: np.ndarray | None = None):
+    def __init__(self, encoder: TabularEncoder, weights: np.ndarray | None = None, frozen: np.ndarray | None = None,
+                 actions: ActionSet | None = None):
         """``weights``: per-feature cost weights ω_j (cost ω_j |Δ_j| / s_j; None: 1); ``frozen``: (F,)
-        features the polish must not move beyond the schema's immutables (e.g. pinned ones)."""
+        features the polish must not move beyond the schema's immutables (e.g. pinned ones);
+        ``actions``: the call's action set (default the schema's)."""
         self.encoder = enc = encoder
-        self.actions = actions = encoder.action_set
+        self.actions = actions = encoder.action_set if actions is None else actions
         self.n = enc.n_features
         self.weights = None if weights is None else np.asarray(weights, float)
         self.frozen = None if frozen is None else np.asarray(frozen, bool)
@@ -227,12 +229,15 @@ class CostPolish:
             b, f = np.nonzero(movable & self.scalar & (np.abs(e - base) > 1e-12))
             cand_b.append(b), cand_f.append(f), cand_v.append(e[b, f]), cand_u.append(base[b, f])
         # categorical features: every other level
+        actions = self.actions
         for f in np.flatnonzero(self.categorical & self.mutable):
             levels = np.arange(self.n_levels[f], dtype=float)
             b = np.flatnonzero(movable[:, f])
             bb = np.repeat(b, len(levels))
             vv = np.tile(levels, b.size)
             keep = vv != base[bb, f]
+            if actions.has_transitions[f]:  # only the levels the original level may move to
+                keep &= actions.transition[f, actions.level_of(x[rows[bb], f]), vv.astype(np.int64)]
             cand_b.append(bb[keep]), cand_f.append(np.full(keep.sum(), f)), cand_v.append(vv[keep])
             cand_u.append(np.full(keep.sum(), np.nan))
         b, f, v, u = (np.concatenate(a) for a in (cand_b, cand_f, cand_v, cand_u))
@@ -367,7 +372,7 @@ class CostPolish:
             if admissible_fn is not None:
                 ok = admissible_fn(x[new], best[new], targets[new])
             else:
-                ok = admissible(self.encoder, x[new], best[new], max_changes)
+                ok = self.actions.admissible(x[new], best[new], max_changes)
                 ok &= self._accepts(best[new], targets[new], margin)
             out[new[ok]] = best[new[ok]]
             out_found[new[ok]] = True
@@ -383,13 +388,14 @@ class PolishModel(Protocol):
     def margin(self, encoded: np.ndarray, targets: np.ndarray) -> np.ndarray: ...
 
     def admissible(self, originals: np.ndarray, new: np.ndarray, encoded: np.ndarray, targets: np.ndarray,
-                   max_changes: int) -> np.ndarray: ...
+                   max_changes: int, actions: ActionSet | None = None) -> np.ndarray: ...
 
 
 def polish_solution(model: PolishModel, x: np.ndarray, codes: np.ndarray, targets: np.ndarray, found: np.ndarray,
                     encoded: np.ndarray, max_changes: int, lof_slack: float | None = LOF_SLACK,
                     weights: np.ndarray | None = None, frozen: np.ndarray | None = None,
-                    plausibility: Margin | None = None, polish: "CostPolish | None" = None) -> tuple[np.ndarray, np.ndarray]:
+                    plausibility: Margin | None = None, polish: "CostPolish | None" = None,
+                    actions: ActionSet | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Polish a batch's kept points (scaled rows ``encoded``) and return (found, encoded).
 
     Uses only ``model.margin`` (the deciding model), ``model.encoder`` and ``model.admissible``.
@@ -399,7 +405,8 @@ def polish_solution(model: PolishModel, x: np.ndarray, codes: np.ndarray, target
     answer keep any polished one.  ``weights``: per-feature cost weights ω_j of the call (None or
     all 1: the schema's cost), so that the polish minimises the same weighted cost as the search.
     ``frozen`` (N, F): per row, features left at the original's value (see :class:`CostPolish`).
-    ``polish``: a prepared :class:`CostPolish` for these weights (built when None).
+    ``polish``: a prepared :class:`CostPolish` for these weights (built when None); ``actions``: the
+    call's action set (default the schema's).
     """
     if len(x) == 0:
         return found, encoded
@@ -407,11 +414,11 @@ def polish_solution(model: PolishModel, x: np.ndarray, codes: np.ndarray, target
         weights = None
     enc = model.encoder
     if polish is None:
-        polish = CostPolish(enc, weights)
-    current = enc.decode_codes(encoded, x, codes, rounding="nearest")
+        polish = CostPolish(enc, weights, actions=actions)
+    current = enc.decode_codes(encoded, x, codes, rounding="nearest", actions=actions)
 
     def check(orig: np.ndarray, new: np.ndarray, tg: np.ndarray) -> np.ndarray:
-        return model.admissible(orig, new, enc.encode_codes(new), tg, max_changes)
+        return model.admissible(orig, new, enc.encode_codes(new), tg, max_changes, actions)
 
     new_found, new = polish(codes, current, found, targets, max_changes, model.margin, check, frozen)
     changed = np.flatnonzero(new_found & (~found | enc.changed_codes(current, new).any(1)))

@@ -91,6 +91,8 @@ class RecourseEngine:
         target: int | str | Sequence[int | str] | None = None,
         alternatives: int | None = None,
         cost_weights: dict[str, float] | None = None,
+        fixed: Sequence[str] | None = None,
+        limits: dict[str, Sequence[Any]] | None = None,
         options: RequestOptions | None = None,
     ) -> list[Recourse]:
         r"""Recourse for each record (validated first; errors name row and field).
@@ -104,13 +106,16 @@ class RecourseEngine:
         :math:`\sum_j \omega_j |\Delta_j| / s_j` (reported, ranked and used by the repair) and the
         solver's proximity weights of feature j are multiplied by :math:`\omega_j^2`.
         ``max_changes`` above the number of features is clipped to it (see :mod:`recourse.options`).
+        ``fixed``: features this applicant cannot change; ``limits``: {feature: [low, high]}, the
+        values the applicant can reach (numbers, or level names of an ordinal; None: open end).
         ``options``: the same settings as one :class:`RequestOptions` (instead of the keywords).
         """
         rows = self.validated(records)
         if options is None:
             density = None if density is True else NO_DENSITY if density is None or density is False else density
             options = RequestOptions(max_changes=max_changes, density=density,
-                                        target=target, alternatives=alternatives, cost_weights=cost_weights)
+                                        target=target, alternatives=alternatives, cost_weights=cost_weights,
+                                        fixed=fixed, limits=limits)
         resolved = self.resolve(options)
         config = resolved.config
         deadline = time.perf_counter() + config.time_limit if config.time_limit is not None else None
@@ -121,12 +126,14 @@ class RecourseEngine:
             targets = self.target_indices(resolved.target, len(rows))
             batch = Batch(rows, codes, x, probs, targets, np.flatnonzero(probs.argmax(1) != targets))
             need = batch.need
-            solution = self.search.solve(x[need], codes[need], targets[need], config, deadline)
+            actions = resolved.actions  # the request's personal limits (None: the schema's rules alone)
+            solution = self.search.solve(x[need], codes[need], targets[need], config, deadline, actions=actions)
             alts = None
             if resolved.alternatives is not None:
                 alts = find_alternatives(self.search, x[need], codes[need], targets[need], solution, config, deadline,
-                                         resolved.alternatives)
-            failures = explain_failures(self.search, x[need], codes[need], targets[need], solution, config, deadline)
+                                         resolved.alternatives, actions)
+            failures = explain_failures(self.search, x[need], codes[need], targets[need], solution, config, deadline,
+                                        actions)
             results = self.assembler.assemble(batch, solution, config, failures, alts)
             for result, reasons in zip(results, principal_reasons(self, results)):
                 result.reasons = reasons

@@ -9,7 +9,9 @@ Feature kinds:
 * ``categorical``– one of ``levels`` (unordered; one-hot encoded; counts as one feature).
 * ``ordinal``    – one of ``levels`` (ordered, lowest first).
 
-Actionability per feature: ``immutable``, ``direction`` (``any``/``increase``/``decrease``),
+Actionability per feature: ``immutable`` (a protected or fixed attribute), ``actionable`` (false:
+a person cannot act on it), ``transitions`` (categorical / ordinal: the allowed moves between
+levels), ``direction`` (``any``/``increase``/``decrease``),
 ``max_change`` (raw units; levels for ordinals) and ``cost_scale`` (the size of a change that
 costs 1; default from data: the median absolute deviation, see :mod:`recourse.encoding`) and
 ``cost_weight`` (default 1; a change of this feature costs ``cost_weight`` × |Δ| / ``cost_scale``,
@@ -76,6 +78,12 @@ class Feature(BaseModel):
     cost_weight: float = Field(default=1.0, ge=COST_WEIGHT_RANGE[0], le=COST_WEIGHT_RANGE[1], allow_inf_nan=False,
                                description="multiplies this feature's change cost (e.g. 5: five times as expensive)")
     phrases: dict[Literal["increase", "decrease", "change", "on", "off"], str] | None = None
+    actionable: bool = Field(default=True, description="false: a person cannot act on this feature (it never "
+                             "changes), although it is not a protected attribute")
+    transitions: dict[str, list[str]] | None = Field(
+        default=None, description="categorical / ordinal: the allowed moves, {from level: [to levels]}; a level "
+        "that is not a key may not move (staying is always allowed); none given: every move")
+    note: str | None = Field(default=None, description="why the feature may or may not change, and how (documentation)")
 
     @field_validator("levels", mode="before")
     @classmethod
@@ -97,6 +105,15 @@ class Feature(BaseModel):
                 raise ValueError(f"{where}: duplicate level names")
             if self.range is not None:
                 raise ValueError(f"{where}: a {self.kind} feature takes levels, not a range")
+        if self.transitions is not None:
+            if self.kind not in ("categorical", "ordinal"):
+                raise ValueError(f"{where}: transitions are for categorical and ordinal features")
+            names = set(self.level_names)
+            for source, targets in self.transitions.items():
+                unknown = [v for v in [source, *targets] if v not in names]
+                if unknown:
+                    raise ValueError(f"{where}: transitions name unknown level {shorten(repr(unknown[0]))}; "
+                                     f"levels: {', '.join(map(repr, self.level_names))}")
         if self.kind == "categorical" and self.direction != "any":
             raise ValueError(f"{where}: categories are unordered; direction must be 'any'")
         if self.kind == "binary" and self.levels is not None and len(self.levels) != 2:

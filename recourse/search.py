@@ -22,6 +22,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from .actionset import ActionSet
 from .config import SCFEConfig
 from .core.apg import apg
 from .core.projections import group_sums, simplex_layout
@@ -88,21 +89,24 @@ class SparseSearch:
 
     # ------------------------------------------------------------------ the search
     def solve(self, x: np.ndarray, codes: np.ndarray, targets: np.ndarray, config: SCFEConfig,
-              deadline: float | None, pinned: np.ndarray | None = None) -> BatchSolution:
+              deadline: float | None, pinned: np.ndarray | None = None,
+              actions: ActionSet | None = None) -> BatchSolution:
         r"""The cheapest verified counterfactual per row (see the module docstring).
 
         ``x``: scaled rows, ``codes`` their codes, ``targets`` target class indices; ``pinned``
         (N, F) bool: features row b must not change (their bounds are pinned to zero; used for the
         alternatives).  Rows the ``deadline`` (``time.perf_counter()`` seconds) stopped before an
-        answer are flagged ``cut``.
+        answer are flagged ``cut``.  ``actions``: the call's action set (a request's personal
+        limits, :meth:`ActionSet.restricted`; default the schema's).
         """
+        actions = self.encoder.action_set if actions is None else actions
         n = len(x)
         found, encoded, cost = np.zeros(n, dtype=bool), x.copy(), np.full(n, np.inf)
         cut = np.zeros(n, dtype=bool)
         weights = self.cost_weights(config)
         if n == 0:
-            return self.verification.finish(x, codes, targets, found, encoded, config, cut, weights)
-        lower, upper = self.encoder.action_set.scaled_bounds(x, frozen=pinned)
+            return self.verification.finish(x, codes, targets, found, encoded, config, cut, weights, actions)
+        lower, upper = actions.scaled_bounds(x, frozen=pinned)
         problem = SearchRows(x, codes, targets, lower, upper)
         base = config.initial_weight * self.base_weight(problem, config)
         density = self.density(config.density)
@@ -117,7 +121,7 @@ class SparseSearch:
             jobs = problem.take(np.repeat(active, k))
             weight = (base[active, None] * ladder[None, :]).reshape(-1)
             z = self.run(jobs, weight, density, config, deadline)
-            ok, enc, c = self.candidates(z, jobs, k, config.max_changes, deadline, weights)
+            ok, enc, c = self.candidates(z, jobs, k, config.max_changes, deadline, weights, actions)
             by_row = c.reshape(-1, k)
             best = by_row.argmin(1)  # the first (lowest weight) of equally cheap candidates
             has = np.isfinite(by_row[np.arange(len(active)), best])
@@ -130,10 +134,11 @@ class SparseSearch:
                 cut[active] = True
                 break
         if config.polish and not past(deadline):  # cost polish (recourse/polish.py); pinned features stay
+            default = actions is self.encoder.action_set and np.all(weights == 1.0)
             found, encoded = polish_solution(self.verification, x, codes, targets, found, encoded, config.max_changes,
                                              weights=weights, frozen=pinned, plausibility=self.lof,
-                                             polish=self._polish if np.all(weights == 1.0) else None)
-        return self.verification.finish(x, codes, targets, found, encoded, config, cut & ~found, weights)
+                                             polish=self._polish if default else None, actions=actions)
+        return self.verification.finish(x, codes, targets, found, encoded, config, cut & ~found, weights, actions)
 
     def base_weight(self, rows: SearchRows, config: SCFEConfig) -> np.ndarray:
         r"""Per row, the loss weight at which a linearised problem just reaches the margin κ.
@@ -186,7 +191,7 @@ class SparseSearch:
         return result.x.double().cpu().numpy()
 
     def candidates(self, z: np.ndarray, rows: SearchRows, k: int, max_changes: int, deadline: float | None,
-                   weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   weights: np.ndarray, actions: ActionSet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Verified, repaired and trimmed candidates (``k`` consecutive ones per row): (ok, encoded, cost).
 
         Repair and trimming are deterministic in (row, lattice point), so each distinct pair is
@@ -195,14 +200,14 @@ class SparseSearch:
         verify, margin = self.verification.verify, self.verification.margin
         x, codes, targets, lower, upper = rows.x, rows.codes, rows.targets, rows.lower, rows.upper
         repair = self.repair_for(weights)
-        ok, enc, cost, _ = verify(z, codes, targets, max_changes, x, weights)
+        ok, enc, cost, _ = verify(z, codes, targets, max_changes, x, weights, actions)
         row_of = np.arange(len(z)) // k
         bad = np.flatnonzero(~ok)
         if bad.size and not past(deadline):
             uniq, inverse = distinct(row_of[bad], enc[bad])
             u = bad[uniq]
             fixed, _ = repair.complete(x[u], enc[u], targets[u], lower[u], upper[u], max_changes, margin)
-            ok2, enc2, cost2, _ = verify(fixed, codes[u], targets[u], max_changes, x[u], weights)
+            ok2, enc2, cost2, _ = verify(fixed, codes[u], targets[u], max_changes, x[u], weights, actions)
             ok2, enc2, cost2 = ok2[inverse], enc2[inverse], cost2[inverse]
             ok[bad], enc[bad], cost[bad] = ok2, np.where(ok2[:, None], enc2, enc[bad]), np.where(ok2, cost2, cost[bad])
         good = np.flatnonzero(ok)
@@ -210,7 +215,7 @@ class SparseSearch:
             uniq, inverse = distinct(row_of[good], enc[good])
             u = good[uniq]
             trimmed = repair.trim(x[u], enc[u], targets[u], margin, np.ones(u.size, dtype=bool))
-            ok3, enc3, cost3, _ = verify(trimmed, codes[u], targets[u], max_changes, x[u], weights)
+            ok3, enc3, cost3, _ = verify(trimmed, codes[u], targets[u], max_changes, x[u], weights, actions)
             ok3, enc3, cost3 = ok3[inverse], enc3[inverse], cost3[inverse]
             better = ok3 & (cost3 < cost[good])
             enc[good[better]], cost[good[better]] = enc3[better], cost3[better]

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .actionset import ActionSet
 from .config import SCFEConfig
 from .encoding import TabularEncoder
 from .objective import logit_margin
@@ -78,9 +79,11 @@ class Verification:
 
     # ------------------------------------------------------------------ the gate
     def admissible(self, originals: np.ndarray, new: np.ndarray, encoded: np.ndarray, targets: np.ndarray,
-                   max_changes: int) -> np.ndarray:
-        """Codes ``new`` (scaled ``encoded``) that break no constraint and that the model puts in the target class."""
-        good = self.encoder.action_set.admissible(originals, new, max_changes)
+                   max_changes: int, actions: ActionSet | None = None) -> np.ndarray:
+        """Codes ``new`` (scaled ``encoded``) that break no rule of ``actions`` (the call's action set;
+        default the schema's) and that the model puts in the target class."""
+        actions = self.encoder.action_set if actions is None else actions
+        good = actions.admissible(originals, new, max_changes)
         rows = np.flatnonzero(good)
         if rows.size:
             good[rows] = self.margin(encoded[rows], targets[rows]) > 0
@@ -91,7 +94,8 @@ class Verification:
         return self.encoder.action_set.cost(a, b, self.cost_weights if weights is None else weights)
 
     def verify(self, z: np.ndarray, codes: np.ndarray, targets: np.ndarray, max_changes: int, x: np.ndarray,
-               weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+               weights: np.ndarray | None = None,
+               actions: ActionSet | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Decode scaled rows ``z`` (nearest rounding, else rounding away from the original), re-encode, check.
 
         ``codes``: the originals' codes, ``x`` their encoding.  Returns (valid, re-encoded decoded
@@ -105,9 +109,9 @@ class Verification:
             todo = np.flatnonzero(~ok)
             if todo.size == 0:
                 break
-            new = self.encoder.decode_codes(z[todo], x[todo], codes[todo], rounding=rounding)
+            new = self.encoder.decode_codes(z[todo], x[todo], codes[todo], rounding=rounding, actions=actions)
             e = self.encoder.encode_codes(new)
-            good = self.admissible(codes[todo], new, e, targets[todo], max_changes)
+            good = self.admissible(codes[todo], new, e, targets[todo], max_changes, actions)
             if rounding == "nearest":
                 enc[todo] = e
                 out[todo] = new
@@ -118,14 +122,15 @@ class Verification:
         return ok, enc, cost, out
 
     def finish(self, x: np.ndarray, codes: np.ndarray, targets: np.ndarray, found: np.ndarray, encoded: np.ndarray,
-               config: SCFEConfig, cut: np.ndarray, weights: np.ndarray | None = None) -> BatchSolution:
+               config: SCFEConfig, cut: np.ndarray, weights: np.ndarray | None = None,
+               actions: ActionSet | None = None) -> BatchSolution:
         """Final gate: decode the kept points once more and re-verify everything that is returned."""
         n = len(x)
         if n == 0:
             return BatchSolution(found, codes.copy(), encoded, np.zeros(0), np.zeros(0), cut)
-        new = self.encoder.decode_codes(encoded, x, codes, rounding="nearest")
+        new = self.encoder.decode_codes(encoded, x, codes, rounding="nearest", actions=actions)
         enc = self.encoder.encode_codes(new)
-        final_ok = found & self.admissible(codes, new, enc, targets, config.max_changes)
+        final_ok = found & self.admissible(codes, new, enc, targets, config.max_changes, actions)
         new = np.where(final_ok[:, None], new, codes)
         prob = self.predict_proba(enc)[np.arange(n), targets]
         cost = self.cost(codes, new, weights)

@@ -1,8 +1,8 @@
 """Hypothesis strategies shared by the property tests: random completed schemas and records (codes).
 
 ``schemas()`` draws a mix of every feature kind (continuous with and without ``precision``,
-integer, ordinal, binary, categorical) with random ranges, immutables, directions, ``max_change``
-and cost scales; ``codes_for(schema)`` draws records of it as codes (one float per feature, see
+integer, ordinal, binary, categorical) with random ranges, immutables, features that cannot be
+acted on, level transitions, directions, ``max_change`` and cost scales; ``codes_for(schema)`` draws records of it as codes (one float per feature, see
 :meth:`recourse.encoding.TabularEncoder.to_codes`), on the lattice or, for continuous features
 with a precision, sometimes off it.
 """
@@ -34,6 +34,12 @@ def feature_dicts(draw, index: int) -> dict:
         spec["levels"] = [f"L{i}" for i in range(draw(st.integers(2, 6)))]
     if draw(st.integers(0, 4)) == 0:
         spec["immutable"] = True
+    elif draw(st.integers(0, 6)) == 0:
+        spec["actionable"] = False
+    if kind in ("categorical", "ordinal") and draw(st.booleans()):
+        levels = spec["levels"]
+        spec["transitions"] = {src: draw(st.lists(st.sampled_from(levels), unique=True, max_size=len(levels)))
+                               for src in levels if draw(st.integers(0, 3)) > 0}
     if kind != "categorical":
         spec["direction"] = draw(st.sampled_from(["any", "any", "increase", "decrease"]))
     if draw(st.integers(0, 2)) == 0:

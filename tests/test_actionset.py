@@ -30,6 +30,15 @@ N_ROWS = 4
 
 
 # ---------------------------------------------------------------------- the reference definition
+def allowed_levels(feat: Feature, v: float) -> set[int]:
+    """The levels a categorical or ordinal feature may take from level v: its transitions (and staying)."""
+    names = feat.level_names
+    if feat.transitions is None:
+        return set(range(len(names)))
+    here = names[int(v)]
+    return {int(v)} | {names.index(t) for t in feat.transitions.get(here, [])}
+
+
 def reference_interval(feat: Feature, v: float, pinned: bool) -> tuple[float, float]:
     """𝒜_j(x) as an interval, one value at a time (the module docstring of recourse.actionset)."""
     if pinned:
@@ -43,6 +52,9 @@ def reference_interval(feat: Feature, v: float, pinned: bool) -> tuple[float, fl
         hi = min(hi, v)
     if feat.max_change is not None:
         lo, hi = max(lo, v - feat.max_change), min(hi, v + feat.max_change)
+    if feat.kind == "ordinal" and feat.transitions is not None:
+        reach = allowed_levels(feat, v)
+        lo, hi = max(lo, min(reach)), min(hi, max(reach))
     q = 10.0 ** feat.precision if feat.kind == "continuous" and feat.precision is not None else 1.0
     if not (feat.kind == "continuous" and feat.precision is None):
         lo, hi = math.ceil(lo * q - 1e-9) / q, math.floor(hi * q + 1e-9) / q
@@ -53,7 +65,7 @@ def reference_bounds(schema: FeatureSchema, codes: np.ndarray, frozen: np.ndarra
     lo, hi = np.empty_like(codes), np.empty_like(codes)
     for r in range(len(codes)):
         for j, feat in enumerate(schema.features):
-            pinned = feat.immutable or (frozen is not None and bool(frozen[j]))
+            pinned = feat.immutable or not feat.actionable or (frozen is not None and bool(frozen[j]))
             lo[r, j], hi[r, j] = reference_interval(feat, float(codes[r, j]), pinned)
     return lo, hi
 
@@ -86,7 +98,11 @@ def inside_points(draw, schema: FeatureSchema, codes: np.ndarray, lo: np.ndarray
                 continue
             q = 1.0 / step_of(feat)
             k_lo, k_hi = math.ceil(a * q - 1e-9), math.floor(b * q + 1e-9)
-            if k_lo <= k_hi and draw(st.booleans()):
+            if feat.kind in ("categorical", "ordinal"):  # a level the transitions allow
+                reach = sorted(k for k in allowed_levels(feat, codes[r, j]) if k_lo <= k <= k_hi)
+                if reach and draw(st.booleans()):
+                    out[r, j] = float(draw(st.sampled_from(reach)))
+            elif k_lo <= k_hi and draw(st.booleans()):
                 out[r, j] = draw(st.integers(k_lo, k_hi)) / q
     return out
 
@@ -115,13 +131,16 @@ def test_code_bounds_are_the_reference_interval_and_every_consumer_uses_them(cas
     data_by_name = {f["feat"].name: f for f in solver._feature_data(enc.frame_from_codes(codes))}
     for j, feat in enumerate(schema.features):
         f = data_by_name.get(feat.name)
-        assert (f is None) == feat.immutable
+        assert (f is None) == (feat.immutable or not feat.actionable)
         if f is not None and f["kind"] == "num":
             np.testing.assert_allclose(f["v"] - f["L"], lo[:, j], rtol=1e-12, atol=1e-12)
             np.testing.assert_allclose(f["v"] + f["U"], hi[:, j], rtol=1e-12, atol=1e-12)
             assert f["rate"] == 1.0 / feat.cost_scale
         elif f is not None and f["kind"] == "bin":
             np.testing.assert_array_equal(f["allowed"], hi[:, j] > lo[:, j])
+        elif f is not None and f["kind"] == "cat":  # the levels the transitions allow, and no other
+            expected = [[k in allowed_levels(feat, codes[r, j]) for k in range(len(feat.levels))] for r in range(len(codes))]
+            np.testing.assert_array_equal(f["allowed"], np.array(expected))
 
 
 @SETTINGS
@@ -157,8 +176,10 @@ def test_a_point_outside_in_one_feature_is_refused_naming_it(case, data):
     for j, feat in enumerate(schema.features):
         x, step = codes[r, j], step_of(feat)
         if feat.kind == "categorical":
-            if feat.immutable:
+            if feat.immutable or not feat.actionable:
                 options.append((j, float((x + 1) % len(feat.levels))))
+            else:  # a level its transitions do not allow from here
+                options += [(j, float(k)) for k in range(len(feat.levels)) if k not in allowed_levels(feat, x)]
             continue
         for value in (hi[r, j] + step, lo[r, j] - step):
             if feat.is_numeric or actions.low[j] <= value <= actions.high[j]:  # a level index stays a level

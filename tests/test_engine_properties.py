@@ -1,6 +1,7 @@
 """Property tests of the recourse engine on random schemas, data and applicants.
 
-Every answer the engine calls ``recourse_found`` must be admissible: immutables never move,
+Every answer the engine calls ``recourse_found`` must be admissible: immutables and features a
+person cannot act on never move, categorical and ordinal moves follow the schema's transitions,
 directions and max_change hold, integers stay whole, categorical/ordinal values are real levels,
 at most m features change, and the counterfactual, fed back in, is ``already_favourable``.
 """
@@ -45,6 +46,12 @@ def feature_specs(draw, index: int, force_mutable: bool) -> dict:
         spec["levels"] = [f"L{i}" for i in range(n_levels)]
     if not force_mutable and draw(st.integers(0, 3)) == 0:
         spec["immutable"] = True
+    elif not force_mutable and draw(st.integers(0, 5)) == 0:
+        spec["actionable"] = False
+    if kind in ("categorical", "ordinal") and draw(st.booleans()):  # allowed moves between levels
+        levels = spec["levels"]
+        spec["transitions"] = {src: draw(st.lists(st.sampled_from(levels), unique=True, min_size=1 if force_mutable else 0,
+                                                  max_size=len(levels))) for src in levels}
     if kind != "categorical":
         spec["direction"] = draw(st.sampled_from(["any", "any", "increase", "decrease"]))
     if kind in ("continuous", "integer", "ordinal") and draw(st.integers(0, 4)) == 0:
@@ -122,9 +129,11 @@ def check_admissible(schema: FeatureSchema, applicant: dict, cf: dict, m: int) -
         n_changed += moved
         if moved and feat.kind == "continuous":  # a reported change is a real one, not float round-off
             assert abs(float(a) - float(b)) > 1e-6 * (feat.range[1] - feat.range[0]), (feat.name, a, b)
-        if feat.immutable:
-            assert not moved, f"immutable {feat.name} moved {a!r} -> {b!r}"
+        if feat.immutable or not feat.actionable:
+            assert not moved, f"fixed {feat.name} moved {a!r} -> {b!r}"
             continue
+        if moved and feat.transitions is not None:  # only the moves the schema allows
+            assert b in feat.transitions.get(a, []), f"{feat.name}: disallowed move {a!r} -> {b!r}"
         delta = _index(feat, b) - _index(feat, a)
         if feat.direction == "increase":
             assert delta >= -1e-9, f"{feat.name} decreased {a!r} -> {b!r}"

@@ -22,7 +22,9 @@ with exactly the engine's cost (:meth:`TabularEncoder.change_costs`) and constra
   cost :math:`t_j / s_j`;
 * categorical: a one-hot :math:`y_{j\cdot} \in \{0,1\}^{L}`, :math:`\sum_l y_{jl}=1`,
   :math:`c_j = 1 - y_{j,\text{current}}` (a switch counts once and costs :math:`1/s_j`);
-* immutable features are constants.
+* immutable features and those a person cannot act on are constants; a categorical level its
+  ``transitions`` do not allow from the current one has :math:`y_{jl} = 0` (an ordinal's
+  transitions enter through the interval of reachable levels, ``code_bounds``).
 
 The box ``[v-L, v+U]``, the switches a binary may make and the cost rates :math:`1/s_j` are read
 off the engine's :class:`~recourse.actionset.ActionSet` (:meth:`~recourse.actionset.ActionSet.code_bounds`,
@@ -138,7 +140,9 @@ class ExactSolver:
             a = self.lin.a[fc.slice]
             v = codes[:, j]
             if actions.is_categorical[j]:
-                out.append(dict(feat=feat, kind="cat", a=a, rate=rate[j], cur=v.astype(int)))
+                cur = v.astype(int)
+                out.append(dict(feat=feat, kind="cat", a=a, rate=rate[j], cur=cur,
+                                allowed=actions.transition[j, cur][:, :len(a)]))
             elif actions.is_binary[j]:
                 on = v > 0.5
                 out.append(dict(feat=feat, kind="bin", gain=a[0] * np.where(on, -1.0, 1.0), rate=rate[j], v=on,
@@ -191,7 +195,7 @@ class ExactSolver:
                 slots.append((f, (t,)))
             else:
                 cur = int(f["cur"][i])
-                ys = [var(0.0, 0.0, 1.0, True) for _ in range(len(f["a"]))]
+                ys = [var(0.0, 0.0, 1.0 if f["allowed"][i, lvl] else 0.0, True) for lvl in range(len(f["a"]))]
                 c = var(f["rate"], 0.0, 1.0, True)
                 rows.append(({**{y: 1.0 for y in ys}}, 1.0, 1.0))
                 rows.append(({c: 1.0, ys[cur]: 1.0}, 1.0, 1.0))
