@@ -11,6 +11,7 @@ may override any of them in ``phrases``):
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,18 @@ DEFAULTS = {
 }
 
 
+def decimals(feat: Feature, number: float) -> int:
+    """Decimals a person would write: the feature's ``precision``, else its ``step``'s, else two for
+    amounts of 1 or more and three significant digits below."""
+    if feat.precision is not None:
+        return feat.precision
+    if feat.step is not None:
+        text = f"{feat.step:.12f}".rstrip("0")
+        return len(text.split(".")[1]) if "." in text else 0
+    magnitude = abs(number)
+    return 2 if magnitude >= 1 or magnitude == 0 else min(12, 2 - math.floor(math.log10(magnitude)))
+
+
 def format_value(feat: Feature, value: Any, with_unit: bool = False) -> str:
     """A value as a person reads it: thousands separators, the feature's precision, yes/no."""
     if feat.kind == "binary":
@@ -37,7 +50,7 @@ def format_value(feat: Feature, value: Any, with_unit: bool = False) -> str:
         if feat.kind == "integer" or number.is_integer():
             text = f"{int(round(number)):,}"
         else:
-            text = f"{number:,.{feat.precision if feat.precision is not None else 4}f}".rstrip("0").rstrip(".")
+            text = f"{number:,.{decimals(feat, number)}f}".rstrip("0").rstrip(".")
         return f"{text} {feat.unit}" if with_unit and feat.unit else text
     return str(value)
 

@@ -78,6 +78,8 @@ CHECKS: tuple[str, ...] = (
     "changed by more than {max_change}",
     "changed, but it cannot be acted on (the schema or the request fixes it)",
     "this move between its levels is not allowed",
+    "changed by less than its smallest meaningful change {min_change}",
+    "changed to a value off its step {step}",
 )
 """The per-feature constraint checks, in the order their messages are listed (``name: message``)."""
 
@@ -134,17 +136,25 @@ class ActionSet:
         """Features a request fixed (see :meth:`restricted`)."""
         self.max_change = np.array([f.max_change if f.max_change is not None and f.kind != "categorical" else np.inf
                                     for f in feats], dtype=float)
-        self.free = np.array([f.kind == "continuous" and f.precision is None for f in feats], dtype=bool)
-        """Continuous without ``precision``: no lattice."""
+        self.step = np.array([f.step if f.step is not None else np.nan for f in feats], dtype=float)
+        """A numeric feature's ``step`` (NaN: none): its changed values lie on step·ℤ."""
+        self.has_step = ~np.isnan(self.step)
+        self.min_change = np.array([f.min_change or 0.0 for f in feats], dtype=float)
+        """The smallest change worth advising (0: any), raw units or levels."""
+        self.free = np.array([f.kind == "continuous" and f.precision is None and f.step is None for f in feats],
+                             dtype=bool)
+        """Continuous without ``precision`` or ``step``: no lattice."""
         self.q = np.array([10.0 ** f.precision if f.kind == "continuous" and f.precision is not None else 1.0
                            for f in feats], dtype=float)
-        """Lattice denominators: the lattice is :math:`q_j^{-1}\\mathbb{Z}` (1 where ``free``)."""
+        """Lattice denominators: the lattice is :math:`q_j^{-1}\\mathbb{Z}` (1 where ``free``), or
+        step·ℤ where a ``step`` is given (see :meth:`lattice_index` and :meth:`lattice_value`)."""
         self.cost_scale = np.array([f.cost_scale or 1.0 for f in feats], dtype=float)
         self.cost_weight = np.array([f.cost_weight for f in feats], dtype=float)
         """The schema's ω (the engine's default; ``weights=None`` below means ω = 1)."""
         self._prepare_transitions()
         self._prepare_columns()
-        self._messages = [[f"{f.name}: {c.format(max_change=f.max_change)}" for c in CHECKS] for f in feats]
+        self._messages = [[f"{f.name}: {c.format(max_change=f.max_change, min_change=f.min_change, step=f.step)}"
+                           for c in CHECKS] for f in feats]
 
     def _prepare_transitions(self) -> None:
         """``transition[j, a, b]``: may feature j move from level a to level b (F, L, L); staying always may.
@@ -248,11 +258,48 @@ class ActionSet:
             level = self.level_of(v)
             lo = np.where(ordered, np.maximum(lo, self._hull_lo[feats, level]), lo)
             hi = np.where(ordered, np.minimum(hi, self._hull_hi[feats, level]), hi)
-        q, free = self.q[idx], self.free[idx]
+        free = self.free[idx]
         with np.errstate(invalid="ignore"):
-            lo = np.where(free, lo, np.ceil(lo * q - SNAP) / q)
-            hi = np.where(free, hi, np.floor(hi * q + SNAP) / q)
+            lo = np.where(free, lo, self.lattice_value(np.ceil(self.lattice_index(lo, features) - SNAP), features))
+            hi = np.where(free, hi, self.lattice_value(np.floor(self.lattice_index(hi, features) + SNAP), features))
         return lo, hi
+
+    def lattice_index(self, values: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
+        """``values`` (…, K) of ``features`` in lattice steps: v·q, or v / step for a feature with a ``step``."""
+        idx = slice(None) if features is None else np.asarray(features)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.has_step[idx], values / self.step[idx], values * self.q[idx])
+
+    def lattice_value(self, index: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
+        """The inverse of :meth:`lattice_index`: k / q, or k·step."""
+        idx = slice(None) if features is None else np.asarray(features)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.has_step[idx], index * self.step[idx], index / self.q[idx])
+
+    def push_out(self, features: np.ndarray, origin: np.ndarray, values: np.ndarray, lower: np.ndarray,
+                 upper: np.ndarray, away: bool = True) -> np.ndarray:
+        """``values`` (N, K) of ``features`` (K,) with every change smaller than the feature's
+        ``min_change`` μ pushed out to μ (on the lattice, away from ``origin``), or back to the
+        origin when the pushed value leaves [``lower``, ``upper``] or (``away=False``) when the
+        change is below μ/2 (the nearer of the two)."""
+        features = np.asarray(features)
+        if not (self.min_change[features] > 0).any():
+            return values
+        mu = self.min_change[features]
+        delta = values - origin
+        small = (mu > 0) & (np.abs(delta) > TOLERANCE) & (np.abs(delta) < mu - TOLERANCE)
+        if not small.any():
+            return values
+        sign = np.sign(delta)
+        target = origin + sign * mu
+        with np.errstate(invalid="ignore"):
+            index = self.lattice_index(target, features)
+            snapped = self.lattice_value(np.where(sign > 0, np.ceil(index - SNAP), np.floor(index + SNAP)), features)
+        pushed = np.where(self.free[features], target, snapped)
+        inside = (pushed >= lower - TOLERANCE) & (pushed <= upper + TOLERANCE)
+        if not away:
+            inside &= np.abs(delta) >= mu / 2
+        return np.where(small, np.where(inside, pushed, origin), values)
 
     def code_bounds(self, codes: np.ndarray, frozen: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         r"""Per row and feature the lowest and highest allowed code: :meth:`box` widened to contain x, pinned features at x.
@@ -306,8 +353,7 @@ class ActionSet:
     def snap(self, values: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
         """``values`` (…, K) of the features ``features`` rounded to the nearest lattice point (free ones unchanged)."""
         idx = slice(None) if features is None else np.asarray(features)
-        q = self.q[idx]
-        return np.where(self.free[idx], values, np.round(values * q) / q)
+        return np.where(self.free[idx], values, self.lattice_value(np.round(self.lattice_index(values, features)), features))
 
     def scaled_bounds(self, x_scaled: np.ndarray, frozen: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         r"""Per row bounds lower ≤ 0 ≤ upper on the scaled displacement w = y − x.
@@ -377,6 +423,8 @@ class ActionSet:
                 mutable & (np.abs(b - a) > self.max_change + TOLERANCE),
                 changed & (self.inactionable | self.requested) & ~self.protected,
                 mutable & levels & self.has_transitions & changed & ~np.isnan(b) & blocked,
+                mutable & changed & (np.abs(b - a) < self.min_change - TOLERANCE),
+                mutable & changed & self.has_step & (np.abs(b / self.step - np.round(b / self.step)) > 1e-6),
             ], axis=-1)
         return masks
 

@@ -147,7 +147,6 @@ class TabularEncoder:
         self._divisor = actions.span[self.scalar]
         self._dec_binary = self.is_binary[self.scalar]
         self._dec_free = actions.free[self.scalar]
-        self._dec_q = actions.q[self.scalar]
         # categorical features: (G, L) column layout padded with -1
         self.categorical = np.flatnonzero(self.is_categorical)
         width = max((self.layout[j].stop - self.layout[j].start for j in self.categorical), default=0)
@@ -230,14 +229,18 @@ class TabularEncoder:
 
         The rounded value is clipped into the original's :meth:`ActionSet.box` (range ∩ direction ∩
         max_change on the lattice); an ordinal level the transitions do not allow moves to the
-        nearest allowed one (:meth:`ActionSet.allowed_levels`).
+        nearest allowed one (:meth:`ActionSet.allowed_levels`); a change smaller than the feature's
+        ``min_change`` goes to the nearer of the original and the smallest allowed change
+        (``"away"``: always the latter; :meth:`ActionSet.push_out`).
         """
         low, span = self._offset, self._divisor
         raw, raw_x = low + z1 * span, low + x1 * span
         lower, upper = actions.box(raw_x, self.scalar)
-        q = self._dec_q
+        index = actions.lattice_index
         with np.errstate(invalid="ignore"):
-            lattice = np.clip(_round(raw * q, raw_x * q, rounding) / q, lower, upper)
+            rounded = actions.lattice_value(_round(index(raw, self.scalar), index(raw_x, self.scalar), rounding), self.scalar)
+            empty = lower > upper  # no lattice point in the box (an off-lattice original with a tight limit): stay
+            lattice = np.where(empty, raw_x, np.clip(rounded, lower, upper))
             free = np.clip(raw, lower, upper)
         if rounding == "away":
             binary = np.where(np.abs(z1 - x1) > 0.25, 1.0 - x1, x1)
@@ -245,7 +248,9 @@ class TabularEncoder:
             binary = (z1 > 0.5).astype(float)
         binary = (np.clip(binary, lower, upper) > 0.5).astype(float)
         lattice = actions.allowed_levels(self.scalar, raw_x, lattice, lower, upper)
-        return np.where(self._dec_binary, binary, np.where(self._dec_free, free, lattice))
+        numbers = np.where(self._dec_free, free, lattice)
+        numbers = actions.push_out(self.scalar, raw_x, numbers, lower, upper, away=rounding == "away")
+        return np.where(self._dec_binary, binary, numbers)
 
     def _decode_categorical(self, z: np.ndarray, x: np.ndarray, rounding: Rounding, actions: ActionSet) -> np.ndarray:
         """Level index of every categorical feature: the arg-max level among those the action set's

@@ -97,8 +97,7 @@ class CostPolish:
         self.scalar = self.mutable & ~self.categorical
         # lattice step per feature (codes units); free continuous: FREE_STEP · s_j / ω_j, not snapped
         self.free = actions.free.copy()
-        self.q = np.where(self.free, np.nan, actions.q)
-        self.step = np.where(self.free, FREE_STEP * self.scale, 1.0 / actions.q)
+        self.step = np.where(self.free, FREE_STEP * self.scale, np.where(actions.has_step, actions.step, 1.0 / actions.q))
         self.n_levels = np.where(self.categorical, actions.n_levels, 0)
 
     # ------------------------------------------------------------------ schema helpers
@@ -151,12 +150,8 @@ class CostPolish:
         step = self.step[feat]
         sign = np.sign(w - u)
         far = np.floor(np.abs(w - u) / step + 1e-9)
-        lattice = ~self.free[feat]
-        q = np.where(lattice, self.q[feat], 1.0)
-
         def value(i, j):
-            v = w[i] - sign[i] * j * step[i]
-            return np.where(lattice[i], np.round(v * q[i]) / q[i], v)
+            return self.actions.snap(w[i] - sign[i] * j * step[i], feat[i])
 
         def evaluate(i, j):
             trial = base[i].copy()
@@ -259,6 +254,7 @@ class CostPolish:
         s = np.flatnonzero(~cat)
         if s.size:
             new = self.line_search(codes[s], f[s], u[s], codes[s, f[s]], targets[r[s]], margin)
+            new = self.actions.push_out(f[s], x[r[s], f[s]], new, lo[r[s], f[s]], hi[r[s], f[s]])
             codes[s, f[s]] = new
             cost[s] = rest[s] + self._feature_cost(f[s], x[r[s], f[s]], new)
         return r, codes, cost
@@ -275,6 +271,9 @@ class CostPolish:
             r = rows[b]
             base = y[r].copy()
             new = self.line_search(base, f, x[r, f], y[r, f], targets[r], margin)
+            lo, hi = self.bounds(x[r])
+            pos = np.arange(f.size)
+            new = self.actions.push_out(f, x[r, f], new, lo[pos, f], hi[pos, f])
             saving = self._feature_cost(f, x[r, f], y[r, f]) - self._feature_cost(f, x[r, f], new)
             order = np.lexsort((-saving, r))
             first = np.ones(order.size, dtype=bool)

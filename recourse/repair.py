@@ -64,6 +64,8 @@ class DiscreteRepair:
         self._pair_col = c_idx
         self._pair_val = self._move_value[k_idx, c_idx]
         self._pair_coef = self.cost_coef[c_idx]
+        with np.errstate(invalid="ignore", divide="ignore"):  # the smallest change worth a move, in scaled units
+            self._pair_min = np.nan_to_num(self.actions.min_change / self.actions.span)[encoder.groups[c_idx]]
         self._move_start = np.searchsorted(k_idx, np.arange(len(blocks))) if len(blocks) else np.zeros(0, int)
         self._move_width = self._move_mask.sum(1)
 
@@ -112,6 +114,7 @@ class DiscreteRepair:
         xc = x[:, self._pair_col]
         delta = self._pair_val - xc
         outside = (delta < lower[:, self._pair_col] - 1e-9) | (delta > upper[:, self._pair_col] + 1e-9)
+        outside |= (np.abs(delta) > 1e-9) & (np.abs(delta) < self._pair_min - 1e-9)  # below min_change
         inside = ~np.logical_or.reduceat(outside, self._move_start, axis=1)
         moved = np.abs(y[:, self._pair_col] - self._pair_val) > 1e-9
         same = ~np.logical_or.reduceat(moved, self._move_start, axis=1)

@@ -12,7 +12,8 @@ Feature kinds:
 Actionability per feature: ``immutable`` (a protected or fixed attribute), ``actionable`` (false:
 a person cannot act on it), ``transitions`` (categorical / ordinal: the allowed moves between
 levels), ``direction`` (``any``/``increase``/``decrease``),
-``max_change`` (raw units; levels for ordinals) and ``cost_scale`` (the size of a change that
+``max_change`` (raw units; levels for ordinals), ``step`` (numeric: changed values land on its
+multiples), ``min_change`` (the smallest change worth advising) and ``cost_scale`` (the size of a change that
 costs 1; default from data: the median absolute deviation, see :mod:`recourse.encoding`) and
 ``cost_weight`` (default 1; a change of this feature costs ``cost_weight`` × |Δ| / ``cost_scale``,
 so 5 makes it five times as expensive; per request weights override it, see
@@ -74,6 +75,11 @@ class Feature(BaseModel):
     immutable: bool = False
     direction: Direction = "any"
     max_change: float | None = Field(default=None, ge=MIN_SCALE, le=MAX_ABS_VALUE, allow_inf_nan=False)
+    step: float | None = Field(default=None, gt=0, le=MAX_ABS_VALUE, allow_inf_nan=False,
+                               description="numeric: a changed value lands on a multiple of step (e.g. 50 DM)")
+    min_change: float | None = Field(default=None, ge=MIN_SCALE, le=MAX_ABS_VALUE, allow_inf_nan=False,
+                                     description="numeric (raw units) or ordinal (levels): the smallest change worth "
+                                     "advising; smaller changes are never proposed")
     cost_scale: float | None = Field(default=None, ge=MIN_SCALE, le=MAX_ABS_VALUE, allow_inf_nan=False)
     cost_weight: float = Field(default=1.0, ge=COST_WEIGHT_RANGE[0], le=COST_WEIGHT_RANGE[1], allow_inf_nan=False,
                                description="multiplies this feature's change cost (e.g. 5: five times as expensive)")
@@ -105,6 +111,17 @@ class Feature(BaseModel):
                 raise ValueError(f"{where}: duplicate level names")
             if self.range is not None:
                 raise ValueError(f"{where}: a {self.kind} feature takes levels, not a range")
+        if self.step is not None:
+            if not self.is_numeric:
+                raise ValueError(f"{where}: step is for numeric features (levels already are steps)")
+            if self.kind == "integer" and float(self.step) != int(self.step):
+                raise ValueError(f"{where}: an integer feature needs a whole-number step, got {self.step:g}")
+            if self.kind == "continuous" and self.precision is not None:
+                grid = self.step * 10 ** self.precision
+                if abs(grid - round(grid)) > 1e-9 * max(1.0, grid):
+                    raise ValueError(f"{where}: step {self.step:g} is finer than its precision ({self.precision} decimals)")
+        if self.min_change is not None and self.kind not in ("continuous", "integer", "ordinal"):
+            raise ValueError(f"{where}: min_change is for numeric and ordinal features")
         if self.transitions is not None:
             if self.kind not in ("categorical", "ordinal"):
                 raise ValueError(f"{where}: transitions are for categorical and ordinal features")

@@ -2,7 +2,8 @@
 
 ``schemas()`` draws a mix of every feature kind (continuous with and without ``precision``,
 integer, ordinal, binary, categorical) with random ranges, immutables, features that cannot be
-acted on, level transitions, directions, ``max_change`` and cost scales; ``codes_for(schema)`` draws records of it as codes (one float per feature, see
+acted on, level transitions, steps, smallest meaningful changes, directions, ``max_change`` and
+cost scales; ``codes_for(schema)`` draws records of it as codes (one float per feature, see
 :meth:`recourse.encoding.TabularEncoder.to_codes`), on the lattice or, for continuous features
 with a precision, sometimes off it.
 """
@@ -44,6 +45,12 @@ def feature_dicts(draw, index: int) -> dict:
         spec["direction"] = draw(st.sampled_from(["any", "any", "increase", "decrease"]))
     if draw(st.integers(0, 2)) == 0:
         spec["max_change"] = draw(st.sampled_from([0.3, 0.5, 1.0, 1.7, 2.0, 3.0, 10.0, 250.0]))
+    if kind == "integer" and draw(st.integers(0, 3)) == 0:
+        spec["step"] = draw(st.sampled_from([2, 5, 10]))
+    if kind == "continuous" and spec.get("precision") is None and draw(st.integers(0, 3)) == 0:
+        spec["step"] = draw(st.sampled_from([0.05, 0.25, 2.0, 50.0]))
+    if kind in ("continuous", "integer", "ordinal") and draw(st.integers(0, 3)) == 0:
+        spec["min_change"] = draw(st.sampled_from([0.5, 1.0, 2.0, 3.0, 100.0]))
     spec["cost_scale"] = draw(st.sampled_from([0.25, 1.0, 2.7, 13.0]))
     return spec
 

@@ -56,7 +56,9 @@ def reference_interval(feat: Feature, v: float, pinned: bool) -> tuple[float, fl
         reach = allowed_levels(feat, v)
         lo, hi = max(lo, min(reach)), min(hi, max(reach))
     q = 10.0 ** feat.precision if feat.kind == "continuous" and feat.precision is not None else 1.0
-    if not (feat.kind == "continuous" and feat.precision is None):
+    if feat.step is not None:
+        lo, hi = math.ceil(lo / feat.step - 1e-9) * feat.step, math.floor(hi / feat.step + 1e-9) * feat.step
+    elif not (feat.kind == "continuous" and feat.precision is None):
         lo, hi = math.ceil(lo * q - 1e-9) / q, math.floor(hi * q + 1e-9) / q
     return min(lo, v), max(hi, v)
 
@@ -72,6 +74,8 @@ def reference_bounds(schema: FeatureSchema, codes: np.ndarray, frozen: np.ndarra
 
 def step_of(feat: Feature) -> float:
     """One lattice step (free continuous: a small fraction of the range)."""
+    if feat.step is not None:
+        return feat.step
     if feat.kind == "continuous":
         return 10.0 ** -feat.precision if feat.precision is not None else 1e-6 * (feat.range[1] - feat.range[0]) + 1e-6
     return 1.0
@@ -93,17 +97,20 @@ def inside_points(draw, schema: FeatureSchema, codes: np.ndarray, lo: np.ndarray
         move = draw(st.lists(st.integers(0, n_feat - 1), max_size=m, unique=True))
         for j in move:
             feat, a, b = schema.features[j], lo[r, j], hi[r, j]
-            if feat.kind == "continuous" and feat.precision is None:
+            if feat.kind == "continuous" and feat.precision is None and feat.step is None:
                 out[r, j] = draw(st.one_of(st.just(a), st.just(b), st.floats(a, b)))
-                continue
-            q = 1.0 / step_of(feat)
-            k_lo, k_hi = math.ceil(a * q - 1e-9), math.floor(b * q + 1e-9)
-            if feat.kind in ("categorical", "ordinal"):  # a level the transitions allow
-                reach = sorted(k for k in allowed_levels(feat, codes[r, j]) if k_lo <= k <= k_hi)
+            elif feat.kind in ("categorical", "ordinal"):  # a level the transitions allow
+                reach = sorted(k for k in allowed_levels(feat, codes[r, j]) if a - 1e-9 <= k <= b + 1e-9)
                 if reach and draw(st.booleans()):
                     out[r, j] = float(draw(st.sampled_from(reach)))
-            elif k_lo <= k_hi and draw(st.booleans()):
-                out[r, j] = draw(st.integers(k_lo, k_hi)) / q
+            else:  # a lattice point: k·step, or k / q
+                step = step_of(feat)
+                k_lo, k_hi = math.ceil(a / step - 1e-9), math.floor(b / step + 1e-9)
+                if k_lo <= k_hi and draw(st.booleans()):
+                    k = draw(st.integers(k_lo, k_hi))
+                    out[r, j] = k * feat.step if feat.step is not None else k / round(1.0 / step)
+            if feat.min_change and 1e-9 < abs(out[r, j] - codes[r, j]) < feat.min_change - 1e-9:
+                out[r, j] = codes[r, j]  # a change below the smallest meaningful one is not a point of 𝒜
     return out
 
 

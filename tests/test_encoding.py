@@ -136,7 +136,8 @@ def test_german_round_trip_is_exact(german):
 
 
 def _unconstrained(schema: FeatureSchema) -> FeatureSchema:
-    feats = [f.model_copy(update={"immutable": False, "actionable": True, "transitions": None, "direction": "any",
+    feats = [f.model_copy(update={"immutable": False, "actionable": True, "transitions": None, "step": None,
+                                  "min_change": None, "direction": "any",
                                   "max_change": None}) for f in schema.features]
     return schema.model_copy(update={"features": feats})
 

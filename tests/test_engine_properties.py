@@ -2,6 +2,7 @@
 
 Every answer the engine calls ``recourse_found`` must be admissible: immutables and features a
 person cannot act on never move, categorical and ordinal moves follow the schema's transitions,
+no change is below its feature's ``min_change`` or off its ``step``,
 directions and max_change hold, integers stay whole, categorical/ordinal values are real levels,
 at most m features change, and the counterfactual, fed back in, is ``already_favourable``.
 """
@@ -57,6 +58,12 @@ def feature_specs(draw, index: int, force_mutable: bool) -> dict:
     if kind in ("continuous", "integer", "ordinal") and draw(st.integers(0, 4)) == 0:
         span = spec["range"][1] - spec["range"][0] if "range" in spec else len(spec["levels"]) - 1
         spec["max_change"] = max(1.0, round(span / 2))
+    if kind in ("continuous", "integer") and spec.get("precision") is None and draw(st.integers(0, 3)) == 0:
+        span = spec["range"][1] - spec["range"][0]
+        spec["step"] = max(1, round(span / 10)) if kind == "integer" else round(span / 20, 2)
+    if kind in ("continuous", "integer", "ordinal") and draw(st.integers(0, 3)) == 0:
+        span = spec["range"][1] - spec["range"][0] if "range" in spec else len(spec["levels"]) - 1
+        spec["min_change"] = max(1.0, round(span / 8)) if kind != "continuous" else span / 8
     return spec
 
 
@@ -134,6 +141,10 @@ def check_admissible(schema: FeatureSchema, applicant: dict, cf: dict, m: int) -
             continue
         if moved and feat.transitions is not None:  # only the moves the schema allows
             assert b in feat.transitions.get(a, []), f"{feat.name}: disallowed move {a!r} -> {b!r}"
+        if moved and feat.min_change:  # no change below the feature's resolution
+            assert abs(_index(feat, b) - _index(feat, a)) >= feat.min_change - 1e-9, (feat.name, a, b, feat.min_change)
+        if moved and feat.step:  # changed values on the step
+            assert abs(float(b) / feat.step - round(float(b) / feat.step)) < 1e-6, (feat.name, b, feat.step)
         delta = _index(feat, b) - _index(feat, a)
         if feat.direction == "increase":
             assert delta >= -1e-9, f"{feat.name} decreased {a!r} -> {b!r}"

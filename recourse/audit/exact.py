@@ -17,7 +17,8 @@ with exactly the engine's cost (:meth:`TabularEncoder.change_costs`) and constra
   range ∩ direction ∩ ``max_change`` box; integers and ordinal levels are integral, a continuous
   feature with ``precision`` p that moves lands on the grid :math:`10^{-p}\mathbb{Z}` (an integer k with
   :math:`v + \Delta = k\,10^{-p}`, imposed by big-M only when :math:`c_j = 1`, so an off-grid
-  original may stay as it is); gain :math:`g_j = a_j \Delta_j / \text{span}_j`;
+  original may stay as it is), likewise on :math:`\text{step}\,\mathbb{Z}` for a feature with a ``step``;
+  with a ``min_change`` μ, :math:`d^+_j + d^-_j \ge \mu\, c_j`; gain :math:`g_j = a_j \Delta_j / \text{span}_j`;
 * binary: one switch variable :math:`t_j \in \{0,1\}` (0 when the direction forbids the switch),
   cost :math:`t_j / s_j`;
 * categorical: a one-hot :math:`y_{j\cdot} \in \{0,1\}^{L}`, :math:`\sum_l y_{jl}=1`,
@@ -148,11 +149,13 @@ class ExactSolver:
                 out.append(dict(feat=feat, kind="bin", gain=a[0] * np.where(on, -1.0, 1.0), rate=rate[j], v=on,
                                 allowed=upper[:, j] > lower[:, j]))
             else:
-                lattice = actions.is_continuous[j] and not actions.free[j]
+                lattice = bool((actions.is_continuous[j] and not actions.free[j]) or actions.has_step[j])
+                step = float(actions.step[j]) if actions.has_step[j] else None
                 out.append(dict(feat=feat, kind="num", slope=a[0] / actions.span[j], rate=rate[j], v=v,
                                 L=v - lower[:, j], U=upper[:, j] - v,
                                 integral=bool(actions.is_integer[j] or actions.is_ordinal[j]),
-                                q=float(actions.q[j]) if lattice else None))
+                                q=(1.0 / step if step is not None else float(actions.q[j])) if lattice else None,
+                                step=step, min_change=float(actions.min_change[j])))
         return out
 
     # ------------------------------------------------------------------ one MILP
@@ -177,6 +180,8 @@ class ExactSolver:
                 dm = var(f["rate"], 0.0, L, f["integral"])
                 rows.append(({dp: 1.0, c: -U}, -np.inf, 0.0))
                 rows.append(({dm: 1.0, c: -L}, -np.inf, 0.0))
+                if f["min_change"] > 0:  # a moved feature moves by at least its min_change: |Δ| ≥ μ c
+                    rows.append(({dp: 1.0, dm: 1.0, c: -f["min_change"]}, 0.0, np.inf))
                 if f["q"] is not None:  # a moved value lands on the grid: v + Δ = k / q, binding only when c = 1
                     q, v = f["q"], float(f["v"][i])
                     k = var(0.0, np.ceil((v - L) * q - 1e-9), np.floor((v + U) * q + 1e-9), True)
@@ -232,7 +237,9 @@ class ExactSolver:
                 if abs(delta) < 1e-7:
                     continue
                 v = float(f["v"][i]) + delta
-                if f["integral"]:
+                if f["step"] is not None:
+                    v = round(v / f["step"]) * f["step"]
+                elif f["integral"]:
                     v = round(v)
                 elif f["q"] is not None:
                     v = round(v * f["q"]) / f["q"]
