@@ -113,6 +113,7 @@ def explain(
     alternatives: Optional[int] = typer.Option(None, "--alternatives", "-k", help="Also show up to K (1 to 10) verified counterfactuals that change different feature sets, ordered by cost."),
     cost_weight: Optional[list[str]] = typer.Option(None, "--cost-weight", help="FEATURE=W: make changing FEATURE W times as expensive (repeatable), e.g. present_employment=5."),
     fix: Optional[list[str]] = typer.Option(None, "--fix", help="FEATURE: the applicant cannot change it (repeatable), e.g. --fix duration."),
+    min_probability: Optional[float] = typer.Option(None, "--min-probability", help="The least probability of the favourable decision every answer must have, 0 to 1 exclusive (default: the bundle's)."),
     limit: Optional[list[str]] = typer.Option(None, "--limit", help="FEATURE=LOW:HIGH: the values the applicant can reach (repeatable; numbers, or level names of an ordinal; an empty end is open), e.g. credit_amount=1000: or savings=:'500 to 1000 DM'."),
 ) -> None:
     """Explain a decision and find the recourse: what to change to obtain the favourable decision."""
@@ -131,7 +132,8 @@ def explain(
         options = RequestOptions(max_changes=max_changes, alternatives=alternatives,
                                  cost_weights=_parse_cost_weights(cost_weight or []) or None,
                                  density=density.value if density is not None else None,
-                                 fixed=list(fix) if fix else None, limits=_parse_limits(limit or []) or None)
+                                 fixed=list(fix) if fix else None, limits=_parse_limits(limit or []) or None,
+                                 min_probability=min_probability)
         engine = open_bundle(bundle).engine()
         results = engine.explain(payload, options=options)
     except OptionsError as exc:
@@ -241,14 +243,30 @@ def bench_scfe(
     model: ModelKind = typer.Option(ModelKind.mlp, help="Bundle model: mlp, logistic, or a tree ensemble gbm, hgb, forest (built under $RECOURSE_HOME on first use)."),
     gradient: GradientKind = typer.Option(GradientKind.surrogate, help="Tree ensembles: steer with the distilled surrogate or zeroth-order estimates on the real model (answers verified on the real model either way)."),
     alternatives: Optional[int] = typer.Option(None, "--alternatives", min=1, help="Also measure explain --alternatives K on the same points (share with >= 2, diversity)."),
+    min_probability: Optional[float] = typer.Option(None, "--min-probability", min=0.0, max=1.0, help="Confidence every answer must reach (default: the bundle's)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """S-CFE on Wine or German credit: validity, sparsity, proximity, plausibility, violations, time."""
     from benchmarks.scfe import format_table, run_scfe_benchmark
 
     result = run_scfe_benchmark(dataset.value, density=density.value, n=n, max_changes=max_changes, peers=peers, device=parse_device(device),
-                                model=model.value, gradient=gradient.value, alternatives=alternatives)
+                                model=model.value, gradient=gradient.value, alternatives=alternatives,
+                                min_probability=min_probability)
     typer.echo(json.dumps(result, indent=2) if as_json else format_table(result))
+
+
+@bench_app.command("robustness")
+def bench_robustness(
+    dataset: DatasetName = typer.Option(DatasetName.german, help="The bench scfe points of german or wine."),
+    refits: int = typer.Option(10, min=1, max=100, help="Refits of the bundle's model on bootstrap resamples (new seeds)."),
+    n: int = typer.Option(100, min=1, help="Number of query points."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Do answers survive a retraining of the model? Invalidation on refits per confidence level."""
+    from benchmarks.robustness import format_robustness_table, run_robustness_benchmark
+
+    result = run_robustness_benchmark(dataset.value, refits=refits, n=n)
+    typer.echo(json.dumps(result, indent=2) if as_json else format_robustness_table(result))
 
 
 keys_app = typer.Typer(add_completion=False, no_args_is_help=True, help="API keys for the HTTP service.")

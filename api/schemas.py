@@ -38,6 +38,7 @@ class Options(BaseModel):
     density: str | None = Field(default=None, description="Plausibility term: one of the bundle's densities (kde, gmm, knn) or 'none'.")
     target: ClassName = Field(default=None, description="Class to reach, exactly as listed in GET /v1/models (default: the favourable class); one for all applicants of a batch.")
     alternatives: StrictInt | None = Field(default=None, ge=1, le=MAX_ALTERNATIVES, description=_OPTIONS["alternatives"].description)
+    min_probability: StrictFloat | None = Field(default=None, gt=0.0, lt=1.0, description=_OPTIONS["min_probability"].description)
     fixed: list[str] | None = Field(default=None, description=_OPTIONS["fixed"].description)
     limits: dict[str, Annotated[list[StrictFloat | StrictInt | str | None], Field(min_length=2, max_length=2)]] | None = Field(
         default=None, description=_OPTIONS["limits"].description)

@@ -36,6 +36,7 @@ class SolverKey:
     cost_weights: tuple[tuple[str, float], ...] | None = None
     fixed: tuple[str, ...] | None = None
     limits: tuple[tuple[str, tuple[Any, Any]], ...] | None = None
+    min_probability: float | None = None
 
     def request(self) -> dict[str, Any]:
         """The options as logged with each answer (the ones not set are left out, as before)."""
@@ -48,6 +49,8 @@ class SolverKey:
             out["fixed"] = list(self.fixed)
         if self.limits:
             out["limits"] = {k: list(v) for k, v in self.limits}
+        if self.min_probability is not None:
+            out["min_probability"] = self.min_probability
         return out
 
     def explain_options(self) -> dict[str, Any]:
@@ -55,7 +58,8 @@ class SolverKey:
         return {"max_changes": self.max_changes, "density": self.density, "alternatives": self.alternatives,
                 "cost_weights": dict(self.cost_weights) if self.cost_weights else None,
                 "fixed": list(self.fixed) if self.fixed else None,
-                "limits": {k: list(v) for k, v in self.limits} if self.limits else None}
+                "limits": {k: list(v) for k, v in self.limits} if self.limits else None,
+                "min_probability": self.min_probability}
 
 
 class RecourseService:
@@ -155,7 +159,8 @@ class RecourseService:
         try:  # the library's one options policy (recourse.options); the envelope only checked JSON types
             config = self.engine.resolve(RequestOptions(
                 max_changes=request.max_changes, density=request.density, alternatives=request.alternatives,
-                cost_weights=request.cost_weights, fixed=request.fixed, limits=request.limits)).config
+                cost_weights=request.cost_weights, fixed=request.fixed, limits=request.limits,
+                min_probability=request.min_probability)).config
         except OptionsError as exc:
             errors += [field_error(e.field.split(".", 1), e.message) for e in exc.errors]
         try:
@@ -167,7 +172,8 @@ class RecourseService:
         key = SolverKey(config.max_changes, config.density, request.alternatives,
                         tuple(sorted(request.cost_weights.items())) if request.cost_weights else None,
                         tuple(dict.fromkeys(request.fixed)) if request.fixed else None,
-                        tuple(sorted((k, tuple(v)) for k, v in request.limits.items())) if request.limits else None)
+                        tuple(sorted((k, tuple(v)) for k, v in request.limits.items())) if request.limits else None,
+                        config.min_probability)
         return key, target
 
     def _target(self, asked: str | int | None) -> Any:

@@ -138,8 +138,13 @@ def run_scfe_benchmark(
     gradient: str = "surrogate",
     dice_methods: tuple[str, ...] = DICE_METHODS,
     alternatives: int | None = None,
+    min_probability: float | None = None,
 ) -> dict[str, Any]:
     """Run the protocol of ``dataset`` (see the module docstring) and return a JSON-ready dict.
+
+    ``min_probability``: the confidence every answer must reach (None: the bundle's); the result's
+    ``probability`` holds the quantiles (min, 10 %, median, 90 %) of the answers' target-class
+    probabilities and ``below_min_probability`` the number of answers under the minimum.
 
     ``model``: the bundle's model kind (mlp, logistic, or a tree ensemble gbm, hgb, forest whose
     bundle holds a distilled surrogate); ``gradient``: for tree ensembles, steer the solver with
@@ -180,10 +185,12 @@ def run_scfe_benchmark(
 
     # warm-up (not timed): kernels, the engine's LOF models, the density's caches
     if len(queries):
-        engine.explain(queries.head(2), max_changes=m, density=density_name, target=target_values[:2])
+        engine.explain(queries.head(2), max_changes=m, density=density_name, target=target_values[:2],
+                       min_probability=min_probability)
     _sync(engine.device)
     started = time.perf_counter()
-    answers = engine.explain(queries, max_changes=m, density=density_name, target=target_values)
+    answers = engine.explain(queries, max_changes=m, density=density_name, target=target_values,
+                             min_probability=min_probability)
     _sync(engine.device)
     seconds = time.perf_counter() - started
 
@@ -199,6 +206,12 @@ def run_scfe_benchmark(
         result["model_queries_per_row"] = queries_count / max(len(queries), 1)
     if bundle.metadata.get("surrogate"):
         result["surrogate"] = bundle.metadata["surrogate"]
+    level = min_probability if min_probability is not None else engine.config.min_probability
+    probs = np.array([a.counterfactual_decision.probability for a in answers if a.found])
+    result["min_probability"] = level
+    result["probability"] = ({name: float(np.quantile(probs, q)) for name, q in
+                              (("min", 0.0), ("q10", 0.1), ("median", 0.5), ("q90", 0.9))} if probs.size else {})
+    result["below_min_probability"] = int((probs < (level or 0.0) - 1e-9).sum())
     result["no_recourse"] = [{"index": int(positions[i]), "reason": answers[i].message}
                              for i in np.flatnonzero(~found)]
     if alternatives is not None:

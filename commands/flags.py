@@ -25,6 +25,7 @@ FLAGS: dict[str, str] = {
     "alternatives": "--alternatives",
     "cost_weights": "--cost-weight",
     "fixed": "--fix",
+    "min_probability": "--min-probability",
     "limits": "--limit",
     "density": "--density",
     "target": "--target",

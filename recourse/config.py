@@ -9,6 +9,17 @@ from .errors import FieldError, OptionsError
 from .schema import COST_WEIGHT_RANGE, show_value
 
 
+def margin_threshold(min_probability: float, n_classes: int) -> float:
+    r"""The logit margin :math:`m = z_t - \max_{k \ne t} z_k` that guarantees :math:`p_t \ge p`.
+
+    With softmax probabilities :math:`p_t \ge 1 / (1 + (C - 1) e^{-m})`, so
+    :math:`m \ge \log\frac{p}{1-p} + \log(C - 1)` suffices; for two classes it is exact
+    (:math:`p_t = \sigma(m)`).  Below 1/2 (two classes) the threshold is negative: a margin of 0
+    (the model picks the target) is then the stricter rule, so the threshold is never below 0.
+    """
+    return max(0.0, math.log(min_probability / (1.0 - min_probability)) + math.log(max(n_classes - 1, 1)))
+
+
 @dataclass(frozen=True)
 class SCFEConfig:
     """Solver settings (defaults documented in the README); invalid values raise :class:`OptionsError`.
@@ -29,6 +40,9 @@ class SCFEConfig:
     search stops and rows without a verified answer get ``no_recourse_found`` saying so.
     polish: cost polish after verification (recourse/polish.py): cheaper verified answers, same constraints.
     cost_weights: per-feature cost weights ω_j (schema order; None: the schema's ``cost_weight``s).
+    min_probability: the confidence every answer must reach: the model's probability of the
+    target class on the counterfactual is at least this (None: the model merely picks the target
+    class); checked by the gate as a margin threshold, see :func:`margin_threshold`.
     """
 
     max_changes: int = 3
@@ -44,6 +58,7 @@ class SCFEConfig:
     time_limit: float | None = None
     polish: bool = True
     cost_weights: tuple[float, ...] | None = None
+    min_probability: float | None = None
 
     def __post_init__(self) -> None:
         errors: list[FieldError] = []
@@ -67,6 +82,10 @@ class SCFEConfig:
         number("density_weight", 0.0, optional=True), number("margin", 0.0)
         number("initial_weight", 0.0, strict=True), number("max_weight", 0.0, strict=True)
         number("tol", 0.0, strict=True), number("time_limit", 0.0, strict=True, optional=True)
+        p = self.min_probability
+        if p is not None and (isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 < p < 1.0):
+            errors.append(FieldError("min_probability", f"must be a number between 0 and 1 (exclusive) or None, "
+                                                        f"got {show_value(p)}"))
         check("diagnose", isinstance(self.diagnose, bool), "must be true or false")
         check("polish", isinstance(self.polish, bool), "must be true or false")
         if self.density is not None:
@@ -93,6 +112,10 @@ class SCFEConfig:
         if unknown:
             raise OptionsError(unknown)
         return replace(self, **changes)
+
+    def margin_threshold(self, n_classes: int) -> float:
+        """The logit-margin threshold of ``min_probability`` for a model with ``n_classes`` classes (0 without one)."""
+        return 0.0 if self.min_probability is None else margin_threshold(self.min_probability, n_classes)
 
     def tau(self) -> float:
         """τ: the density weight of the call (0 without a density; the density's default when unset)."""

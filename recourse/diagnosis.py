@@ -20,6 +20,7 @@ def explain_failures(search: SparseSearch, x: np.ndarray, codes: np.ndarray, tar
     """A message per row of ``solution`` without a verified answer (by position); ``actions``: the
     call's action set (default the schema's)."""
     actions = search.encoder.action_set if actions is None else actions
+    goal = "" if config.min_probability is None else f" with a probability of at least {config.min_probability:.0%}"
     failed = np.flatnonzero(~solution.found)
     if failed.size == 0:
         return {}
@@ -38,7 +39,7 @@ def explain_failures(search: SparseSearch, x: np.ndarray, codes: np.ndarray, tar
         return out
     if not config.diagnose or config.max_changes >= mutable:
         out.update({int(i): (f"No change of the {mutable} mutable features within their ranges and allowed "
-                             "directions reached the target decision.") for i in failed})
+                             f"directions reached the target decision{goal}.") for i in failed})
         return out
     if past(deadline):
         out.update({int(i): ("No recourse found within these constraints (the time limit left no time to "
@@ -60,5 +61,5 @@ def explain_failures(search: SparseSearch, x: np.ndarray, codes: np.ndarray, tar
                            "whether more changes would help).")
         else:
             out[int(i)] = (f"No recourse found within these constraints: even changing all {mutable} mutable "
-                           "features within their ranges and allowed directions did not reach the target decision.")
+                           f"features within their ranges and allowed directions did not reach the target decision{goal}.")
     return out

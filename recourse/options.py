@@ -13,6 +13,9 @@ audit all build a :class:`RequestOptions` and resolve it against an engine with
 * ``cost_weights``: {feature: ω} with known feature names and ω within
   :data:`~recourse.schema.COST_WEIGHT_RANGE`; they override the schema's ``cost_weight``.
 * ``target``: checked against the model's classes by the engine (one class, or one per row).
+* ``min_probability``: the confidence every answer must reach, a number in (0, 1) (default:
+  the bundle's); the model's probability of the target class on the counterfactual is at least
+  this.
 * ``fixed``: features this applicant cannot change (known names); they are pinned like the
   schema's immutables.
 * ``limits``: {feature: [low, high]}, the values this applicant can reach for a numeric feature
@@ -66,6 +69,8 @@ class RequestOptions(BaseModel):
     target: Any = Field(default=None, description="Class to reach (default: the favourable class).")
     alternatives: int | None = Field(default=None, description="Also return up to K verified alternatives using "
                                      f"different features (1 to {MAX_ALTERNATIVES}).")
+    min_probability: float | None = Field(default=None, description="The least probability of the target class "
+                                          "every answer must have (0 to 1, exclusive; default: the bundle's).")
     fixed: list[str] | None = Field(default=None, description="Features this applicant cannot change, e.g. "
                                     "[\"duration\"] (pinned like the schema's immutables).")
     limits: dict[str, tuple[Any, Any]] | None = Field(
@@ -95,6 +100,17 @@ class RequestOptions(BaseModel):
         if not isinstance(value, str):
             raise OptionsError([FieldError("density", f"expected a density name, got {show_value(_plain(value))}")])
         return value
+
+    @field_validator("min_probability", mode="before")
+    @classmethod
+    def _min_probability(cls, value: Any) -> float | None:
+        value = _plain(value)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+            raise OptionsError([FieldError("min_probability", f"must be a number between 0 and 1 (exclusive), "
+                                                              f"got {show_value(value)}")])
+        return float(value)
 
     @field_validator("fixed", mode="before")
     @classmethod
@@ -187,6 +203,8 @@ class RequestOptions(BaseModel):
         if errors:
             raise OptionsError(errors)
         changes = {"max_changes": min(int(m), n_features), "density": density}
+        if self.min_probability is not None:
+            changes["min_probability"] = self.min_probability
         if weights is not None:
             changes["cost_weights"] = weights
         return ResolvedOptions(config=config.with_(**changes), target=self.target, alternatives=self.alternatives,

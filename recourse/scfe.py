@@ -91,6 +91,7 @@ class RecourseEngine:
         target: int | str | Sequence[int | str] | None = None,
         alternatives: int | None = None,
         cost_weights: dict[str, float] | None = None,
+        min_probability: float | None = None,
         fixed: Sequence[str] | None = None,
         limits: dict[str, Sequence[Any]] | None = None,
         options: RequestOptions | None = None,
@@ -106,7 +107,8 @@ class RecourseEngine:
         :math:`\sum_j \omega_j |\Delta_j| / s_j` (reported, ranked and used by the repair) and the
         solver's proximity weights of feature j are multiplied by :math:`\omega_j^2`.
         ``max_changes`` above the number of features is clipped to it (see :mod:`recourse.options`).
-        ``fixed``: features this applicant cannot change; ``limits``: {feature: [low, high]}, the
+        ``min_probability``: the least target-class probability of every answer (default: the
+        engine's configuration, from the bundle); ``fixed``: features this applicant cannot change; ``limits``: {feature: [low, high]}, the
         values the applicant can reach (numbers, or level names of an ordinal; None: open end).
         ``options``: the same settings as one :class:`RequestOptions` (instead of the keywords).
         """
@@ -115,7 +117,7 @@ class RecourseEngine:
             density = None if density is True else NO_DENSITY if density is None or density is False else density
             options = RequestOptions(max_changes=max_changes, density=density,
                                         target=target, alternatives=alternatives, cost_weights=cost_weights,
-                                        fixed=fixed, limits=limits)
+                                        min_probability=min_probability, fixed=fixed, limits=limits)
         resolved = self.resolve(options)
         config = resolved.config
         deadline = time.perf_counter() + config.time_limit if config.time_limit is not None else None

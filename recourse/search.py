@@ -100,15 +100,16 @@ class SparseSearch:
         limits, :meth:`ActionSet.restricted`; default the schema's).
         """
         actions = self.encoder.action_set if actions is None else actions
+        gate = self.verification.confident(config.margin_threshold(len(self.steering.classes)))
         n = len(x)
         found, encoded, cost = np.zeros(n, dtype=bool), x.copy(), np.full(n, np.inf)
         cut = np.zeros(n, dtype=bool)
         weights = self.cost_weights(config)
         if n == 0:
-            return self.verification.finish(x, codes, targets, found, encoded, config, cut, weights, actions)
+            return gate.finish(x, codes, targets, found, encoded, config, cut, weights, actions)
         lower, upper = actions.scaled_bounds(x, frozen=pinned)
         problem = SearchRows(x, codes, targets, lower, upper)
-        base = config.initial_weight * self.base_weight(problem, config)
+        base = config.initial_weight * self.base_weight(problem, config, gate.threshold)
         density = self.density(config.density)
         active = np.arange(n)
         for ladder in ladders(config):
@@ -120,8 +121,8 @@ class SparseSearch:
             k = len(ladder)
             jobs = problem.take(np.repeat(active, k))
             weight = (base[active, None] * ladder[None, :]).reshape(-1)
-            z = self.run(jobs, weight, density, config, deadline)
-            ok, enc, c = self.candidates(z, jobs, k, config.max_changes, deadline, weights, actions)
+            z = self.run(jobs, weight, density, config, deadline, gate.threshold)
+            ok, enc, c = self.candidates(z, jobs, k, config.max_changes, deadline, weights, actions, gate)
             by_row = c.reshape(-1, k)
             best = by_row.argmin(1)  # the first (lowest weight) of equally cheap candidates
             has = np.isfinite(by_row[np.arange(len(active)), best])
@@ -135,12 +136,12 @@ class SparseSearch:
                 break
         if config.polish and not past(deadline):  # cost polish (recourse/polish.py); pinned features stay
             default = actions is self.encoder.action_set and np.all(weights == 1.0)
-            found, encoded = polish_solution(self.verification, x, codes, targets, found, encoded, config.max_changes,
+            found, encoded = polish_solution(gate, x, codes, targets, found, encoded, config.max_changes,
                                              weights=weights, frozen=pinned, plausibility=self.lof,
                                              polish=self._polish if default else None, actions=actions)
-        return self.verification.finish(x, codes, targets, found, encoded, config, cut & ~found, weights, actions)
+        return gate.finish(x, codes, targets, found, encoded, config, cut & ~found, weights, actions)
 
-    def base_weight(self, rows: SearchRows, config: SCFEConfig) -> np.ndarray:
+    def base_weight(self, rows: SearchRows, config: SCFEConfig, threshold: float = 0.0) -> np.ndarray:
         r"""Per row, the loss weight at which a linearised problem just reaches the margin κ.
 
         Linearising the margin at x, :math:`m(x + w) \approx m_0 + g^\top w`, the minimiser of
@@ -159,11 +160,11 @@ class SparseSearch:
             per_group = group_sums(gain, self._groups, self.encoder.n_features)
             k = max(1, min(int(config.max_changes), self.encoder.n_features))
             reach = per_group.topk(k, dim=1).values.sum(1)
-            c0 = 2.0 * (config.margin - m0) / reach.clamp_min(1e-12)
+            c0 = 2.0 * (config.margin + threshold - m0) / reach.clamp_min(1e-12)
             return c0.double().clamp(1e-4, 1e4).cpu().numpy()
 
     def run(self, rows: SearchRows, weight: np.ndarray, density: Any, config: SCFEConfig,
-            deadline: float | None) -> np.ndarray:
+            deadline: float | None, threshold: float = 0.0) -> np.ndarray:
         r"""One APG run of the S-CFE problem on the given rows; the solver's points (float64).
 
         Variable metric M = W (the proximity weights): the gradient step is
@@ -174,7 +175,7 @@ class SparseSearch:
         n = len(rows)
         if n > RUN_CHUNK:  # bounded memory (the density's (rows × points) matrices): runs of RUN_CHUNK rows
             return np.concatenate([self.run(rows.take(np.arange(s, min(s + RUN_CHUNK, n))), weight[s:s + RUN_CHUNK],
-                                            density, config, deadline) for s in range(0, n, RUN_CHUNK)])
+                                            density, config, deadline, threshold) for s in range(0, n, RUN_CHUNK)])
         x, lower, upper = rows.x, rows.lower, rows.upper
         tensor = lambda a, dt=None: torch.as_tensor(a, device=self.device, dtype=dt or self.dtype)  # noqa: E731
         data = RowData(x=tensor(x), lower=tensor(lower), upper=tensor(upper),
@@ -184,20 +185,22 @@ class SparseSearch:
         cols = self._simplex_cols
         pinned_simplex = bool(cols.size) and bool(((lower[:, cols] == 0) & (upper[:, cols] == 0)).any())
         problem = SCFEProblem(self.steering, data, weights, self._groups, self.encoder.n_features,
-                              density, config.tau(), config.margin, self._simplex, metric=weights,
+                              density, config.tau(), config.margin + threshold, self._simplex, metric=weights,
                               pinned_simplex=pinned_simplex)
         result = apg(problem.value, problem.prox, data.x, step=INITIAL_STEP, max_iter=config.max_iter, tol=config.tol,
                      deadline=deadline, grad_fn=problem.value_and_grad, metric=weights)
         return result.x.double().cpu().numpy()
 
     def candidates(self, z: np.ndarray, rows: SearchRows, k: int, max_changes: int, deadline: float | None,
-                   weights: np.ndarray, actions: ActionSet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   weights: np.ndarray, actions: ActionSet,
+                   gate: Verification | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Verified, repaired and trimmed candidates (``k`` consecutive ones per row): (ok, encoded, cost).
 
         Repair and trimming are deterministic in (row, lattice point), so each distinct pair is
         worked on once (low loss weights often all round back to the applicant).
         """
-        verify, margin = self.verification.verify, self.verification.margin
+        gate = self.verification if gate is None else gate
+        verify, margin = gate.verify, gate.margin
         x, codes, targets, lower, upper = rows.x, rows.codes, rows.targets, rows.lower, rows.upper
         repair = self.repair_for(weights)
         ok, enc, cost, _ = verify(z, codes, targets, max_changes, x, weights, actions)

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import copy
+
 import numpy as np
 import torch
 
@@ -57,6 +59,17 @@ class Verification:
         self.dtype = dtype
         self.cost_weights = np.asarray(cost_weights, dtype=float)
         """The schema's per-feature cost weights ω (used when a call sets none)."""
+        self.threshold = 0.0
+        """The margin an answer must exceed (the confidence of a call, see :meth:`confident`)."""
+
+    def confident(self, threshold: float) -> "Verification":
+        """This gate with the margins measured against ``threshold`` (:func:`recourse.config.margin_threshold`):
+        every consumer's "margin > 0" then means "target-class probability ≥ the call's minimum"."""
+        if threshold == self.threshold:
+            return self
+        other = copy.copy(self)
+        other.threshold = float(threshold)
+        return other
 
     # ------------------------------------------------------------------ the model
     def predict_proba(self, encoded: np.ndarray) -> np.ndarray:
@@ -66,7 +79,13 @@ class Verification:
             return self.model.predict_proba(t).double().cpu().numpy()
 
     def margin(self, encoded: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        """Logit margin of the target class per row (> 0: the model picks the target class)."""
+        """Logit margin of the target class per row minus :attr:`threshold` (> 0: the model picks the
+        target class, with the call's confidence)."""
+        raw = self._raw_margin(encoded, targets)
+        return raw - self.threshold if self.threshold else raw
+
+    def _raw_margin(self, encoded: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """:math:`z_t - \\max_{k \\ne t} z_k` of the deciding model."""
         with torch.no_grad():
             x = torch.as_tensor(encoded, device=self.device, dtype=self.dtype)
             single = getattr(self.model, "binary_logit", None)

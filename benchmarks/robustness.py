@@ -1,0 +1,112 @@
+"""Do the promises hold when the model is retrained?  ``recourse bench robustness``.
+
+Protocol: the bundle's engine answers the benchmark points of ``bench scfe`` (German: the
+held-out applicants the model denies; Wine: the held-out rows, each pushed to the other class)
+once per confidence level (``min_probability``: none, i.e. the model merely picks the target, and
+the given levels).  Then the bundle's model is refitted ``refits`` times with the same recipe
+(the same model kind and hyper-parameters) on bootstrap resamples of the same training rows,
+each with a new seed, and every verified counterfactual is shown to every refit.  Reported per
+level: the invalidation rate (share of answers a refit no longer puts in the target class),
+mean and worst over the refits, and what the level costs (validity, cost, ℓ0, time, answer
+probabilities).  The refits are never seen by the engine.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from recourse.bundle import demo_bundle
+from recourse.data import load_dataset
+from recourse.models import get_model_kind
+
+from .scfe import benchmark_points
+
+LEVELS = (None, 0.6, 0.7, 0.8)
+"""Confidence levels compared by default (None: no minimum beyond the model's decision)."""
+
+
+def refit_models(dataset: str, bundle: Any, refits: int, seed: int = 1) -> list[Any]:
+    """``refits`` models of the bundle's kind, each fitted on a bootstrap resample of its training split."""
+    data = load_dataset(dataset)
+    train, labels, _, _ = data.split()
+    engine = bundle.engine()
+    x = engine.encoder.encode(engine.validate(train))
+    kind = get_model_kind(str(bundle.metadata.get("model", "mlp")))
+    rng = np.random.default_rng(seed)
+    models = []
+    for k in range(refits):
+        rows = rng.integers(0, len(x), len(x))
+        model = kind.train(x[rows], np.asarray(labels)[rows], seed + 1000 + k)
+        models.append(model if kind.differentiable else _tree(model))
+    return models
+
+
+def _tree(estimator: Any) -> Any:
+    from recourse.trees import tree_classifier
+
+    return tree_classifier(estimator)
+
+
+def run_robustness_benchmark(dataset: str = "german", refits: int = 10, n: int = 100,
+                             levels: Sequence[float | None] = LEVELS, seed: int = 1) -> dict[str, Any]:
+    """Invalidation rates per confidence level (see the module docstring); a JSON-ready dict."""
+    bundle = demo_bundle(dataset)
+    engine = bundle.engine()
+    rows, _, targets = benchmark_points(dataset, engine, n)
+    target_values = [engine.classes[t] for t in targets]
+    started = time.perf_counter()
+    models = refit_models(dataset, bundle, refits, seed)
+    refit_seconds = time.perf_counter() - started
+    out: dict[str, Any] = {"dataset": dataset, "model": bundle.metadata.get("model"), "n": len(rows),
+                           "refits": refits, "refit_seconds": round(refit_seconds, 2), "levels": []}
+    for level in levels:
+        t0 = time.perf_counter()
+        answers = engine.explain(rows, target=target_values, min_probability=level)
+        seconds = time.perf_counter() - t0
+        found = [a for a in answers if a.found]
+        probs = np.array([a.counterfactual_decision.probability for a in found])
+        entry: dict[str, Any] = {
+            "min_probability": level, "found": len(found), "validity": len(found) / max(len(rows), 1),
+            "cost_mean": float(np.mean([a.metrics["cost"] for a in found])) if found else None,
+            "l0_mean": float(np.mean([a.metrics["l0"] for a in found])) if found else None,
+            "seconds": round(seconds, 3),
+            "probability_quantiles": ({f"q{int(q * 100)}": float(np.quantile(probs, q)) for q in (0.0, 0.1, 0.5, 0.9)}
+                                      if found else {}),
+        }
+        if found:
+            cf = engine.encoder.encode(pd.DataFrame([a.counterfactual for a in found], columns=engine.schema.names))
+            want = np.array([engine.classes.index(a.target.value) for a in found])
+            rates = []
+            for model in models:
+                p = model.predict_proba(_tensor(cf, model)).detach().double().cpu().numpy()
+                index = [list(map(str, model.classes)).index(str(engine.classes[w])) for w in want]
+                rates.append(float((p.argmax(1) != np.asarray(index)).mean()))
+            entry["invalidation_mean"] = float(np.mean(rates))
+            entry["invalidation_worst"] = float(np.max(rates))
+        out["levels"].append(entry)
+    return out
+
+
+def _tensor(x: np.ndarray, model: Any) -> Any:
+    import torch
+
+    return torch.as_tensor(x, dtype=torch.float32, device=getattr(model, "device", None))
+
+
+def format_robustness_table(result: dict[str, Any]) -> str:
+    """The benchmark as a text table."""
+    head = (f"robustness to refits: {result['dataset']} ({result['model']}), {result['n']} points, "
+            f"{result['refits']} refits on bootstrap resamples ({result['refit_seconds']:.1f} s)")
+    lines = [head, "min prob  valid  invalidated (mean / worst)  cost   l0    p10    p50    time s",
+             "--------  -----  --------------------------  -----  ----  -----  -----  ------"]
+    for e in result["levels"]:
+        level = "none" if e["min_probability"] is None else f"{e['min_probability']:.2f}"
+        q = e.get("probability_quantiles", {})
+        inv = (f"{e['invalidation_mean']:6.1%} / {e['invalidation_worst']:6.1%}" if "invalidation_mean" in e
+               else "n/a")
+        lines.append(f"{level:>8}  {e['validity']:5.0%}  {inv:>26}  {e['cost_mean'] or 0:5.2f}  {e['l0_mean'] or 0:4.2f}"
+                     f"  {q.get('q10', float('nan')):5.3f}  {q.get('q50', float('nan')):5.3f}  {e['seconds']:6.2f}")
+    return "\n".join(lines)
