@@ -269,6 +269,31 @@ def bench_robustness(
     typer.echo(json.dumps(result, indent=2) if as_json else format_robustness_table(result))
 
 
+promises_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                           help="Promises across model versions: do earlier answers hold under a new bundle?")
+app.add_typer(promises_app, name="promises")
+
+
+@promises_app.command("check")
+def promises_check(
+    log: Path = typer.Option(..., "--log", help="The explanation log (SQLite file) of the service."),
+    bundle: Optional[Path] = typer.Option(None, help="The new model bundle (default: the German credit demo bundle)."),
+    group_by: Optional[str] = typer.Option(None, "--group-by", help="Comma-separated applicant features to count by, e.g. status_sex,age."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (every promise, kept or broken)."),
+) -> None:
+    """Re-verify every stored recourse answer with a new bundle: how many would it break, for whom, which."""
+    from commands import CommandError
+    from commands.promises import format_promise_report, run_promise_check
+
+    loaded = open_bundle(bundle)
+    groups = [g.strip() for g in (group_by or "").split(",") if g.strip()]
+    try:
+        report = run_promise_check(log, loaded, groups)
+    except CommandError as exc:
+        fail(str(exc))
+    typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else format_promise_report(report))
+
+
 keys_app = typer.Typer(add_completion=False, no_args_is_help=True, help="API keys for the HTTP service.")
 app.add_typer(keys_app, name="keys")
 

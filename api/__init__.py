@@ -43,6 +43,7 @@ def create_app(config: ServiceConfig | Mapping[str, Any] | None = None, bundle: 
     telemetry = Telemetry()
     service = RecourseService(bundle, cfg, ExplanationLog(cfg.database, sync=cfg.log_sync), telemetry)
     service.warm_up()
+    service.check_earlier_promises()
     app.extensions.update(recourse=service, recourse_keys=KeyRing(cfg.api_key_hashes), recourse_telemetry=telemetry)
     problems.register(app)
     app.register_blueprint(v1.bp)

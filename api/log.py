@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from recourse.promises import Promise
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
     id          TEXT PRIMARY KEY,
@@ -158,6 +160,24 @@ class ExplanationLog:
         cur = self.connection.execute("SELECT * FROM answers WHERE id = ?", (answer_id,))
         row = cur.fetchone()
         return dict(zip([c[0] for c in cur.description], row)) if row else None
+
+    def promises(self, other_than: str | None = None) -> list[Promise]:
+        """The recourse answers that promised a counterfactual (oldest first), each once by id;
+        ``other_than``: leave out the answers given by that bundle hash."""
+        query = "SELECT id, created, bundle_hash, request, answer FROM answers WHERE kind = 'recourse'"
+        args: list[Any] = []
+        if other_than is not None:
+            query += " AND bundle_hash != ?"
+            args.append(other_than)
+        out = []
+        for answer_id, created, _, request, answer in self.connection.execute(query + " ORDER BY rowid", args):
+            content = json.loads(answer)
+            if content.get("status") != "recourse_found" or not content.get("counterfactual"):
+                continue
+            asked = json.loads(request)
+            out.append(Promise(answer_id, content.get("applicant", {}), content["counterfactual"],
+                               (content.get("target") or {}).get("value"), asked.get("min_probability"), created))
+        return out
 
     def count(self) -> int:
         return int(self.connection.execute("SELECT COUNT(*) FROM answers").fetchone()[0])

@@ -15,6 +15,7 @@ import torch
 from recourse.bundle import Bundle
 from recourse.errors import OptionsError, RecordValidationError
 from recourse.options import RequestOptions
+from recourse.promises import check_promises
 from recourse.results import to_jsonable
 
 from .batching import MicroBatcher
@@ -73,6 +74,7 @@ class RecourseService:
         self.batcher = MicroBatcher(self._solve, max_rows=config.max_solver_rows, on_batch=telemetry.batch_rows.observe,
                                     finish=self._log, max_wait=config.batch_wait)
         self.ready = False
+        self.promise_report = None
 
     # ------------------------------------------------------------------ lifecycle
     def warm_up(self, example: dict[str, Any] | None = None) -> None:
@@ -80,6 +82,25 @@ class RecourseService:
         record = example or self._typical_applicant()
         self.engine.explain([record])
         self.ready = True
+
+    def check_earlier_promises(self) -> None:
+        """Re-verify, with this bundle's model, the answers the log holds from other bundles (a model
+        update): counts in :attr:`promise_report` (the readiness document shows them) and in the
+        ``recourse_earlier_promises`` metric.  Nothing is checked when the log has no such answers."""
+        promises = self.log.promises(other_than=self.bundle.hash)
+        self.promise_report = check_promises(self.engine, promises) if promises else None
+        if self.promise_report is not None:
+            for outcome in ("kept", "broken", "uncheckable"):
+                self.telemetry.promises.labels(outcome).set(getattr(self.promise_report, outcome))
+
+    def promise_note(self) -> dict[str, Any] | None:
+        """The start-up check of earlier promises for the readiness document (None: nothing to check)."""
+        r = self.promise_report
+        if r is None:
+            return None
+        return {"checked": r.kept + r.broken, "kept": r.kept, "broken": r.broken, "uncheckable": r.uncheckable,
+                "note": f"{r.broken} of {r.kept + r.broken} answers given under earlier bundles would not hold "
+                        "under this one (recourse promises check lists them)"}
 
     def close(self) -> None:
         self.batcher.close()

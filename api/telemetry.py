@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -28,6 +28,9 @@ class Telemetry:
         self.outcomes = Counter("recourse_outcomes", "Recourse answers given, by status.", ["status"], registry=self.registry)
         self.batch_rows = Histogram("recourse_solver_batch_rows", "Rows per engine call (micro-batches and batch requests).",
                                     buckets=BATCH_BUCKETS, registry=self.registry)
+        self.promises = Gauge("recourse_earlier_promises", "Answers of earlier bundles re-checked on this bundle at "
+                              "start-up, by outcome (kept, broken, uncheckable).", ["outcome"], registry=self.registry,
+                              multiprocess_mode="max")
 
     def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint, method, str(status)).inc()

@@ -163,3 +163,16 @@ def test_alternatives_figures_in_the_same_run(wine, monkeypatch):
     assert alt["k"] == 2 and alt["violations"] == 0 and alt["rows_with_recourse"] == result["found"]
     assert 0.0 <= alt["share_two_plus"] <= 1.0 and 1.0 <= alt["mean_count"] <= 2.0
     assert "alternatives (K=2)" in format_table(result)
+
+
+def test_robustness_benchmark_reports_invalidation_per_confidence_level():
+    from benchmarks.robustness import format_robustness_table, run_robustness_benchmark
+
+    result = run_robustness_benchmark("wine", refits=2, n=12, levels=(None, 0.8))
+    assert result["refits"] == 2 and result["n"] == 12 and [e["min_probability"] for e in result["levels"]] == [None, 0.8]
+    for entry in result["levels"]:
+        assert 0.0 <= entry["invalidation_mean"] <= entry["invalidation_worst"] <= 1.0
+        assert entry["found"] == round(entry["validity"] * 12)
+        level = entry["min_probability"] or 0.5
+        assert entry["probability_quantiles"]["q0"] >= level - 1e-6  # every answer at the level asked for
+    assert "invalidated (mean / worst)" in format_robustness_table(result)

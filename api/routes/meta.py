@@ -22,6 +22,9 @@ def readyz() -> Response:
     checks = {"model": service.ready, "database": service.log.ping()}
     ok = all(checks.values())
     body = {"status": "ok" if ok else "unavailable", "checks": checks}
+    promises = service.promise_note()
+    if promises is not None:  # a note, not a check: a new model may break earlier promises and still serve
+        body["promises"] = promises
     return Response(json.dumps(body), status=200 if ok else 503, mimetype="application/json")
 
 
