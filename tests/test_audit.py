@@ -306,19 +306,22 @@ def test_exact_milp_matches_brute_force_and_certifies_none(tiny_engine):
     fav = engine.classes.index(engine.schema.target.favourable)
     pred = engine.predict_proba(engine.encoder.encode(engine.validate(frame))).argmax(1)
     denied = engine.validate(frame[pred != fav]).reset_index(drop=True)
-    res1 = exact_recourse(engine, denied, max_changes=1)
+    res1 = exact_recourse(engine, denied, max_changes=1)  # at the engine's confidence (its margin threshold)
+    floor = engine.config.margin_threshold(len(engine.classes))
     assert res1 is not None and (res1.status != "error").all()
     none_rows = np.flatnonzero(res1.status == "infeasible")
     some_rows = np.flatnonzero(res1.status == "optimal")
     assert len(none_rows) > 0 and len(some_rows) > 0
     for i in [none_rows[0], *some_rows[:2]]:
         if res1.status[i] == "infeasible":
-            assert np.isnan(_brute_force(engine, denied.iloc[i], 1, 0.0))  # none even at margin ≥ 0
+            assert np.isnan(_brute_force(engine, denied.iloc[i], 1, floor))  # none even at the threshold itself
         else:
-            assert res1.cost[i] == pytest.approx(_brute_force(engine, denied.iloc[i], 1, 1e-4), rel=1e-6)
+            assert res1.cost[i] == pytest.approx(_brute_force(engine, denied.iloc[i], 1, floor + 1e-4), rel=1e-6)
     res3 = exact_recourse(engine, denied.iloc[:3], max_changes=3)
     for i in range(3):
-        assert res3.cost[i] == pytest.approx(_brute_force(engine, denied.iloc[i], 3, 1e-4), rel=1e-6)
+        assert res3.cost[i] == pytest.approx(_brute_force(engine, denied.iloc[i], 3, floor + 1e-4), rel=1e-6)
+    bare = exact_recourse(engine, denied.iloc[:3], max_changes=3, epsilon=1e-4)  # the bare decision: never dearer
+    assert (np.nan_to_num(bare.cost, nan=np.inf) <= np.nan_to_num(res3.cost, nan=np.inf) + 1e-9).all()
     # the engine's answers are never cheaper than the certified optimum, and never exist where none does
     answers = engine.explain(denied, max_changes=1)
     apg = np.array([a.metrics["cost"] if a.found else np.nan for a in answers])

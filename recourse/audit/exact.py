@@ -260,24 +260,28 @@ class ExactSolver:
 
 
 def exact_recourse(engine, frame: pd.DataFrame, max_changes: int, target: int | None = None,
-                   epsilon: float = EPSILON) -> ExactResult | None:
+                   epsilon: float | None = None) -> ExactResult | None:
     """Exact answers for the rows of ``frame`` (None when the engine's model is not linear).
 
-    Every optimal counterfactual is re-checked with the engine's own model on the decoded values
-    (margin > 0) and its cost recomputed with :meth:`TabularEncoder.change_costs`; a row failing the
-    check is marked ``error``.
+    ``epsilon``: the margin the answers must reach (default: the engine's acceptance rule, i.e.
+    ``EPSILON`` above the margin threshold of its confidence ``min_probability``, so the optimum
+    is a lower bound of what the engine may return).  Every optimal counterfactual is re-checked
+    with the engine's own model on the decoded values and its cost recomputed with
+    :meth:`TabularEncoder.change_costs`; a row failing the check is marked ``error``.
     """
     if target is None:
         target = engine.classes.index(engine.schema.target.favourable) if engine.schema.target else 1
     lin = linear_margin(engine, target)
     if lin is None:
         return None
+    threshold = engine.config.margin_threshold(len(engine.classes))
+    epsilon = threshold + EPSILON if epsilon is None else epsilon
     result = ExactSolver(engine, lin, max_changes, epsilon).solve(frame)
     ok = result.status == "optimal"
     if ok.any():
         orig = frame.reset_index(drop=True)
         enc = engine.encoder.encode(result.counterfactuals)
-        verified = engine.margin(enc, np.full(len(enc), target)) > 0
+        verified = engine.margin(enc, np.full(len(enc), target)) > threshold
         costs = engine.encoder.change_costs(orig, result.counterfactuals)
         bad = ok & (~verified | (np.abs(costs - np.nan_to_num(result.cost)) > 1e-6 * np.maximum(1.0, costs)))
         result.status = np.where(bad, "error", result.status)
