@@ -366,3 +366,28 @@ def test_l0_box_projection_needs_the_origin_for_simplex_groups():
     y = proj.project_point(torch.tensor([[0.2, 0.9]]), x, torch.tensor([-1.0, 0.0]), torch.tensor([0.0, 1.0]), 1)
     torch.testing.assert_close(y, torch.tensor([[0.15, 0.85]]))
     assert torch.equal(proj.project_point(torch.tensor([[0.2, 0.9]]), x, -x, 1 - x, 0), x)
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=st.data())
+def test_simplex_face_projection_is_the_projection_onto_the_free_levels(data):
+    """Columns held at 0 (forbidden levels) leave the rest projected exactly onto their own simplex."""
+    from recourse.core.projections import SimplexGroups, simplex_layout
+
+    width = data.draw(st.integers(2, 6), label="levels")
+    rows = data.draw(st.integers(1, 5), label="rows")
+    v = torch.tensor(data.draw(st.lists(st.floats(-5, 5), min_size=rows * width, max_size=rows * width)),
+                     dtype=torch.float64).view(rows, width)
+    held = torch.tensor(data.draw(st.lists(st.booleans(), min_size=rows * width, max_size=rows * width))).view(rows, width)
+    simplex = SimplexGroups(simplex_layout([list(range(width))]))
+    got = simplex.values(v, held)
+    for r in range(rows):
+        free = (~held[r]).nonzero().squeeze(1)
+        if free.numel() == 0:  # every column held: left to the caller (a pinned group) as the plain projection
+            assert torch.allclose(got[r], simplex.values(v[r:r + 1])[0])
+            continue
+        expected = torch.zeros(width, dtype=torch.float64)
+        sub = SimplexGroups(simplex_layout([list(range(free.numel()))]))
+        expected[free] = sub.values(v[r:r + 1, free])[0]
+        assert torch.allclose(got[r], expected, atol=1e-12), (v[r], held[r], got[r], expected)
+        assert abs(float(got[r].sum()) - 1.0) < 1e-9 and bool((got[r][held[r]] == 0).all())

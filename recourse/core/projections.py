@@ -55,7 +55,9 @@ class L0BoxProjection:
     where :math:`\mathcal A_g` is the per-row box :math:`[l_g, u_g] \ni 0`, or, for a group
     listed in ``simplex`` (a :func:`simplex_layout`), the shifted unit simplex
     :math:`\Delta - x_g` (the point stays a mixture of categories).  Its box must either hold
-    :math:`\Delta - x_g` or be :math:`\{0\}` (a pinned categorical; say ``pinned_simplex=True``
+    :math:`\Delta - x_g`, or hold it except for columns boxed to :math:`\{0\}` with :math:`x_c = 0`
+    (levels the feature may not move to: the group is projected onto the face of the simplex its
+    other columns span), or be :math:`\{0\}` (a pinned categorical; say ``pinned_simplex=True``
     when any row pins one), and :math:`M` must be constant on a simplex group.
 
     The squared distance splits over groups.  With :math:`z_g = \Pi_{\mathcal A_g}(w_g)` (exact
@@ -127,7 +129,8 @@ class L0BoxProjection:
                  m: int | Tensor) -> Tensor:
         z = torch.clamp(w, lower, upper)
         if self.simplex is not None:
-            self.simplex.project_into(z, v, x)
+            # a level column its box holds at 0 (a move the feature's transitions forbid) stays empty
+            self.simplex.project_into(z, v, x, (lower == 0) & (upper == 0) & (x == 0))
             if self._reclamp:
                 z = torch.maximum(torch.minimum(z, upper), lower)
         n = w.shape[1] if self.groups is None else self.n_groups
@@ -167,9 +170,20 @@ class SimplexGroups:
         self.dst = self.cols.index_select(0, self.src)
         """the grouped columns, in the order of :meth:`values`"""
 
-    def values(self, v: Tensor) -> Tensor:
-        """(B, K): the projections of ``v``'s grouped columns :attr:`dst`."""
+    def values(self, v: Tensor, blocked: Tensor | None = None) -> Tensor:
+        """(B, K): the projections of ``v``'s grouped columns :attr:`dst`.
+
+        ``blocked`` (B, D) bool: columns held at 0, so a group is projected onto the face of the
+        simplex its other columns span (exact: a blocked entry is moved below the group's largest
+        free entry minus 1, where no projection onto the simplex keeps mass).  A group whose
+        columns are all blocked is left to the caller (a pinned group).
+        """
         vals = v.index_select(1, self.cols).view(v.shape[0], *self.shape)
+        if blocked is not None:
+            held = blocked.index_select(1, self.cols).view(v.shape[0], *self.shape) & ~self.invalid
+            held &= ~(held | self.invalid).all(-1, keepdim=True)
+            if bool(held.any()):
+                return self._face_values(vals, held)
         ordered = vals.masked_fill(self.invalid, float("-inf")).sort(dim=-1, descending=True).values
         top = ordered[..., :1]
         vals, ordered = vals - top, ordered - top
@@ -178,16 +192,30 @@ class SimplexGroups:
         theta = cssv.gather(-1, rho - 1) / rho
         return (vals - theta).clamp_min_(0.0).view(v.shape[0], -1).index_select(1, self.src)
 
+    def _face_values(self, vals: Tensor, held: Tensor) -> Tensor:
+        """:meth:`values` with the ``held`` entries (B, G, L) excluded from the support (set to 0)."""
+        out = self.invalid | held
+        vals = vals.masked_fill(held, float("-inf"))
+        ordered = vals.masked_fill(self.invalid, float("-inf")).sort(dim=-1, descending=True).values
+        top = ordered[..., :1]
+        vals, ordered = vals - top, ordered - top
+        cssv = ordered.masked_fill(torch.isinf(ordered), 0.0).cumsum(-1).sub_(1.0)
+        rho = (ordered - cssv / self.k > 0).sum(-1, keepdim=True).clamp_(min=1)
+        theta = cssv.gather(-1, rho - 1) / rho
+        result = (vals - theta).clamp_min_(0.0).masked_fill_(out, 0.0)
+        return result.view(vals.shape[0], -1).index_select(1, self.src)
+
     def project(self, v: Tensor) -> Tensor:
         """``v`` (B, D) with its grouped columns projected; the other columns unchanged."""
         if self.dst.numel() == 0:
             return v.clone()
         return v.clone().index_copy_(1, self.dst, self.values(v))
 
-    def project_into(self, z: Tensor, v: Tensor, x: Tensor) -> None:
-        """Write the projections of ``v``'s groups minus ``x`` (displacements) into ``z`` in place."""
+    def project_into(self, z: Tensor, v: Tensor, x: Tensor, blocked: Tensor | None = None) -> None:
+        """Write the projections of ``v``'s groups minus ``x`` (displacements) into ``z`` in place;
+        ``blocked``: columns held at 0 (see :meth:`values`)."""
         if self.dst.numel():
-            z.index_copy_(1, self.dst, self.values(v).sub_(x.index_select(1, self.dst)))
+            z.index_copy_(1, self.dst, self.values(v, blocked).sub_(x.index_select(1, self.dst)))
 
 
 def project_simplex_groups(v: Tensor, layout: Tensor) -> Tensor:
