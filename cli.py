@@ -299,13 +299,25 @@ app.add_typer(keys_app, name="keys")
 
 
 @keys_app.command("new")
-def keys_new(name: str = typer.Option("default", help="A name for the key (kept beside its digest).")) -> None:
+def keys_new(
+    name: str = typer.Option("default", help="A name for the key (kept beside its digest)."),
+    file: Optional[Path] = typer.Option(None, "--file", help="Also append the key file line to FILE (a new file is created with mode 0600)."),
+) -> None:
     """Make a new API key: prints the key (give it to the client) and the line for the key file."""
-    from api.keys import hash_key, new_key
+    from api.keys import add_to_key_file, hash_key, new_key
 
     key = new_key()
+    if file is not None:
+        try:
+            add_to_key_file(file, name, hash_key(key))
+        except ValueError as exc:
+            fail(f"--name {exc}")
+        except OSError as exc:
+            fail(f"--file {file}: cannot write it ({exc.strerror or exc})")
     typer.echo(f"key:        {key}")
     typer.echo(f"key file:   {name} {hash_key(key)}")
+    if file is not None:
+        typer.echo(f"written to: {file}")
 
 
 @app.command()

@@ -29,7 +29,7 @@ def create_app(config: ServiceConfig | Mapping[str, Any] | None = None, bundle: 
     from .log import ExplanationLog
     from .routes import meta, v1
     from .service import RecourseService
-    from .telemetry import Telemetry
+    from .telemetry import UNMATCHED, Telemetry
 
     cfg = config if isinstance(config, ServiceConfig) else ServiceConfig(**dict(config or {}))
     if cfg.auth_required and not cfg.api_key_hashes:
@@ -46,16 +46,17 @@ def create_app(config: ServiceConfig | Mapping[str, Any] | None = None, bundle: 
     service.check_earlier_promises()
     app.extensions.update(recourse=service, recourse_keys=KeyRing(cfg.api_key_hashes), recourse_telemetry=telemetry)
     problems.register(app)
-    app.register_blueprint(v1.bp)
-    app.register_blueprint(meta.bp)
 
     @app.before_request
-    def _start_clock() -> None:
+    def _start_clock() -> None:  # registered first: runs before the authentication hook
         g.started = time.perf_counter()
+
+    app.register_blueprint(v1.bp)  # also installs the app-wide /v1 authentication hook (before routing)
+    app.register_blueprint(meta.bp)
 
     @app.after_request
     def _observe(response):
-        endpoint = request.url_rule.rule if request.url_rule is not None else "(unmatched)"
+        endpoint = request.url_rule.rule if request.url_rule is not None else UNMATCHED  # never the raw path
         telemetry.observe(endpoint, request.method, response.status_code, time.perf_counter() - g.get("started", time.perf_counter()))
         return response
 

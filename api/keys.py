@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
 from pathlib import Path
 from typing import Iterable
 
 PREFIX = "sha256:"
+KEY_FILE_MODE = 0o600
+"""Mode of a key file ``recourse keys new --file`` creates (readable by the service's user only)."""
 
 
 def hash_key(key: str) -> str:
@@ -73,3 +76,25 @@ def read_key_file(path: Path) -> list[str]:
             raise ValueError(f"{path}, line {number}: expected 'sha256:<64 hex digits>' (optionally after a name)")
         digests.append(digest)
     return digests
+
+
+def add_to_key_file(path: Path, name: str, digest: str) -> None:
+    """Append the line ``name digest`` to the key file at ``path``, creating it with mode 0600
+    (an existing file keeps its mode).  Raises ValueError for a name :func:`read_key_file` would
+    not read back (empty, with spaces or ``#``) or a bad digest; OSError when it cannot write."""
+    if not name or any(c.isspace() or c == "#" for c in name):
+        raise ValueError(f"{name!r} is not a usable key name: use one word without spaces or '#'")
+    if not is_digest(digest):
+        raise ValueError("expected a digest 'sha256:<64 hex digits>'")
+    prefix = ""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, KEY_FILE_MODE)
+        os.fchmod(fd, KEY_FILE_MODE)  # exactly 0600, whatever the umask
+    except FileExistsError:
+        with open(path, "rb") as existing:  # start a new line if the last one is unfinished
+            if existing.seek(0, os.SEEK_END) > 0:
+                existing.seek(-1, os.SEEK_END)
+                prefix = "" if existing.read(1) == b"\n" else "\n"
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    with os.fdopen(fd, "a", encoding="utf-8") as f:
+        f.write(f"{prefix}{name} {digest}\n")

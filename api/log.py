@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -59,6 +60,26 @@ def digest_of(value: Any) -> str:
     return hashlib.sha256(canonical(value).encode()).hexdigest()
 
 
+FILE_MODE = 0o600
+"""Mode of a new log database: the answers are personal data, for the service's user only."""
+
+
+def create_private(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 unless it exists (an existing file keeps its mode).
+
+    SQLite then gives the ``-wal`` and ``-shm`` files it creates the mode of the database file
+    (and sets it explicitly, whatever the umask), so they are 0600 too.  An empty file is a valid
+    empty database."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except OSError:  # it exists, or cannot be created: then SQLite's own open reports why
+        return
+    try:
+        os.fchmod(fd, FILE_MODE)  # exactly 0600, whatever the umask
+    finally:
+        os.close(fd)
+
+
 @dataclass
 class Entry:
     """One answer to log: what was asked and the answer's content."""
@@ -81,6 +102,7 @@ class ExplanationLog:
         self.sync = sync
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        create_private(self.path)
         self.timeout = timeout
         self._local = threading.local()
         conn = self._connect()  # a throwaway connection, closed: none is left open across a fork

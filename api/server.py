@@ -2,7 +2,8 @@
 
 Each worker process builds its own app (bundle, engine, log connection) after the fork; threads
 in a worker share one micro-batching solver, so concurrent requests are solved together.  With
-more than one worker, Prometheus metrics are aggregated through a multiprocess directory.
+more than one worker, Prometheus metrics are aggregated through a multiprocess directory
+(``/tmp/recourse-metrics-*``, removed when the server shuts down).
 
 Settings that cannot work (an unusable ``database``, a ``host`` that does not resolve, a ``port``
 that cannot be bound) are found by :func:`preflight` before gunicorn starts, and reported by
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import socket
 import sqlite3
 import sys
@@ -141,7 +143,17 @@ def serve(config: ServiceConfig, host: str = "127.0.0.1", port: int = 8080, work
         "timeout": timeout, "graceful_timeout": 30, "keepalive": 30, "accesslog": None, "errorlog": "-",
         "loglevel": "warning", "preload_app": False,
     }
+    metrics_dir = None
     if workers > 1:
-        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="recourse-metrics-"))
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # one given by the caller is the caller's to remove
+            metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="recourse-metrics-")
         options["child_exit"] = _child_exit
-    _Server(config, options).run()
+    arbiter = os.getpid()
+    try:
+        _Server(config, options).run()  # returns or raises SystemExit when gunicorn shuts down
+    finally:
+        # a worker's exit (SystemExit raised in the forked child) unwinds through here too: only
+        # the arbiter, after its workers are gone, removes the directory they share
+        if metrics_dir is not None and os.getpid() == arbiter:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)

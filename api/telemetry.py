@@ -1,5 +1,8 @@
 """Prometheus metrics: request counts and latencies per endpoint, recourse outcomes, solver batches.
 
+Label values are bounded whatever clients send: ``endpoint`` is a route rule (``/v1/recourse/<answer_id>``)
+or ``(unmatched)``, ``method`` one of :data:`METHODS` or ``OTHER``, ``status`` an HTTP status code.
+
 Each app has its own registry (no global state).  Under a multi-process server
 (``PROMETHEUS_MULTIPROC_DIR`` set before start), values are shared through prometheus_client's
 multiprocess files and the exposition aggregates every worker.
@@ -14,6 +17,16 @@ from prometheus_client import CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
+"""HTTP methods kept as ``method`` label values; any other method is counted as :data:`OTHER_METHOD`."""
+OTHER_METHOD = "OTHER"
+UNMATCHED = "(unmatched)"
+"""The ``endpoint`` label of a request that matched no route (whatever its path)."""
+
+
+def method_label(method: str) -> str:
+    """``method`` if it is a standard one, else ``OTHER``: invented methods cannot add series."""
+    return method if method in METHODS else OTHER_METHOD
 
 
 class Telemetry:
@@ -33,7 +46,9 @@ class Telemetry:
                               multiprocess_mode="max")
 
     def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(endpoint, method, str(status)).inc()
+        """Count one request; ``endpoint`` is a route's rule or :data:`UNMATCHED` (never the raw path),
+        so the labels take boundedly many values."""
+        self.requests.labels(endpoint, method_label(method), str(status)).inc()
         self.latency.labels(endpoint).observe(seconds)
 
     def outcome(self, status: str) -> None:

@@ -2,8 +2,9 @@
 
 A bundle is a directory::
 
-    metadata.json            format, data set, classes, training figures, SHA-256 of every file,
-                             and the bundle hash (SHA-256 over the sorted file hashes)
+    metadata.json            format, data set, classes, defaults, training figures, SHA-256 of
+                             every file, and the bundle hash (SHA-256 over all of that: every
+                             field but ``hash`` itself; see :data:`HASH_VERSION`)
     schema.json              the completed feature schema (ranges and cost scales filled from data)
     model.json               layer spec of the classifier (plain JSON)
     model.safetensors        its weights
@@ -14,10 +15,10 @@ A bundle is a directory::
     verifier.safetensors     distilled differentiable surrogate, used only to steer the solver
 
 Loading reads JSON and safetensors only (no code runs).  Every file it reads must be listed in
-``metadata.json`` with a matching SHA-256 (and the bundle hash must match those), the metadata
-fields must have the right shape (:class:`BundleMetadata`) and the parts must fit together (the
-schema's encoded width is the model's input width); anything else is a :class:`BundleError`
-naming the bundle and the file or field.
+``metadata.json`` with a matching SHA-256 (and the bundle hash must match those and the rest of
+``metadata.json``), the metadata fields must have the right shape (:class:`BundleMetadata`) and
+the parts must fit together (the schema's encoded width is the model's input width); anything
+else is a :class:`BundleError` naming the bundle and the file or field.
 """
 from __future__ import annotations
 
@@ -237,17 +238,43 @@ def save_bundle(bundle: Bundle, out: str | Path) -> Path:
                "y": torch.as_tensor(bundle.train_labels, dtype=torch.long).contiguous()}, str(out / "data.safetensors"))
     files = sorted(p.name for p in out.iterdir() if p.is_file() and p.name != "metadata.json")
     hashes = {name: file_sha256(out / name) for name in files}
-    metadata = dict(bundle.metadata, files=hashes, hash=_bundle_hash(hashes))
+    metadata = {k: v for k, v in bundle.metadata.items() if k != "hash"}
+    metadata.update(files=hashes, hash_version=HASH_VERSION)
+    metadata["hash"] = metadata_hash(json.loads(json.dumps(metadata)))  # hashed as it will be read back
     (out / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
     bundle.metadata, bundle.path = metadata, out
     return out
 
 
+HASH_VERSION = 2
+"""The ``hash_version`` of the bundles this code writes: the bundle hash is SHA-256 of the canonical
+JSON of the whole of ``metadata.json`` except ``hash`` itself (so it covers the file digests in
+``files``, the defaults, classes, columns, training figures and every other field).
+
+Bundles written before had no ``hash_version`` (version 1): their hash covers only the file
+digests.  They still load (refusing them would break every bundle on users' disks, and the demo
+bundles are rebuilt anyway), but an edit of their other metadata fields goes unnoticed; saving
+such a bundle again writes version 2.  Dropping ``hash_version`` from a version-2 bundle does not
+downgrade it: its stored hash then no longer matches the version-1 hash and loading refuses it."""
+
+
 def _bundle_hash(hashes: dict[str, str]) -> str:
+    """Version-1 bundle hash: SHA-256 over the sorted ``name:sha256`` lines of the files."""
     digest = hashlib.sha256()
     for name in sorted(hashes):
         digest.update(f"{name}:{hashes[name]}\n".encode())
     return digest.hexdigest()
+
+
+def metadata_hash(metadata: dict[str, Any]) -> str:
+    """The bundle hash ``metadata`` (as read from metadata.json) must carry, by its ``hash_version``.
+
+    Version 2: SHA-256 of the canonical JSON (sorted keys, no spaces) of every field but ``hash``;
+    no ``hash_version``: the version-1 hash of ``files`` only (see :data:`HASH_VERSION`)."""
+    if metadata.get("hash_version") is None:
+        return _bundle_hash(metadata["files"])
+    body = {k: v for k, v in metadata.items() if k != "hash"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 _Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
@@ -274,6 +301,8 @@ class BundleMetadata(BaseModel):
 
     files: dict[str, _Sha256]
     hash: _Sha256
+    hash_version: Literal[2] | None = None  # type: ignore[valid-type]
+    """None: a bundle written before the hash covered all of metadata.json (see HASH_VERSION)."""
     densities: list[StrictStr] = Field(default_factory=list)
     defaults: _Defaults = Field(default_factory=_Defaults)
     verifier: _Verifier | None = None
@@ -314,8 +343,9 @@ class BundleMetadata(BaseModel):
         return names
 
 
-def _check_files(path: Path, meta: BundleMetadata) -> None:
-    """Every file loading reads is listed, present and matches its SHA-256; so does the bundle hash."""
+def _check_files(path: Path, meta: BundleMetadata, metadata: dict[str, Any]) -> None:
+    """Every file loading reads is listed, present and matches its SHA-256; the bundle hash matches
+    the file hashes and (``hash_version`` 2) every other field of ``metadata`` as read from disk."""
     unlisted = [name for name in meta.loaded_files if name not in meta.files]
     if unlisted:
         raise BundleError(f"{path / 'metadata.json'}: files: {', '.join(unlisted)} not listed with a SHA-256; "
@@ -326,8 +356,10 @@ def _check_files(path: Path, meta: BundleMetadata) -> None:
             raise BundleError(f"{path}: missing file {name}")
         if file_sha256(file) != expected:
             raise BundleError(f"{path}: {name} does not match its recorded hash (modified or corrupt)")
-    if _bundle_hash(meta.files) != meta.hash:
-        raise BundleError(f"{path / 'metadata.json'}: hash does not match the file hashes (modified metadata)")
+    if metadata_hash(metadata) != meta.hash:
+        covered = "file hashes" if meta.hash_version is None else "file hashes and metadata fields"
+        raise BundleError(f"{path / 'metadata.json'}: hash does not match the {covered} (metadata.json was modified "
+                          "after the bundle was built; rebuild the bundle)")
 
 
 @contextmanager
@@ -396,7 +428,7 @@ def load_bundle(path: str | Path, device: str | torch.device | None = None) -> B
         raise BundleError(f"{path}: not a bundle (no metadata.json); build one with `recourse train`")
     metadata = read_bundle_json(meta_file, FORMAT)
     meta = check_bundle_json(BundleMetadata, metadata, meta_file)
-    _check_files(path, meta)
+    _check_files(path, meta, metadata)
     with _reading(path, "schema.json"):
         schema = FeatureSchema.load(path / "schema.json")
     with _reading(path, MODEL_JSON):

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import pytest
 from typer.testing import CliRunner
 
-from recourse.bundle import _bundle_hash, build_bundle, load_bundle
+from recourse.bundle import HASH_VERSION, _bundle_hash, build_bundle, load_bundle, metadata_hash
 from recourse.errors import BundleError
 from recourse.model_io import file_sha256
 
@@ -37,7 +37,7 @@ def damaged(source: Path, tmp_path: Path, change: Callable[[Path, dict[str, Any]
     change(copy, meta)
     if rehash and isinstance(meta.get("files"), dict):
         meta["files"] = {name: file_sha256(copy / name) for name in meta["files"] if (copy / name).is_file()}
-        meta["hash"] = _bundle_hash(meta["files"])
+        meta["hash"] = metadata_hash(meta)
     (copy / "metadata.json").write_text(json.dumps(meta))
     return copy
 
@@ -123,6 +123,82 @@ def test_hashes_are_checked(source, tmp_path):
     path = damaged(source, tmp_path / "b", set_meta("hash", "0" * 64), rehash=False)
     with pytest.raises(BundleError, match=r"metadata\.json: hash does not match the file hashes"):
         load_bundle(path)
+
+
+def _edit(path: str, value: Any) -> Callable[[Path, dict], None]:
+    """A change setting the dotted ``path`` of the metadata to ``value`` (files and hash left as they were)."""
+    def change(directory: Path, meta: dict) -> None:
+        *parents, last = path.split(".")
+        target = meta
+        for key in parents:
+            target = target[key]
+        target[last] = value(target.get(last)) if callable(value) else value
+    return change
+
+
+@pytest.mark.parametrize("field, value", [
+    ("defaults.max_changes", 5),
+    ("defaults.density", "gmm"),
+    ("defaults.min_probability", 0.9),
+    ("defaults.min_probability", None),
+    ("classes", lambda classes: list(reversed(classes))),
+    ("training.accuracy", 0.99),
+    ("training.rows", 1_000_000),
+    ("training.seed", 7),
+    ("training.seconds", 0.0),
+    ("model", "mlp"),
+    ("dataset", "german"),
+    ("columns", lambda columns: [c + "_x" for c in columns]),
+    ("densities", ["kde", "gmm"]),
+    ("created", "2000-01-01T00:00:00Z"),
+    ("note", "an added field"),
+    ("hash_version", None),
+])
+def test_every_metadata_field_is_covered_by_the_hash(source, tmp_path, field, value):
+    path = damaged(source, tmp_path, _edit(field, value), rehash=False)
+    with pytest.raises(BundleError, match=r"metadata\.json: hash does not match the file hashes") as info:
+        load_bundle(path)
+    assert str(path / "metadata.json") in str(info.value)
+
+
+def test_dropping_the_hash_version_does_not_downgrade_the_check(source, tmp_path):
+    def drop(directory: Path, meta: dict) -> None:
+        del meta["hash_version"]
+        meta["defaults"]["max_changes"] = 5
+    with pytest.raises(BundleError, match=r"metadata\.json: hash does not match the file hashes"):
+        load_bundle(damaged(source, tmp_path, drop, rehash=False))
+
+
+def test_new_bundles_are_fully_hashed_and_formatting_does_not_matter(source, tmp_path):
+    meta = json.loads((source / "metadata.json").read_text())
+    assert meta["hash_version"] == HASH_VERSION == 2 and meta["hash"] == metadata_hash(meta)
+    assert load_bundle(source).hash == meta["hash"]
+    copy = tmp_path / "bundle"
+    shutil.copytree(source, copy)  # the same content, keys reordered and written without indentation
+    (copy / "metadata.json").write_text(json.dumps(dict(reversed(list(meta.items())))))
+    assert load_bundle(copy).hash == meta["hash"]
+
+
+def test_a_bundle_hashed_before_version_2_still_loads(source, tmp_path):
+    """Version 1 (no hash_version): the hash covers the files only, as bundles on disk were written."""
+    def legacy(*edits: Callable[[Path, dict], None]) -> Callable[[Path, dict], None]:
+        def change(directory: Path, meta: dict) -> None:
+            del meta["hash_version"]
+            meta["hash"] = _bundle_hash(meta["files"])
+            for edit in edits:
+                edit(directory, meta)
+        return change
+    assert "hash_version" not in load_bundle(damaged(source, tmp_path / "a", legacy(), rehash=False)).metadata
+    # the known gap of version 1: its other fields are not covered
+    edited = load_bundle(damaged(source, tmp_path / "b", legacy(_edit("defaults.max_changes", 5)), rehash=False))
+    assert edited.metadata["defaults"]["max_changes"] == 5
+    with pytest.raises(BundleError, match=r"metadata\.json: hash does not match the file hashes \("):
+        load_bundle(damaged(source, tmp_path / "c", legacy(_edit("hash", "0" * 64)), rehash=False))
+
+
+def test_an_unknown_hash_version_is_named(source, tmp_path):
+    with pytest.raises(BundleError, match=r"metadata\.json: invalid fields\n  - hash_version: Input should be 2"):
+        load_bundle(damaged(source, tmp_path, set_meta("hash_version", 3)))
 
 
 def test_schema_must_fit_the_model(source, tmp_path):

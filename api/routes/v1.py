@@ -20,18 +20,36 @@ def _json(text: str, status: int = 200) -> Response:
     return Response(text, status=status, mimetype="application/json")
 
 
-@bp.before_request
+PREFIX = "/v1"
+
+
+def _presented(name: str) -> str:
+    return request.headers.get(name, "").strip()
+
+
+@bp.before_app_request
 def _authenticate() -> None:
+    """Every request under ``/v1`` needs a valid key, checked before routing: an unknown path or a
+    wrong method answers 401 without a key, never 404/405.  (An app-wide hook: a blueprint's own
+    ``before_request`` does not run for URLs that match none of its routes.)
+
+    The key comes from ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``; an empty or blank
+    header does not hide a key in the other one, and either valid key is accepted.
+    """
     if not current_app.config["RECOURSE_AUTH_REQUIRED"]:
         return
-    header = request.headers.get("Authorization", "").strip()
-    scheme, _, credentials = header.partition(" ")
-    key = credentials.strip() if scheme.lower() == "bearer" else request.headers.get("X-API-Key")
-    if current_app.extensions["recourse_keys"].check(key):
+    if not request.path.startswith(PREFIX) and request.blueprint != bp.name:
         return
-    if key:
+    header = _presented("Authorization")
+    scheme, _, credentials = header.partition(" ")
+    bearer = scheme.lower() == "bearer"
+    keys = [key for key in (credentials.strip() if bearer else "", _presented("X-API-Key")) if key]
+    ring = current_app.extensions["recourse_keys"]
+    if any([ring.check(key) for key in keys]):  # a list: every presented key is checked
+        return
+    if keys:
         detail = "wrong API key"
-    elif header and scheme.lower() != "bearer":
+    elif header and not bearer:
         detail = f"the Authorization scheme {clip(scheme, 40)!r} is not supported"
     else:
         detail = "missing API key"
