@@ -1,17 +1,28 @@
-"""The OpenAPI 3.1 document, generated from the pydantic models and the bundle's feature schema."""
+"""The OpenAPI 3.1 document, generated from the pydantic models and the bundle's feature schema.
+
+The request models give the shape; what depends on the bundle is filled in at document time from its
+schema, classes and densities, as strictly as the service checks it (:mod:`recourse.options`): the
+applicant's features, the names and range of ``cost_weights``, the features of ``fixed`` and
+``limits`` (with numbers or level names as ends), the ``target`` classes and the ``density`` names.
+Every operation has an ``operationId`` and an example.
+"""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 from pydantic.json_schema import models_json_schema
 
-from recourse.schema import FeatureSchema
+from recourse.options import NO_DENSITY
+from recourse.schema import COST_WEIGHT_RANGE, Feature, FeatureSchema
 
 from .bodies import MAX_INT_DIGITS
 from .config import ServiceConfig
+from .log import ID_DIGITS
 from .schemas import REQUEST_MODELS, RESPONSE_MODELS
 
 REF = "#/components/schemas/{model}"
+OPTION_MODELS = ("RecourseRequest", "BatchRequest")
+"""Request components that carry the solver options."""
 
 
 def applicant_schema(schema: FeatureSchema) -> dict[str, Any]:
@@ -32,6 +43,85 @@ def applicant_schema(schema: FeatureSchema) -> dict[str, Any]:
     return {"title": "Applicant", "type": "object", "properties": props, "required": schema.names, "additionalProperties": False}
 
 
+def _limit_ends(feat: Feature) -> dict[str, Any]:
+    """``[low, high]`` of one feature's personal limits: numbers (numeric) or level names (ordinal), null open."""
+    end = {"type": ["number", "null"]} if feat.is_numeric else {"enum": [*feat.level_names, None]}
+    what = "numbers" if feat.is_numeric else "level names"
+    return {"type": "array", "items": end, "minItems": 2, "maxItems": 2,
+            "description": f"[low, high] ({what}; null: open end; low must not exceed high)"}
+
+
+def option_schemas(schema: FeatureSchema, classes: Sequence[Any] | None = None,
+                   densities: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Strict JSON Schemas (without null) of the options that depend on the bundle, by option name.
+
+    ``classes``: the model's classes as ``GET /v1/models`` lists them (JSON types kept);
+    ``densities``: the fitted density names (``"none"`` is added).  Either None: left as generated.
+    """
+    names = schema.names
+    low, high = COST_WEIGHT_RANGE
+    out: dict[str, dict[str, Any]] = {
+        "cost_weights": {"type": "object", "propertyNames": {"enum": names},
+                         "additionalProperties": {"type": "number", "minimum": low, "maximum": high}},
+        "fixed": {"type": "array", "items": {"enum": names}},
+        "limits": {"type": "object", "additionalProperties": False,
+                   "properties": {f.name: _limit_ends(f) for f in schema.features if f.is_numeric or f.kind == "ordinal"}},
+    }
+    if classes is not None:
+        out["target"] = {"enum": list(classes)}
+    if densities is not None:
+        out["density"] = {"enum": [*sorted(densities), NO_DENSITY]}
+    return out
+
+
+def _nullable(strict: dict[str, Any], generated: dict[str, Any]) -> dict[str, Any]:
+    """``strict`` or null, keeping the generated property's title, description and default."""
+    keep = {k: generated[k] for k in ("title", "description", "default") if k in generated}
+    return {"anyOf": [strict, {"type": "null"}], **keep}
+
+
+def example_applicant(schema: FeatureSchema) -> dict[str, Any]:
+    """A valid applicant for the examples: mid-range numbers, the first level, false."""
+    record: dict[str, Any] = {}
+    for feat in schema.features:
+        if feat.is_numeric:
+            low, high = feat.range if feat.range is not None else (0.0, 0.0)
+            middle = (low + high) / 2
+            record[feat.name] = int(round(middle)) if feat.kind == "integer" else float(middle)
+        elif feat.kind == "binary":
+            record[feat.name] = False
+        else:
+            record[feat.name] = feat.level_names[0]
+    return record
+
+
+def example_options(schema: FeatureSchema, classes: Sequence[Any] | None = None,
+                    densities: Iterable[str] | None = None) -> dict[str, Any]:
+    """Options every bundle accepts, one of each kind: the favourable target, a cost weight, a fixed
+    feature, a one-sided limit, a confidence, a density."""
+    options: dict[str, Any] = {"max_changes": 2, "min_probability": 0.6}
+    first = schema.features[0].name
+    options["cost_weights"] = {first: 2}
+    options["fixed"] = [first]
+    limited = next((f for f in schema.features if f.is_numeric or f.kind == "ordinal"), None)
+    if limited is not None:
+        if limited.is_numeric:
+            options["limits"] = {limited.name: [None, limited.range[1] if limited.range is not None else 0]}
+        else:
+            options["limits"] = {limited.name: [limited.level_names[0], None]}
+    if classes:
+        favourable = schema.target.favourable if schema.target is not None else None
+        options["target"] = next((c for c in classes if str(c) == str(favourable)), classes[-1])
+    if densities is not None:
+        options["density"] = NO_DENSITY
+    return options
+
+
+def _examples(**values: tuple[str, Any]) -> dict[str, Any]:
+    """OpenAPI ``examples``: name -> (summary, value)."""
+    return {name: {"summary": summary, "value": value} for name, (summary, value) in values.items()}
+
+
 def _body(name: str) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": {"$ref": REF.format(model=name)}}}}
 
@@ -49,8 +139,20 @@ def _problems(*codes: int) -> dict[str, Any]:
     return {str(c): {"description": text[c], "content": problem} for c in codes}
 
 
-def openapi_document(schema: FeatureSchema, config: ServiceConfig) -> dict[str, Any]:
-    """A complete, valid OpenAPI 3.1 document for this service and bundle."""
+def _with_example(response: dict[str, Any], value: Any, media: str = "application/json") -> dict[str, Any]:
+    """``response`` with an example of its ``media`` content."""
+    response["content"][media]["example"] = value
+    return response
+
+
+def openapi_document(schema: FeatureSchema, config: ServiceConfig, model: dict[str, Any] | None = None,
+                     densities: Iterable[str] | None = None) -> dict[str, Any]:
+    """A complete, valid OpenAPI 3.1 document for this service and bundle.
+
+    ``model``: the model as ``GET /v1/models`` lists it (its ``classes`` become the ``target`` enum;
+    None: the schema's target classes); ``densities``: the densities the engine has fitted (None: any name).
+    """
+    classes = model.get("classes") if model is not None else (schema.target.classes if schema.target is not None else None)
     _, defs = models_json_schema([(m, "validation") for m in REQUEST_MODELS] + [(m, "serialization") for m in RESPONSE_MODELS],
                                  ref_template=REF)
     components = dict(defs.get("$defs", {}))
@@ -60,36 +162,73 @@ def openapi_document(schema: FeatureSchema, config: ServiceConfig) -> dict[str, 
     batch = components["BatchRequest"]["properties"]["applicants"]
     batch["items"] = {"$ref": REF.format(model="Applicant")}
     batch["maxItems"] = config.max_batch
+    strict = option_schemas(schema, classes, densities)
+    for name in OPTION_MODELS:
+        props = components[name]["properties"]
+        for option, body in strict.items():
+            props[option] = _nullable(body, props[option])
     secured = [{"bearer": []}, {"apiKey": []}] if config.auth_required else []
     input_errors = _problems(400, 401, 413, 415, 422, 503)
 
-    def op(summary: str, request: str | None, response: str, errors: dict, secure: bool = True, **extra: Any) -> dict:
-        out: dict[str, Any] = {"summary": summary, "responses": {"200": _ok(response, summary), **errors}}
+    applicant = example_applicant(schema)
+    options = example_options(schema, classes, densities)
+    requests = {
+        "RecourseRequest": _examples(plain=("One applicant, the bundle's defaults", {"applicant": applicant}),
+                                     options=("One applicant with options", {"applicant": applicant, **options})),
+        "BatchRequest": _examples(plain=("Two applicants", {"applicants": [applicant, applicant]}),
+                                  options=("Two applicants, the same options for both",
+                                           {"applicants": [applicant, applicant], **options})),
+        "PredictRequest": _examples(plain=("One applicant", {"applicant": applicant})),
+    }
+
+    def op(operation_id: str, summary: str, request: str | None, response: str, errors: dict, secure: bool = True,
+           **extra: Any) -> dict:
+        out: dict[str, Any] = {"operationId": operation_id, "summary": summary,
+                               "responses": {"200": _ok(response, summary), **errors}}
         if request:
             out["requestBody"] = _body(request)
+            out["requestBody"]["content"]["application/json"]["examples"] = requests[request]
         out["security"] = secured if secure else []
         out.update(extra)
         return out
 
+    answer_id = {"name": "answer_id", "in": "path", "required": True, "description": f"An answer's id ({ID_DIGITS} hexadecimal digits)",
+                 "schema": {"type": "string"}, "example": "0123456789abcdef" * (ID_DIGITS // 16)}
+    short_schema = schema.model_copy(update={"features": schema.features[:2]}).model_dump(mode="json", exclude_none=True)
+    listed = {k: v for k, v in (model or {}).items() if k not in ("training", "created")}
     paths = {
-        "/v1/recourse": {"post": op("Decision, principal reasons and recourse for one applicant", "RecourseRequest", "RecourseAnswer", input_errors)},
-        "/v1/recourse/batch": {"post": op("Recourse for many applicants, solved as one batch", "BatchRequest", "BatchAnswer", input_errors)},
-        "/v1/predict": {"post": op("The decision only", "PredictRequest", "PredictAnswer", _problems(400, 401, 413, 415, 422))},
+        "/v1/recourse": {"post": op("recourse", "Decision, principal reasons and recourse for one applicant", "RecourseRequest",
+                                    "RecourseAnswer", input_errors)},
+        "/v1/recourse/batch": {"post": op("recourseBatch", "Recourse for many applicants, solved as one batch", "BatchRequest",
+                                          "BatchAnswer", input_errors)},
+        "/v1/predict": {"post": op("predict", "The decision only", "PredictRequest", "PredictAnswer", _problems(400, 401, 413, 415, 422))},
         "/v1/recourse/{answer_id}": {"get": op(
-            "An answer given earlier (recourse or decision), exactly as given", None, "RecourseAnswer", _problems(401, 404),
-            parameters=[{"name": "answer_id", "in": "path", "required": True, "schema": {"type": "string"}}])},
-        "/v1/schema": {"get": op("The feature schema (for forms)", None, "FeatureSchema", _problems(401))},
-        "/v1/models": {"get": op("The model this service answers with", None, "ModelList", _problems(401))},
-        "/healthz": {"get": op("Liveness", None, "Health", {}, secure=False)},
-        "/readyz": {"get": op("Readiness: model loaded and warm, database reachable", None, "Health",
-                              {"503": _ok("Health", "Not ready")}, secure=False)},
-        "/metrics": {"get": {"summary": "Prometheus metrics", "security": [],
-                             "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
-        "/openapi.json": {"get": {"summary": "This document", "security": [],
-                                  "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+            "getAnswer", "An answer given earlier (recourse or decision), exactly as given", None, "RecourseAnswer",
+            _problems(401, 404), parameters=[answer_id])},
+        "/v1/schema": {"get": op("getSchema", "The feature schema (for forms)", None, "FeatureSchema", _problems(401))},
+        "/v1/models": {"get": op("listModels", "The model this service answers with", None, "ModelList", _problems(401))},
+        "/healthz": {"get": op("healthz", "Liveness", None, "Health", {}, secure=False)},
+        "/readyz": {"get": op("readyz", "Readiness: model loaded and warm, database reachable", None, "Health",
+                              {"503": _with_example(_ok("Health", "Not ready"),
+                                                    {"status": "unavailable", "checks": {"model": True, "database": False}})},
+                              secure=False)},
+        "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics", "security": [],
+                             "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {
+                                 "schema": {"type": "string"},
+                                 "example": "# TYPE recourse_http_requests_total counter\n"
+                                            'recourse_http_requests_total{endpoint="/v1/recourse",method="POST",status="200"} 1.0\n'}}}}}},
+        "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document", "security": [],
+                                  "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {
+                                      "schema": {"type": "object"},
+                                      "example": {"openapi": "3.1.0", "info": {"title": "recourse", "version": "1"}, "paths": {}}}}}}}},
     }
     stored = paths["/v1/recourse/{answer_id}"]["get"]["responses"]["200"]["content"]["application/json"]
     stored["schema"] = {"oneOf": [{"$ref": REF.format(model="RecourseAnswer")}, {"$ref": REF.format(model="PredictAnswer")}]}
+    _with_example(paths["/v1/schema"]["get"]["responses"]["200"], short_schema)
+    if listed:
+        _with_example(paths["/v1/models"]["get"]["responses"]["200"], {"models": [listed]})
+    _with_example(paths["/healthz"]["get"]["responses"]["200"], {"status": "ok", "checks": {"process": True}})
+    _with_example(paths["/readyz"]["get"]["responses"]["200"], {"status": "ok", "checks": {"model": True, "database": True}})
     feature_schema = FeatureSchema.model_json_schema(ref_template=REF)
     components.update(feature_schema.pop("$defs", {}))
     components["FeatureSchema"] = feature_schema
@@ -98,6 +237,7 @@ def openapi_document(schema: FeatureSchema, config: ServiceConfig) -> dict[str, 
         "info": {"title": "recourse", "version": "1",
                  "description": "Decisions, principal reasons and verified sparse recourse (S-CFE) for one applicant or a batch. "
                                 "Every answer is logged and can be fetched again by id."},
+        "servers": [{"url": "/", "description": "This service (paths are relative to where it is served)"}],
         "paths": paths,
         "components": {
             "schemas": components,

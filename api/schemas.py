@@ -42,7 +42,7 @@ class Options(BaseModel):
     fixed: list[str] | None = Field(default=None, description=_OPTIONS["fixed"].description)
     limits: dict[str, Annotated[list[StrictFloat | StrictInt | str | None], Field(min_length=2, max_length=2)]] | None = Field(
         default=None, description=_OPTIONS["limits"].description)
-    cost_weights: dict[str, StrictFloat] | None = Field(default=None, description="Per-feature cost weights (> 0), e.g. {\"present_employment\": 5}: changes of that feature count as more expensive.")
+    cost_weights: dict[str, StrictFloat] | None = Field(default=None, description=_OPTIONS["cost_weights"].description)
 
 
 class RecourseRequest(Options):

@@ -333,9 +333,10 @@ class ActionSet:
     def allowed_levels(self, features: np.ndarray, origin: np.ndarray, values: np.ndarray, lower: np.ndarray,
                        upper: np.ndarray) -> np.ndarray:
         """``values`` (N, K) of ``features`` (K,) with each ordinal level its transitions do not allow
-        from ``origin`` moved to the nearest allowed level in [``lower``, ``upper``] (else the origin)."""
+        from ``origin``, or closer to it than its ``min_change``, moved to the nearest allowed level in
+        [``lower``, ``upper``] (else the origin)."""
         features = np.asarray(features)
-        pick = np.flatnonzero(self.is_ordinal[features] & self.has_transitions[features])
+        pick = np.flatnonzero(self.is_ordinal[features] & (self.has_transitions[features] | (self.min_change[features] > 0)))
         if pick.size == 0:
             return values
         out = values.copy()
@@ -345,6 +346,7 @@ class ActionSet:
             here = self.level_of(origin[:, k])
             ok = self.transition[j, here][:, : levels.size]
             ok &= (levels >= lower[:, k, None] - TOLERANCE) & (levels <= upper[:, k, None] + TOLERANCE)
+            ok &= np.abs(levels[None, :] - here[:, None]) >= self.min_change[j] - TOLERANCE  # no smaller step
             ok[np.arange(len(here)), here] = True  # staying is always allowed
             distance = np.where(ok, np.abs(levels[None, :] - values[:, k, None]), np.inf)
             out[:, k] = levels[distance.argmin(1)]

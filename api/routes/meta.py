@@ -7,6 +7,7 @@ from flask import Blueprint, Response, current_app
 
 from ..openapi import openapi_document
 from ..telemetry import CONTENT_TYPE
+from .v1 import model_info
 
 bp = Blueprint("meta", __name__)
 
@@ -36,4 +37,6 @@ def metrics() -> Response:
 @bp.get("/openapi.json")
 def openapi() -> Response:
     service = current_app.extensions["recourse"]
-    return Response(json.dumps(openapi_document(service.engine.schema, service.config)), mimetype="application/json")
+    document = openapi_document(service.engine.schema, service.config, model=model_info(service),
+                                densities=service.engine.densities)
+    return Response(json.dumps(document), mimetype="application/json")

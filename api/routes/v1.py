@@ -2,14 +2,30 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from flask import Blueprint, Response, current_app, request
+from werkzeug.routing import BaseConverter
 
 from ..bodies import parse_body
 from ..problems import Problem, clip
 from ..schemas import BatchRequest, PredictRequest, RecourseRequest
 
 bp = Blueprint("v1", __name__, url_prefix="/v1")
+
+
+class AnswerIdConverter(BaseConverter):
+    """The ``answer_id`` segment of ``/v1/recourse/<answer_id>``: any segment except the static names
+    beside it (``batch``).  Refused in the pattern (not in ``to_python``), so that routing never counts
+    ``/v1/recourse/batch`` as a stored answer: GET there is 405 and OPTIONS advertises only POST.
+    Malformed ids still reach the view, which answers a 404 that says what an id looks like."""
+
+    RESERVED = ("batch",)
+    regex = "(?!(?:" + "|".join(RESERVED) + r")\Z)[^/]+"
+    part_isolating = True  # one path segment (werkzeug would guess False from the "/" in the pattern)
+
+
+bp.record_once(lambda state: state.app.url_map.converters.setdefault("answer_id", AnswerIdConverter))
 
 
 def _service():
@@ -72,7 +88,7 @@ def predict() -> Response:
     return _json(_service().predict(parse_body(PredictRequest)))
 
 
-@bp.get("/recourse/<answer_id>")
+@bp.get("/recourse/<answer_id:answer_id>")
 def stored_answer(answer_id: str) -> Response:
     return _json(_service().stored(answer_id))
 
@@ -82,13 +98,16 @@ def schema() -> Response:
     return _json(_service().engine.schema.model_dump_json(exclude_none=True))
 
 
-@bp.get("/models")
-def models() -> Response:
-    service = _service()
+def model_info(service: Any) -> dict[str, Any]:
+    """The model as ``GET /v1/models`` lists it (the OpenAPI document takes its classes from here too)."""
     meta = service.bundle.metadata
-    info = {
+    return {
         **service.model_ref, "dataset": meta.get("dataset", ""), "model": meta.get("model", ""),
         "classes": meta.get("classes", []), "densities": meta.get("densities", []),
         "defaults": meta.get("defaults", {}), "created": meta.get("created"), "training": meta.get("training", {}),
     }
-    return _json(json.dumps({"models": [info]}))
+
+
+@bp.get("/models")
+def models() -> Response:
+    return _json(json.dumps({"models": [model_info(_service())]}))
