@@ -21,6 +21,7 @@ from recourse.results import to_jsonable
 from .batching import MicroBatcher
 from .config import ServiceConfig
 from .log import ID_DIGITS, Entry, ExplanationLog, is_answer_id
+from .openapi import example_applicant
 from .problems import Problem, describe, field_error
 from .schemas import BatchRequest, Options, PredictRequest, RecourseRequest
 from .telemetry import Telemetry
@@ -79,7 +80,7 @@ class RecourseService:
     # ------------------------------------------------------------------ lifecycle
     def warm_up(self, example: dict[str, Any] | None = None) -> None:
         """Run the solver once so the first real request pays no start-up cost."""
-        record = example or self._typical_applicant()
+        record = example or example_applicant(self.engine.schema)
         self.engine.explain([record])
         self.ready = True
 
@@ -104,20 +105,6 @@ class RecourseService:
 
     def close(self) -> None:
         self.batcher.close()
-
-    def _typical_applicant(self) -> dict[str, Any]:
-        """A valid record built from the schema: mid-range numbers, first levels, false."""
-        record: dict[str, Any] = {}
-        for feat in self.engine.schema.features:
-            if feat.kind in ("continuous", "integer"):
-                lo, hi = feat.range if feat.range is not None else (0.0, 0.0)
-                mid = (lo + hi) / 2
-                record[feat.name] = int(round(mid)) if feat.kind == "integer" else float(mid)
-            elif feat.kind == "binary":
-                record[feat.name] = False
-            else:
-                record[feat.name] = feat.level_names[0]
-        return record
 
     # ------------------------------------------------------------------ endpoints
     def recourse(self, request: RecourseRequest) -> str:

@@ -39,7 +39,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from .data import Dataset, load_dataset
+from .data import Dataset, dataset_schema, load_dataset
 from .density import ClassConditionalDensity, available_densities, fit_class_conditional
 from .encoding import TabularEncoder, complete_schema
 from .errors import BundleError
@@ -462,7 +462,7 @@ def demo_bundle(name: str = "german", device: str | torch.device | None = None) 
         try:
             bundle = load_bundle(path, device=device)
             current = bundle.metadata.get("defaults", {}).get("min_probability") == DEFAULT_MIN_PROBABILITY
-            if current and _same_rules(bundle.schema, load_dataset(name).schema):
+            if current and _same_rules(bundle.schema, dataset_schema(name)):
                 return bundle
         except BundleError:
             pass

@@ -36,6 +36,15 @@ class DataInputError(RecourseError):
 
 DATASETS_DIR = Path(os.environ.get("RECOURSE_DATASETS", Path(__file__).resolve().parent.parent / "datasets"))
 DATASETS = ("german", "wine")
+DIRECTORIES = {"german": "german_credit", "german_credit": "german_credit", "wine": "wine"}
+"""The folder of each bundled data set under :data:`DATASETS_DIR`."""
+
+
+def dataset_schema(name: str) -> FeatureSchema:
+    """A bundled data set's feature schema alone (its data not read)."""
+    if name not in DIRECTORIES:
+        raise ValueError(f"unknown data set {name!r}; bundled: {', '.join(DATASETS)}")
+    return FeatureSchema.load(DATASETS_DIR / DIRECTORIES[name] / "schema.json")
 
 
 @dataclass
@@ -67,7 +76,7 @@ def load_dataset(name: str) -> Dataset:
 
 def load_german(directory: Path | None = None) -> Dataset:
     """German credit: codes (A11, ...) mapped to the schema's level names; 300 test rows."""
-    directory = directory or DATASETS_DIR / "german_credit"
+    directory = directory or DATASETS_DIR / DIRECTORIES["german"]
     schema = FeatureSchema.load(directory / "schema.json")
     raw = pd.read_csv(directory / "german.data", sep=r"\s+", header=None)
     names = schema.names + [schema.target.name]
@@ -95,7 +104,7 @@ def load_wine(directory: Path | None = None) -> Dataset:
     """Wine: class 0 against the rest (labels 0/1); 100 held-out rows as in the S-CFE protocol."""
     from sklearn.datasets import load_wine as sk_load_wine
 
-    directory = directory or DATASETS_DIR / "wine"
+    directory = directory or DATASETS_DIR / DIRECTORIES["wine"]
     schema = FeatureSchema.load(directory / "schema.json")
     bunch = sk_load_wine()
     frame = pd.DataFrame(np.round(bunch.data, 2), columns=schema.names)

@@ -77,16 +77,9 @@ def _members(groups: torch.Tensor, n_groups: int) -> list[list[int]]:
 
 
 def _brute_force(w: np.ndarray, lo: np.ndarray, up: np.ndarray, members, m: int) -> float:
-    """min over group subsets S, |S| <= m, of ||w - P_S||^2 with P_S = clamp on S, 0 elsewhere."""
-    clamp = np.minimum(np.maximum(w, lo), up)
-    best = np.inf
-    for k in range(min(m, len(members)) + 1):
-        for subset in itertools.combinations(range(len(members)), k):
-            p = np.zeros_like(w)
-            for g in subset:
-                p[members[g]] = clamp[members[g]]
-            best = min(best, float(np.sum((w - p) ** 2)))
-    return best
+    """min over group subsets S, |S| <= m, of ||w - P_S||^2 with P_S = clamp on S, 0 elsewhere
+    (:func:`_weighted_brute_force` with M = 1 and no simplex groups)."""
+    return _weighted_brute_force(w, np.zeros_like(w), lo, up, np.ones_like(w), members, [], m)
 
 
 def _row_box(prob, i):
