@@ -119,6 +119,8 @@ class RecourseAnswer(BaseModel):
     target: TargetRef | None = None
     counterfactual_decision: Decision | None = None
     actions: list[Action]
+    consequences: list[Action] = Field(default_factory=list, description="Features the actions move without being "
+                                       "acted on (the schema's consequences, e.g. years at the residence after waiting).")
     counterfactual: dict[str, Any] | None = None
     metrics: Metrics | None = None
     reasons: list[Reason]

@@ -1,6 +1,7 @@
 """Plain-words actions: the changes between an applicant and a counterfactual, with units.
 
-Phrasing, by feature kind (placeholders ``{label}``, ``{from}``, ``{to}``, ``{unit}``; a schema
+Phrasing, by feature kind (placeholders ``{label}``, ``{from}``, ``{to}``, ``{unit}`` and, for
+numbers, ``{delta}`` (the size of the change with its unit, e.g. "Wait {delta}" → "Wait 2 years"); a schema
 may override any of them in ``phrases``):
 
 * numeric: "Increase the loan duration from 12 to 24 months";
@@ -51,14 +52,23 @@ def format_value(feat: Feature, value: Any, with_unit: bool = False) -> str:
             text = f"{int(round(number)):,}"
         else:
             text = f"{number:,.{decimals(feat, number)}f}".rstrip("0").rstrip(".")
-        return f"{text} {feat.unit}" if with_unit and feat.unit else text
+        return f"{text} {unit_for(feat, number)}" if with_unit and feat.unit else text
     return str(value)
+
+
+def unit_for(feat: Feature, number: float) -> str:
+    """The feature's unit, in the singular for exactly 1 of a plain plural unit ("1 year", "1 month")."""
+    unit = feat.unit or ""
+    if abs(number) == 1 and unit.endswith("s") and unit.isalpha() and unit.islower():
+        return unit[:-1]
+    return unit
 
 
 def describe(feat: Feature, before: Any, after: Any) -> str:
     """One sentence for the change of ``feat`` from ``before`` to ``after``."""
     phrases = feat.phrases or {}
-    fields = {"label": feat.title, "unit": feat.unit or "", "from": format_value(feat, before), "to": format_value(feat, after)}
+    fields = {"label": feat.title, "unit": feat.unit or "", "from": format_value(feat, before), "to": format_value(feat, after),
+              "delta": format_value(feat, abs(float(after) - float(before)), True) if feat.is_numeric else ""}
     if feat.kind == "binary":
         key = "on" if bool(after) else "off"
         template = phrases.get(key, phrases.get("change", DEFAULTS["change"]))
@@ -75,7 +85,7 @@ def describe(feat: Feature, before: Any, after: Any) -> str:
     else:
         key = "increase" if float(after) > float(before) else "decrease"
         template = phrases.get(key, DEFAULTS[key])
-        if "{unit}" not in template and feat.unit:
+        if "{unit}" not in template and "{delta}" not in template and feat.unit:
             template += " {unit}"
     text = template.replace("{from}", "{from_}").format(from_=fields["from"], **{k: v for k, v in fields.items() if k != "from"})
     return text[:1].upper() + text[1:]
@@ -88,3 +98,20 @@ def actions_for(schema: FeatureSchema, changed: np.ndarray, applicant: dict[str,
         for f, moved in zip(schema.features, changed)
         if moved
     ]
+
+
+def consequences_for(schema: FeatureSchema, moved: np.ndarray, applicant: dict[str, Any],
+                     counterfactual: dict[str, Any], causes: dict[int, list[int]]) -> list[Action]:
+    """The features the actions move without being acted on (``moved`` (F,)), in schema order:
+    "Years at present residence becomes 4 (now 2), as a consequence of: age"; ``causes``: per
+    moved feature index, the features whose change moves it."""
+    out = []
+    for j, (f, flag) in enumerate(zip(schema.features, moved)):
+        if not flag:
+            continue
+        before, after = applicant[f.name], counterfactual[f.name]
+        why = ", ".join(schema.features[c].title for c in causes.get(j, []))
+        text = (f"{f.title} becomes {format_value(f, after, True)} (now {format_value(f, before, True)})"
+                + (f": it follows from the change of {why}" if why else ""))
+        out.append(Action(f.name, f.title, before, after, text[:1].upper() + text[1:]))
+    return out

@@ -51,6 +51,10 @@ moves two columns by 1).
 * the discrete repair — :meth:`ActionSet.column_cost_coefficients` (scaled columns);
 * reported costs — :meth:`ActionSet.cost` / :meth:`ActionSet.feature_costs` on codes.
 
+Consequences (:mod:`recourse.consequences`, :attr:`ActionSet.consequences`): every rule above
+applies to the *interventions* a (what a person does); the counterfactual the model sees is the
+structural model's y = SCM(x, a).
+
 Room for further rules: per-row limits (personal ranges) intersect :meth:`box`, features that
 may not be acted on join :meth:`pinned`, allowed transitions between levels fill
 :meth:`level_mask`, and new checks add a row to ``CHECKS``.
@@ -61,6 +65,7 @@ import copy
 
 import numpy as np
 
+from .consequences import Consequences
 from .errors import SchemaError
 from .schema import Feature, FeatureSchema
 
@@ -153,6 +158,9 @@ class ActionSet:
         """The schema's ω (the engine's default; ``weights=None`` below means ω = 1)."""
         self._prepare_transitions()
         self._prepare_columns()
+        self.consequences = Consequences(self, schema.consequences)
+        """The additive structural model (:mod:`recourse.consequences`): every rule here applies to
+        the interventions; :meth:`Consequences.apply` gives the counterfactual the model sees."""
         self._messages = [[f"{f.name}: {c.format(max_change=f.max_change, min_change=f.min_change, step=f.step)}"
                            for c in CHECKS] for f in feats]
 

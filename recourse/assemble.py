@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .actions import actions_for
+from .actions import actions_for, consequences_for
 from .config import SCFEConfig
 from .encoding import TabularEncoder
 from .results import Alternative, Decision, Recourse
@@ -41,6 +41,26 @@ class Assembler:
 
     def __init__(self, schema: FeatureSchema, encoder: TabularEncoder, classes: list[Any], lof: Plausibility):
         self.schema, self.encoder, self.classes, self.lof = schema, encoder, classes, lof
+        self.consequences = encoder.action_set.consequences
+
+    def outcomes(self, originals: np.ndarray, interventions: np.ndarray,
+                 encoded: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(changed (N, F) interventions, counterfactual codes, their encoding, moved (N, F) effects)
+        for interventions on originals (codes; ``encoded``: the interventions' encoding)."""
+        changed = self.encoder.changed_codes(originals, interventions)
+        if not self.consequences.active or len(originals) == 0:
+            return changed, interventions, encoded, np.zeros_like(changed)
+        seen = self.consequences.apply(originals, interventions)
+        moved = self.consequences.moved(originals, interventions) & ~changed
+        return changed, seen, self.encoder.encode_codes(seen), moved
+
+    def _consequences(self, moved: np.ndarray, origin: np.ndarray, interventions: np.ndarray,
+                      applicant: dict[str, Any], counterfactual: dict[str, Any]) -> list:
+        """The moved effects of one answer, in words."""
+        if not moved.any():
+            return []
+        causes = {int(j): self.consequences.causes_of(int(j), origin, interventions) for j in np.flatnonzero(moved)}
+        return consequences_for(self.schema, moved, applicant, counterfactual, causes)
 
     def decision(self, class_index: int, probability: float) -> Decision:
         """The decision for a class index: its value, display label and the model's probability."""
@@ -60,11 +80,11 @@ class Assembler:
         are by position among ``batch.need``)."""
         need, sol = batch.need, solution
         alt_of = self._alternatives(batch, alternatives) if alternatives is not None else None
-        changed = self.encoder.changed_codes(batch.codes[need], sol.codes)
-        l2 = np.linalg.norm(sol.encoded - batch.x[need], axis=1) if len(need) else np.zeros(0)
+        changed, seen, seen_enc, moved = self.outcomes(batch.codes[need], sol.codes, sol.encoded)
+        l2 = np.linalg.norm(seen_enc - batch.x[need], axis=1) if len(need) else np.zeros(0)
         lof_rows = np.full(len(need), np.nan)
-        lof_rows[sol.found] = self.lof(sol.encoded[sol.found], batch.targets[need][sol.found])
-        cf_of = dict(zip(np.flatnonzero(sol.found).tolist(), self.encoder.records_from_codes(sol.codes[sol.found])))
+        lof_rows[sol.found] = self.lof(seen_enc[sol.found], batch.targets[need][sol.found])
+        cf_of = dict(zip(np.flatnonzero(sol.found).tolist(), self.encoder.records_from_codes(seen[sol.found])))
         position = {int(r): i for i, r in enumerate(need)}
         pred = batch.probs.argmax(1)
         out: list[Recourse] = []
@@ -83,12 +103,14 @@ class Assembler:
                                     alternatives=None if alt_of is None else [], **common))
                 continue
             acts = actions_for(self.schema, changed[i], row, cf_of[i])
+            effects = self._consequences(moved[i], batch.codes[r], sol.codes[i], row, cf_of[i])
             metrics = {"l0": int(changed[i].sum()), "l2": float(l2[i]), "cost": float(sol.cost[i]), "lof": float(lof_rows[i])}
             verb = "s lead" if len(acts) != 1 else " leads"
             out.append(Recourse("recourse_found", row, decision, target, cf_of[i],
                                 self.decision(int(batch.targets[r]), sol.probability[i]), acts, metrics,
                                 message=f"{len(acts)} change{verb} to the decision '{target.label}'.",
-                                alternatives=None if alt_of is None else alt_of[i], **common))
+                                alternatives=None if alt_of is None else alt_of[i], consequences=effects,
+                                **common))
         return out
 
     def _alternatives(self, batch: Batch, alternatives: list[list[Candidate]]) -> list[list[Alternative]]:
@@ -100,14 +122,16 @@ class Assembler:
         new = np.stack([c.codes for c in flat])
         enc = np.stack([c.encoded for c in flat])
         orig_rows = batch.need[owner]
-        changed = self.encoder.changed_codes(batch.codes[orig_rows], new)
+        changed, seen, enc, moved = self.outcomes(batch.codes[orig_rows], new, enc)
         l2 = np.linalg.norm(enc - batch.x[orig_rows], axis=1)
         lof = self.lof(enc, batch.targets[orig_rows])
-        records = self.encoder.records_from_codes(new)
+        records = self.encoder.records_from_codes(seen)
         out: list[list[Alternative]] = [[] for _ in alternatives]
         for t, i in enumerate(owner.tolist()):
             r = int(batch.need[i])
             acts = actions_for(self.schema, changed[t], batch.rows[r], records[t])
             metrics = {"l0": int(changed[t].sum()), "l2": float(l2[t]), "cost": float(flat[t].cost), "lof": float(lof[t])}
-            out[i].append(Alternative(records[t], self.decision(int(batch.targets[r]), flat[t].probability), acts, metrics))
+            effects = self._consequences(moved[t], batch.codes[r], new[t], batch.rows[r], records[t])
+            out[i].append(Alternative(records[t], self.decision(int(batch.targets[r]), flat[t].probability), acts, metrics,
+                                      effects))
         return out

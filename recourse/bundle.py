@@ -195,7 +195,7 @@ def build_bundle(
 def _same_rules(a: FeatureSchema, b: FeatureSchema) -> bool:
     """Whether two schemas declare the same features and rules (data-derived ranges and cost scales aside)."""
     rules = lambda s: [f.model_dump(exclude={"range", "cost_scale"}) for f in s.features]  # noqa: E731
-    return rules(a) == rules(b) and a.target == b.target
+    return rules(a) == rules(b) and a.target == b.target and a.consequences == b.consequences
 
 
 def build_dataset_bundle(name: str, out: str | Path | None = None, model: str = "mlp", seed: int = 0) -> Bundle:

@@ -3,7 +3,8 @@
 A counterfactual violates its constraints when it changes an immutable feature, leaves a
 feature's range, moves against an allowed direction, exceeds ``max_change``, changes more than
 ``m`` features (a categorical feature counting once), or breaks a type (a non-integral integer,
-an unknown level).  The checks are defined once, in :class:`recourse.actionset.ActionSet`
+an unknown level).  With consequences (:mod:`recourse.consequences`) the checks apply to the
+interventions behind a counterfactual.  The checks are defined once, in :class:`recourse.actionset.ActionSet`
 (:meth:`~recourse.actionset.ActionSet.violations`, :meth:`~recourse.actionset.ActionSet.admissible`);
 :func:`violations` converts the tables to codes (numbers, level positions, 0/1) and lists the
 messages, :func:`admissible` runs the same checks on the encoder's codes for the engine's hot path.
@@ -33,7 +34,8 @@ def _ordered_values(feat: Feature, column: pd.Series) -> np.ndarray:
 
 
 def changed_features(schema: FeatureSchema, originals: pd.DataFrame, counterfactuals: pd.DataFrame) -> np.ndarray:
-    """Boolean (N, F) matrix: which features differ between the two tables."""
+    """Boolean (N, F) matrix: which features a person changes between the two tables (the
+    interventions: a feature moved only as a consequence of others does not count)."""
     a, b = originals.reset_index(drop=True), counterfactuals.reset_index(drop=True)
     cols = []
     for feat in schema.features:
@@ -42,7 +44,13 @@ def changed_features(schema: FeatureSchema, originals: pd.DataFrame, counterfact
             cols.append(np.abs(va - vb) > TOLERANCE)
         else:
             cols.append(a[feat.name].to_numpy() != b[feat.name].to_numpy())
-    return np.stack(cols, axis=1) if cols else np.zeros((len(a), 0), dtype=bool)
+    changed = np.stack(cols, axis=1) if cols else np.zeros((len(a), 0), dtype=bool)
+    if schema.consequences and len(a):
+        actions = ActionSet(schema)
+        codes_a = _codes(schema, a)
+        acted = actions.changed(codes_a, actions.consequences.interventions(codes_a, _codes(schema, b)))
+        changed = np.where(actions.consequences.is_effect, acted, changed)
+    return changed
 
 
 def _codes(schema: FeatureSchema, frame: pd.DataFrame) -> np.ndarray:
@@ -61,7 +69,10 @@ def violations(
     """
     a, b = originals.reset_index(drop=True), counterfactuals.reset_index(drop=True)
     changed = changed_features(schema, a, b)
-    return ActionSet(schema).violations(_codes(schema, a), _codes(schema, b), max_changes, changed=changed)
+    actions = ActionSet(schema)
+    codes_a = _codes(schema, a)
+    acted = actions.consequences.interventions(codes_a, _codes(schema, b))  # the rules hold for the interventions
+    return actions.violations(codes_a, acted, max_changes, changed=changed)
 
 
 def admissible(encoder: TabularEncoder, originals: np.ndarray, counterfactuals: np.ndarray,

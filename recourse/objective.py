@@ -221,8 +221,12 @@ class SCFEProblem:
         simplex: Tensor | None = None,
         metric: Tensor | None = None,
         pinned_simplex: bool = False,
+        consequences: Any | None = None,
     ):
+        """``consequences``: the schema's structural model (:class:`recourse.consequences.Consequences`):
+        y are then the interventions and the model and the density see its counterfactual."""
         self.classifier = classifier
+        self.consequences = consequences if consequences is not None and consequences.active else None
         self.metric = metric
         self.data = data
         self.weights = weights
@@ -264,16 +268,24 @@ class SCFEProblem:
 
     def smooth(self, y: Tensor, rows: Tensor) -> Tensor:
         d = self.rows(rows)
-        value = d.loss_weight * hinge(self.classifier.logits(y), d.target, self.margin)
+        seen = self._seen(y, d)[0]
+        value = d.loss_weight * hinge(self.classifier.logits(seen), d.target, self.margin)
         value = value + ((y - d.x) ** 2 * self.weights).sum(1)
         if self.density is not None:
-            value = value - self.density_weight * self.density.log_prob(y, d.x, d.target)
+            value = value - self.density_weight * self.density.log_prob(seen, d.x, d.target)
         return value
+
+    def _seen(self, y: Tensor, d: RowData) -> tuple[Tensor, Tensor | None]:
+        """The counterfactual the model sees for interventions y, and the mask :meth:`Consequences.pullback` needs."""
+        if self.consequences is None:
+            return y, None
+        return self.consequences.forward(y, d.x)
 
     def value_and_grad(self, y: Tensor, rows: Tensor, grad: bool = True) -> tuple[Tensor, Tensor | None]:
         """h (B,) and, if ``grad``, :math:`\nabla h` (B, D) without autograd (see the class docstring)."""
         d, prepared, sign = self._rows(rows)
-        margin, dm = self._margin(y, d.target, sign, grad)
+        seen, inside = self._seen(y, d)
+        margin, dm = self._margin(seen, d.target, sign, grad)
         slack = self.margin - margin
         diff = y - d.x
         wdiff = diff * self.weights
@@ -281,13 +293,16 @@ class SCFEProblem:
         dlp = None
         if self.density is not None:
             if prepared is not None:
-                lp, dlp = prepared.value_and_grad(y, grad)
+                lp, dlp = prepared.value_and_grad(seen, grad)
             else:
-                lp, dlp = _autograd_density(self.density, y, d, grad)
+                lp, dlp = _autograd_density(self.density, seen, d, grad)
             value = value.sub_(lp, alpha=self.density_weight)
         if not grad:
             return value, None
         active = d.loss_weight.masked_fill(slack <= 0, 0.0)
+        if inside is not None:  # back from the counterfactual to the interventions
+            dm = self.consequences.pullback(dm, inside)
+            dlp = None if dlp is None else self.consequences.pullback(dlp, inside)
         gradient = wdiff.mul_(2.0).addcmul_(active[:, None], dm, value=-1.0)
         if dlp is not None:
             gradient = gradient.sub_(dlp, alpha=self.density_weight)

@@ -119,23 +119,26 @@ class CostPolish:
         return self.encoder.changed_codes(x, y)
 
     # ------------------------------------------------------------------ model access
-    def _accepts(self, codes: np.ndarray, targets: np.ndarray, margin: Margin) -> np.ndarray:
-        out = np.empty(len(codes), dtype=bool)
-        for s in range(0, len(codes), CHUNK):
-            out[s:s + CHUNK] = margin(self.encoder.encode_codes(codes[s:s + CHUNK]), targets[s:s + CHUNK]) > MIN_MARGIN
-        return out
+    def _accepts(self, codes: np.ndarray, targets: np.ndarray, margin: Margin, origins: np.ndarray) -> np.ndarray:
+        return self._margins(codes, targets, margin, origins) > MIN_MARGIN
 
-    def _margins(self, codes: np.ndarray, targets: np.ndarray, margin: Margin) -> np.ndarray:
+    def _margins(self, codes: np.ndarray, targets: np.ndarray, margin: Margin, origins: np.ndarray) -> np.ndarray:
+        """The model's margins on the counterfactuals of interventions ``codes`` on ``origins`` (codes;
+        the schema's consequences applied)."""
         out = np.empty(len(codes))
+        seen = self.actions.consequences.apply
         for s in range(0, len(codes), CHUNK):
-            out[s:s + CHUNK] = margin(self.encoder.encode_codes(codes[s:s + CHUNK]), targets[s:s + CHUNK])
+            part = seen(origins[s:s + CHUNK], codes[s:s + CHUNK])
+            out[s:s + CHUNK] = margin(self.encoder.encode_codes(part), targets[s:s + CHUNK])
         return out
 
     def line_search(self, base: np.ndarray, feat: np.ndarray, u: np.ndarray, w: np.ndarray,
-                    targets: np.ndarray, margin: Margin, margin_w: np.ndarray | None = None) -> np.ndarray:
+                    targets: np.ndarray, margin: Margin, origins: np.ndarray,
+                    margin_w: np.ndarray | None = None) -> np.ndarray:
         """Per candidate the accepted lattice value of ``feat`` closest to ``u`` on [u, w] (``w`` accepted).
 
-        ``base`` (P, F): the candidates' codes (``feat``'s own entry is overwritten); ``margin_w``:
+        ``base`` (P, F): the candidates' codes (``feat``'s own entry is overwritten); ``origins``
+        (P, F): their originals' codes; ``margin_w``:
         the margins at w when known.  The search runs on the number j of lattice steps back from
         w (value w − sign(w − u)·j·step), keeping a bracket good < bad (margin > ``MIN_MARGIN`` at good,
         not at bad).  Each round probes three indices inside the bracket in one model call: the
@@ -156,7 +159,7 @@ class CostPolish:
         def evaluate(i, j):
             trial = base[i].copy()
             trial[np.arange(i.size), feat[i]] = value(i, j)
-            return self._margins(trial, targets[i], margin)
+            return self._margins(trial, targets[i], margin, origins[i])
 
         # the bracket ends: j = 0 (w) and j = far (the lattice point next to u)
         ends = evaluate(np.concatenate([rows, rows]) if margin_w is None else rows,
@@ -249,11 +252,11 @@ class CostPolish:
         cat = np.isnan(u)
         keep = ~cat | (cost < best[r] - 1e-12)
         f, u, codes, r, cost, cat, rest = f[keep], u[keep], codes[keep], r[keep], cost[keep], cat[keep], rest[keep]
-        ok = self._accepts(codes, targets[r], margin)
+        ok = self._accepts(codes, targets[r], margin, x[r])
         f, u, codes, r, cost, cat, rest = f[ok], u[ok], codes[ok], r[ok], cost[ok], cat[ok], rest[ok]
         s = np.flatnonzero(~cat)
         if s.size:
-            new = self.line_search(codes[s], f[s], u[s], codes[s, f[s]], targets[r[s]], margin)
+            new = self.line_search(codes[s], f[s], u[s], codes[s, f[s]], targets[r[s]], margin, x[r[s]])
             new = self.actions.push_out(f[s], x[r[s], f[s]], new, lo[r[s], f[s]], hi[r[s], f[s]])
             codes[s, f[s]] = new
             cost[s] = rest[s] + self._feature_cost(f[s], x[r[s], f[s]], new)
@@ -270,7 +273,7 @@ class CostPolish:
                 break
             r = rows[b]
             base = y[r].copy()
-            new = self.line_search(base, f, x[r, f], y[r, f], targets[r], margin)
+            new = self.line_search(base, f, x[r, f], y[r, f], targets[r], margin, x[r])
             lo, hi = self.bounds(x[r])
             pos = np.arange(f.size)
             new = self.actions.push_out(f, x[r, f], new, lo[pos, f], hi[pos, f])
@@ -372,7 +375,7 @@ class CostPolish:
                 ok = admissible_fn(x[new], best[new], targets[new])
             else:
                 ok = self.actions.admissible(x[new], best[new], max_changes)
-                ok &= self._accepts(best[new], targets[new], margin)
+                ok &= self._accepts(best[new], targets[new], margin, x[new])
             out[new[ok]] = best[new[ok]]
             out_found[new[ok]] = True
         return out_found, out
@@ -427,8 +430,11 @@ def polish_solution(model: PolishModel, x: np.ndarray, codes: np.ndarray, target
     out[changed] = enc.encode_codes(new[changed])
     if lof_slack is not None and plausibility is not None:
         had = changed[found[changed]]
-        if had.size:
-            both = plausibility(np.concatenate([encoded[had], out[had]]), np.concatenate([targets[had], targets[had]]))
+        if had.size:  # judged on what the model sees (the consequences applied)
+            seen = polish.actions.consequences
+            pair = enc.encode_codes(seen.apply(np.concatenate([codes[had], codes[had]]),
+                                               np.concatenate([current[had], new[had]])))
+            both = plausibility(pair, np.concatenate([targets[had], targets[had]]))
             before, after = np.maximum(both[:had.size], 1.0), both[had.size:]
             back = had[after > before + lof_slack]  # NaN LOF (no data for the class) never reverts
             out[back] = encoded[back]

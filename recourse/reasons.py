@@ -9,7 +9,8 @@ are the features :math:`j` the counterfactual changes.  Each is scored by how fa
 
 where :math:`x \oplus_j y` is :math:`x` with feature :math:`j` set to its counterfactual value and
 :math:`Z` the model's logits.  Reasons are ranked by :math:`\Delta_j` (largest first) and carry
-the target-class probability with that single change.  All single-change rows of a batch are
+the target-class probability with that single change (and its consequences, when the schema's
+structural model links it to other features).  All single-change rows of a batch are
 scored in one model call.
 """
 from __future__ import annotations
@@ -44,7 +45,7 @@ def principal_reasons(engine: Any, results: Sequence[Recourse]) -> list[list[Rea
     class_index = {str(c): k for k, c in enumerate(engine.classes)}
     targets = np.array([class_index[str(results[i].target.value)] for i in found], dtype=np.int64)
     base_margin = engine.margin(encoder.encode_codes(base), targets)[owner]
-    single_enc = encoder.encode_codes(single)
+    single_enc = encoder.encode_codes(encoder.action_set.consequences.apply(base[owner], single))  # with its consequences
     delta = engine.margin(single_enc, targets[owner]) - base_margin
     prob = engine.predict_proba(single_enc)[np.arange(len(owner)), targets[owner]]
     k = 0

@@ -135,6 +135,11 @@ class DiscreteRepair:
         out[np.repeat(np.arange(len(moves)), width), self._pair_col[pair]] = self._pair_val[pair]
         return out
 
+    def _margin(self, margin: Margin, x: np.ndarray, y: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """The model's margin on the counterfactual of interventions ``y`` on ``x`` (scaled rows; with
+        the schema's consequences applied, :meth:`recourse.consequences.Consequences.apply_scaled`)."""
+        return margin(self.encoder.action_set.consequences.apply_scaled(x, y), targets)
+
     def complete(self, x, y, targets, lower, upper, m, margin: Margin, rounds: int | None = None):
         """Greedy search from lattice points ``y``; returns (new points, reached-target mask).
 
@@ -142,7 +147,7 @@ class DiscreteRepair:
         """
         y = y.copy()
         rounds = rounds if rounds is not None else m + 2
-        cur = margin(y, targets)
+        cur = self._margin(margin, x, y, targets)
         done = cur > 0
         for _ in range(rounds):
             rows = np.flatnonzero(~done)
@@ -155,7 +160,7 @@ class DiscreteRepair:
                 ri, ki = np.nonzero(ok[start:start + CHUNK_ROWS])
                 if ri.size:
                     ri += start
-                    marg[ri, ki] = margin(self._moved(yr[ri], ki), targets[rows][ri])
+                    marg[ri, ki] = self._margin(margin, xr[ri], self._moved(yr[ri], ki), targets[rows][ri])
             valid = ok & (marg > 0)
             cheapest = np.where(valid, cost, np.inf).argmin(1)
             has_valid = valid.any(1)
@@ -171,7 +176,7 @@ class DiscreteRepair:
             done[rows[has_valid]] = True
             stuck = rows[~moving]
             done[stuck] = True  # no admissible move improves the margin
-        return y, margin(y, targets) > 0
+        return y, self._margin(margin, x, y, targets) > 0
 
     def trim(self, x, y, targets, margin: Margin, valid: np.ndarray, rounds: int = 3):
         """Reset changed features to the original while the target is kept (the costliest first).
@@ -187,7 +192,7 @@ class DiscreteRepair:
             xr, yr = x[rows], y[rows]
             ri, fi = np.nonzero(changed_all[rows])
             cand = np.where(self._feature_mask[fi], xr[ri], yr[ri])
-            marg = margin(cand, targets[rows][ri])
+            marg = self._margin(margin, xr[ri], cand, targets[rows][ri])
             saving = ((np.abs(yr - xr) * self.cost_coef) @ self._feature_mask.T)[ri, fi]
             score = np.full((len(rows), self.encoder.n_features), -np.inf)
             score[ri, fi] = np.where(marg > 0, saving, -np.inf)

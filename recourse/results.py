@@ -56,6 +56,8 @@ class Alternative:
     counterfactual_decision: Decision
     actions: list[Action] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
+    consequences: list[Action] = field(default_factory=list)
+    """Features the actions move without being acted on (the schema's structural model)."""
 
     @property
     def features(self) -> frozenset[str]:
@@ -65,6 +67,7 @@ class Alternative:
     def to_dict(self) -> dict[str, Any]:
         return to_jsonable({"counterfactual_decision": asdict(self.counterfactual_decision),
                             "actions": [a.to_dict() for a in self.actions],
+                            "consequences": [a.to_dict() for a in self.consequences],
                             "counterfactual": self.counterfactual, "metrics": self.metrics})
 
 
@@ -122,6 +125,9 @@ class Recourse:
     reasons: list[Reason] = field(default_factory=list)
     """The principal reasons of the decision: the changed features ranked by their effect alone
     (empty without a counterfactual)."""
+    consequences: list[Action] = field(default_factory=list)
+    """Features the actions move without being acted on (the schema's structural model, e.g. years
+    at the present residence after waiting); the counterfactual shows them moved."""
 
     @property
     def found(self) -> bool:
@@ -144,10 +150,12 @@ class Recourse:
         if self.counterfactual is not None:
             out["counterfactual_decision"] = asdict(self.counterfactual_decision)
             out["actions"] = [a.to_dict() for a in self.actions]
+            out["consequences"] = [a.to_dict() for a in self.consequences]
             out["counterfactual"] = self.counterfactual
             out["metrics"] = self.metrics
         else:
             out["actions"] = []
+            out["consequences"] = []
         out["applicant"] = self.applicant
         if self.alternatives is not None:  # only when requested: the JSON is otherwise unchanged
             out["alternatives"] = [a.to_dict() for a in self.alternatives]

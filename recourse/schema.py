@@ -19,6 +19,10 @@ costs 1; default from data: the median absolute deviation, see :mod:`recourse.en
 so 5 makes it five times as expensive; per request weights override it, see
 :meth:`recourse.scfe.RecourseEngine.explain`).
 
+Consequences (schema level, ``consequences``): the additive structural model of how an action on
+one feature moves others (``{"cause": "age", "effect": "present_residence_since", "rate": 1}``:
+waiting a year adds a year at the present residence); see :mod:`recourse.consequences`.
+
 Numbers are bounded so that the solver's arithmetic stays finite: range ends within
 ±:data:`MAX_ABS_VALUE`, cost scales and maximum changes within [1e-12, :data:`MAX_ABS_VALUE`],
 cost weights within :data:`COST_WEIGHT_RANGE`.  Error messages echo at most
@@ -190,6 +194,22 @@ class Target(BaseModel):
         return self.labels.get(str(cls), str(cls))
 
 
+class Consequence(BaseModel):
+    r"""One edge of the additive structural model: changing ``cause`` by Δ moves ``effect`` by ``rate``·Δ.
+
+    Units are codes (raw units; levels for ordinals).  E.g. ``{"cause": "age", "effect":
+    "present_residence_since", "rate": 1}``: each year waited is a year more at the present
+    residence.  See :mod:`recourse.consequences`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    cause: str = Field(min_length=1, description="the feature a person acts on")
+    effect: str = Field(min_length=1, description="the feature that moves with it")
+    rate: float = Field(description="change of the effect per unit change of the cause (codes units)",
+                        allow_inf_nan=False, ge=-MAX_ABS_VALUE, le=MAX_ABS_VALUE)
+    note: str | None = Field(default=None, description="why the effect follows (documentation)")
+
+
 class FeatureSchema(BaseModel):
     """All features of a data set, in model-input order, and the target."""
 
@@ -198,6 +218,8 @@ class FeatureSchema(BaseModel):
     description: str = ""
     features: list[Feature]
     target: Target | None = None
+    consequences: list[Consequence] = Field(
+        default_factory=list, description="the additive structural model: how an action on one feature moves others")
 
     @model_validator(mode="after")
     def _unique(self) -> "FeatureSchema":
@@ -207,7 +229,34 @@ class FeatureSchema(BaseModel):
             raise ValueError(f"duplicate feature names: {dupes}")
         if not names:
             raise ValueError("a schema needs at least one feature")
+        self._check_consequences()
         return self
+
+    def _check_consequences(self) -> None:
+        """Causes and effects are known numeric or ordinal features; one edge per pair; no chains
+        (an effect is never a cause), so the structural model applies in one step."""
+        kinds = {f.name: f.kind for f in self.features}
+        seen: set[tuple[str, str]] = set()
+        causes = {c.cause for c in self.consequences}
+        for i, edge in enumerate(self.consequences):
+            where = f"consequences.{i}"
+            for role in ("cause", "effect"):
+                name = getattr(edge, role)
+                if name not in kinds:
+                    raise ValueError(f"{where}.{role}: unknown feature {shorten(repr(name))}")
+                if kinds[name] not in ("continuous", "integer", "ordinal"):
+                    raise ValueError(f"{where}.{role}: '{shorten(name)}' is {kinds[name]}; consequences link "
+                                     "numeric and ordinal features")
+            if edge.cause == edge.effect:
+                raise ValueError(f"{where}: a feature cannot be its own consequence")
+            if edge.rate == 0:
+                raise ValueError(f"{where}.rate: must not be 0 (leave the edge out instead)")
+            if (edge.cause, edge.effect) in seen:
+                raise ValueError(f"{where}: a second edge from '{shorten(edge.cause)}' to '{shorten(edge.effect)}'")
+            seen.add((edge.cause, edge.effect))
+            if edge.effect in causes:
+                raise ValueError(f"{where}.effect: '{shorten(edge.effect)}' is also a cause; chains of consequences "
+                                 "are not supported (link each cause to every feature it moves)")
 
     # ------------------------------------------------------------------ loading
     @classmethod

@@ -154,6 +154,7 @@ class SparseSearch:
             xt = torch.as_tensor(rows.x, device=self.device, dtype=self.dtype)
             t = torch.as_tensor(rows.targets, device=self.device, dtype=torch.long)
             m0, g = MarginGradient(self.steering)(xt, t)
+            g = self.encoder.action_set.consequences.pullback(g, self.encoder.action_set.consequences.forward(xt, xt)[1])
             movable = torch.where(g > 0, torch.as_tensor(rows.upper > 0, device=self.device),
                                   torch.as_tensor(rows.lower < 0, device=self.device))
             gain = torch.where(movable, g * g / self.proximity(config), 0.0)
@@ -186,7 +187,7 @@ class SparseSearch:
         pinned_simplex = bool(cols.size) and bool(((lower[:, cols] == 0) & (upper[:, cols] == 0)).any())
         problem = SCFEProblem(self.steering, data, weights, self._groups, self.encoder.n_features,
                               density, config.tau(), config.margin + threshold, self._simplex, metric=weights,
-                              pinned_simplex=pinned_simplex)
+                              pinned_simplex=pinned_simplex, consequences=self.encoder.action_set.consequences)
         result = apg(problem.value, problem.prox, data.x, step=INITIAL_STEP, max_iter=config.max_iter, tol=config.tol,
                      deadline=deadline, grad_fn=problem.value_and_grad, metric=weights)
         return result.x.double().cpu().numpy()

@@ -7,6 +7,10 @@ the search).  A counterfactual is accepted only when its decoded values break no
 (:meth:`ActionSet.admissible <recourse.actionset.ActionSet.admissible>`: immutables, ranges,
 directions, ``max_change``, types, at most m changed features) and the model's target-class logit
 margin on them is > 0.  Nothing leaves the engine without passing :meth:`Verification.finish`.
+
+With consequences (:mod:`recourse.consequences`) the codes of an answer are the interventions:
+the rules are checked on them, and the model is asked about the structural model's
+counterfactual :meth:`Verification.outcome`.
 """
 from __future__ import annotations
 
@@ -26,8 +30,8 @@ from .objective import logit_margin
 
 @dataclass
 class BatchSolution:
-    """Per-row outcome of one search: verified flags, counterfactual codes (the original's where
-    none), their encoding, costs, target-class probabilities; ``cut``: rows the time limit stopped
+    """Per-row outcome of one search: verified flags, counterfactual codes (the interventions; the
+    original's where none; :meth:`Verification.outcome` gives what the model saw), their encoding, costs, target-class probabilities; ``cut``: rows the time limit stopped
     before a verified answer."""
 
     found: np.ndarray
@@ -61,6 +65,7 @@ class Verification:
         """The schema's per-feature cost weights ω (used when a call sets none)."""
         self.threshold = 0.0
         """The margin an answer must exceed (the confidence of a call, see :meth:`confident`)."""
+        self.consequences = encoder.action_set.consequences
 
     def confident(self, threshold: float) -> "Verification":
         """This gate with the margins measured against ``threshold`` (:func:`recourse.config.margin_threshold`):
@@ -96,16 +101,27 @@ class Verification:
             t = torch.as_tensor(targets, device=self.device, dtype=torch.long)
             return logit_margin(z, t).cpu().numpy()
 
+    def outcome(self, originals: np.ndarray, new: np.ndarray) -> np.ndarray:
+        """The counterfactual codes the model sees for interventions ``new`` on ``originals`` (codes)."""
+        return self.consequences.apply(originals, new)
+
+    def outcome_encoded(self, originals: np.ndarray, new: np.ndarray, encoded: np.ndarray) -> np.ndarray:
+        """The scaled encoding of :meth:`outcome` (``encoded`` itself without consequences)."""
+        if not self.consequences.active:
+            return encoded
+        return self.encoder.encode_codes(self.outcome(originals, new))
+
     # ------------------------------------------------------------------ the gate
     def admissible(self, originals: np.ndarray, new: np.ndarray, encoded: np.ndarray, targets: np.ndarray,
                    max_changes: int, actions: ActionSet | None = None) -> np.ndarray:
         """Codes ``new`` (scaled ``encoded``) that break no rule of ``actions`` (the call's action set;
-        default the schema's) and that the model puts in the target class."""
+        default the schema's) and whose outcome the model puts in the target class."""
         actions = self.encoder.action_set if actions is None else actions
         good = actions.admissible(originals, new, max_changes)
         rows = np.flatnonzero(good)
         if rows.size:
-            good[rows] = self.margin(encoded[rows], targets[rows]) > 0
+            seen = self.outcome_encoded(originals[rows], new[rows], encoded[rows])
+            good[rows] = self.margin(seen, targets[rows]) > 0
         return good
 
     def cost(self, a: np.ndarray, b: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
@@ -151,7 +167,7 @@ class Verification:
         enc = self.encoder.encode_codes(new)
         final_ok = found & self.admissible(codes, new, enc, targets, config.max_changes, actions)
         new = np.where(final_ok[:, None], new, codes)
-        prob = self.predict_proba(enc)[np.arange(n), targets]
+        prob = self.predict_proba(self.outcome_encoded(codes, new, enc))[np.arange(n), targets]
         cost = self.cost(codes, new, weights)
         return BatchSolution(final_ok, new, np.where(final_ok[:, None], enc, x), np.where(final_ok, cost, np.inf), prob,
                              cut & ~final_ok)
