@@ -102,9 +102,10 @@ def actions_for(schema: FeatureSchema, changed: np.ndarray, applicant: dict[str,
 
 def consequences_for(schema: FeatureSchema, moved: np.ndarray, applicant: dict[str, Any],
                      counterfactual: dict[str, Any], causes: dict[int, list[int]]) -> list[Action]:
-    """The features the actions move without being acted on (``moved`` (F,)), in schema order:
-    "Years at present residence becomes 4 (now 2), as a consequence of: age"; ``causes``: per
-    moved feature index, the features whose change moves it."""
+    """The features the actions move (``moved`` (F,)), in schema order, from their value after the
+    actions (``applicant``: the applicant's, or the one an action sets) to the counterfactual's:
+    "Years at present residence becomes 4 years (now 2 years): it follows from the change of age";
+    ``causes``: per moved feature index, the features whose change moves it."""
     out = []
     for j, (f, flag) in enumerate(zip(schema.features, moved)):
         if not flag:

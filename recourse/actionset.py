@@ -215,7 +215,12 @@ class ActionSet:
         value within [``low``, ``high``] (F,) codes (NaN: no limit); the schema's rules still hold."""
         other = copy.copy(self)
         if fixed is not None:
-            fixed = np.asarray(fixed, dtype=bool) & ~self.immutable
+            fixed = np.asarray(fixed, dtype=bool)
+            cons = self.consequences
+            if cons.active:  # a fixed feature never moves: nor do the causes that would move it
+                fixed = fixed.copy()
+                fixed[cons.cause[fixed[cons.effect]]] = True
+            fixed = fixed & ~self.immutable
             other.requested = self.requested | fixed
             other.immutable = self.immutable | fixed
         if low is not None:
@@ -418,6 +423,11 @@ class ActionSet:
         a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
         changed = self.changed(a, b) if changed is None else changed
         mutable = ~self.immutable
+        outcome, moved = b, changed
+        if self.consequences.active:  # the consequences' values stay within the (request's) ranges too
+            y = self.consequences.apply(a, b)
+            outcome = np.where(self.consequences.is_effect, y, b)
+            moved = changed | self.changed(a, y)
         levels = self.is_categorical | self.is_ordinal
         feats = np.arange(self.n_features)
         blocked = ~self.transition[feats, self.level_of(a), self.level_of(b)]
@@ -425,8 +435,8 @@ class ActionSet:
             masks = np.stack([
                 changed & self.protected,
                 np.isnan(b) & mutable,
-                (self.is_numeric | self.is_ordinal) & mutable & changed
-                & ((b < self.low - TOLERANCE) | (b > self.high + TOLERANCE)),
+                (self.is_numeric | self.is_ordinal) & (mutable | self.consequences.is_effect) & moved
+                & ((outcome < self.low - TOLERANCE) | (outcome > self.high + TOLERANCE)),
                 self.is_integer & mutable & (np.abs(b - np.round(b)) > TOLERANCE),
                 self.increase & mutable & (b < a - TOLERANCE),
                 self.decrease & mutable & (b > a + TOLERANCE),

@@ -51,16 +51,22 @@ class Assembler:
         if not self.consequences.active or len(originals) == 0:
             return changed, interventions, encoded, np.zeros_like(changed)
         seen = self.consequences.apply(originals, interventions)
-        moved = self.consequences.moved(originals, interventions) & ~changed
+        moved = self.consequences.moved(originals, interventions)
         return changed, seen, self.encoder.encode_codes(seen), moved
 
+    def acted(self, interventions: np.ndarray, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The records of the interventions (what the actions set): ``records`` (the counterfactuals)
+        themselves without consequences."""
+        return self.encoder.records_from_codes(interventions) if self.consequences.active else records
+
     def _consequences(self, moved: np.ndarray, origin: np.ndarray, interventions: np.ndarray,
-                      applicant: dict[str, Any], counterfactual: dict[str, Any]) -> list:
-        """The moved effects of one answer, in words."""
+                      acted: dict[str, Any], counterfactual: dict[str, Any]) -> list:
+        """The moved effects of one answer, in words: from the value the actions leave (``acted``)
+        to the counterfactual's."""
         if not moved.any():
             return []
         causes = {int(j): self.consequences.causes_of(int(j), origin, interventions) for j in np.flatnonzero(moved)}
-        return consequences_for(self.schema, moved, applicant, counterfactual, causes)
+        return consequences_for(self.schema, moved, acted, counterfactual, causes)
 
     def decision(self, class_index: int, probability: float) -> Decision:
         """The decision for a class index: its value, display label and the model's probability."""
@@ -84,7 +90,9 @@ class Assembler:
         l2 = np.linalg.norm(seen_enc - batch.x[need], axis=1) if len(need) else np.zeros(0)
         lof_rows = np.full(len(need), np.nan)
         lof_rows[sol.found] = self.lof(seen_enc[sol.found], batch.targets[need][sol.found])
-        cf_of = dict(zip(np.flatnonzero(sol.found).tolist(), self.encoder.records_from_codes(seen[sol.found])))
+        found_rows = np.flatnonzero(sol.found).tolist()
+        cf_of = dict(zip(found_rows, self.encoder.records_from_codes(seen[sol.found])))
+        acted_of = dict(zip(found_rows, self.acted(sol.codes[sol.found], list(cf_of.values()))))
         position = {int(r): i for i, r in enumerate(need)}
         pred = batch.probs.argmax(1)
         out: list[Recourse] = []
@@ -102,8 +110,8 @@ class Assembler:
                                     message=failures.get(i, "No recourse found within these constraints."),
                                     alternatives=None if alt_of is None else [], **common))
                 continue
-            acts = actions_for(self.schema, changed[i], row, cf_of[i])
-            effects = self._consequences(moved[i], batch.codes[r], sol.codes[i], row, cf_of[i])
+            acts = actions_for(self.schema, changed[i], row, acted_of[i])
+            effects = self._consequences(moved[i], batch.codes[r], sol.codes[i], acted_of[i], cf_of[i])
             metrics = {"l0": int(changed[i].sum()), "l2": float(l2[i]), "cost": float(sol.cost[i]), "lof": float(lof_rows[i])}
             verb = "s lead" if len(acts) != 1 else " leads"
             out.append(Recourse("recourse_found", row, decision, target, cf_of[i],
@@ -126,12 +134,13 @@ class Assembler:
         l2 = np.linalg.norm(enc - batch.x[orig_rows], axis=1)
         lof = self.lof(enc, batch.targets[orig_rows])
         records = self.encoder.records_from_codes(seen)
+        acted = self.acted(new, records)
         out: list[list[Alternative]] = [[] for _ in alternatives]
         for t, i in enumerate(owner.tolist()):
             r = int(batch.need[i])
-            acts = actions_for(self.schema, changed[t], batch.rows[r], records[t])
+            acts = actions_for(self.schema, changed[t], batch.rows[r], acted[t])
             metrics = {"l0": int(changed[t].sum()), "l2": float(l2[t]), "cost": float(flat[t].cost), "lof": float(lof[t])}
-            effects = self._consequences(moved[t], batch.codes[r], new[t], batch.rows[r], records[t])
+            effects = self._consequences(moved[t], batch.codes[r], new[t], acted[t], records[t])
             out[i].append(Alternative(records[t], self.decision(int(batch.targets[r]), flat[t].probability), acts, metrics,
                                       effects))
         return out

@@ -90,7 +90,8 @@ class Consequences:
 
     def interventions(self, origins: np.ndarray, counterfactuals: np.ndarray) -> np.ndarray:
         """The interventions behind counterfactual codes y (N, F): y itself, except an effect whose
-        value the causes' moves explain keeps the original (else: its own intervention y_e − push)."""
+        value the causes' moves explain keeps the original (else: its own intervention, y_e − push
+        snapped onto its lattice where that reproduces y_e)."""
         y = np.asarray(counterfactuals, dtype=float)
         if not self.active or y.size == 0:
             return y
@@ -101,7 +102,13 @@ class Consequences:
         implied = self.apply(x, a)
         own = np.abs(implied[..., e] - y[..., e]) > TOLERANCE
         own &= ~(np.isnan(implied[..., e]) & np.isnan(y[..., e]))
-        a[..., e] = np.where(own, y[..., e] - self.push(x, a)[..., e], x[..., e])
+        if not own.any():
+            return a
+        raw = y[..., e] - self.push(x, a)[..., e]  # its own intervention: on the lattice where that explains y
+        snapped = a.copy()
+        snapped[..., e] = np.where(own, self.actions.snap(raw, e), x[..., e])
+        exact = np.abs(self.apply(x, snapped)[..., e] - y[..., e]) <= TOLERANCE
+        a[..., e] = np.where(own, np.where(exact, snapped[..., e], raw), x[..., e])
         return a
 
     def moved(self, origins: np.ndarray, interventions: np.ndarray) -> np.ndarray:

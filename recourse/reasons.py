@@ -36,7 +36,8 @@ def principal_reasons(engine: Any, results: Sequence[Recourse]) -> list[list[Rea
     encoder, schema = engine.encoder, engine.schema
     position = {name: j for j, name in enumerate(schema.names)}
     base = encoder.to_codes([results[i].applicant for i in found])
-    cf = encoder.to_codes([results[i].counterfactual for i in found])
+    cf = encoder.to_codes([{**results[i].applicant, **{a.feature: a.to for a in results[i].actions}}
+                           for i in found])  # the interventions (the counterfactual, without consequences)
     counts = np.array([len(results[i].actions) for i in found])
     owner = np.repeat(np.arange(len(found)), counts)
     feature = np.array([position[a.feature] for i in found for a in results[i].actions])

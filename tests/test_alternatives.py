@@ -31,7 +31,10 @@ def answers(german_engine, denied):
 
 
 def _changed(rec, alt) -> set[str]:
-    return {name for name in rec.applicant if alt.counterfactual[name] != rec.applicant[name]}
+    """The features the alternative acts on: those it changes, less those only its consequences move."""
+    moved = {name for name in rec.applicant if alt.counterfactual[name] != rec.applicant[name]}
+    acted = {a.feature for a in alt.actions}
+    return moved - ({c.feature for c in alt.consequences} - acted)
 
 
 def test_alternatives_are_distinct_verified_and_ordered(german_engine, answers):

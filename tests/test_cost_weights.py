@@ -40,7 +40,7 @@ def test_reported_cost_is_weighted(german_engine, denied):
         by_hand = 0.0
         for a in r.actions:
             f = next(f for f in feats if f.name == a.feature)
-            w = {"duration": 2.0, "credit_amount": 3.0}.get(f.name, 1.0)
+            w = {"duration": 2.0, "credit_amount": 3.0}.get(f.name, f.cost_weight)  # others: the schema's weight
             if f.is_numeric:
                 delta = abs(r.counterfactual[f.name] - r.applicant[f.name])
             elif f.kind == "ordinal":

@@ -5,6 +5,8 @@ person cannot act on never move, categorical and ordinal moves follow the schema
 no change is below its feature's ``min_change`` or off its ``step``,
 directions and max_change hold, integers stay whole, categorical/ordinal values are real levels,
 at most m features change, and the counterfactual, fed back in, is ``already_favourable``.
+With consequences (random one-step edges) all of that holds for the interventions (the listed
+actions), and the counterfactual equals the structural model applied to the applicant and them.
 """
 from __future__ import annotations
 
@@ -68,12 +70,30 @@ def feature_specs(draw, index: int, force_mutable: bool) -> dict:
 
 
 @st.composite
-def problems(draw) -> dict:
+def consequence_edges(draw, features: list[dict]) -> list[dict]:
+    """Random one-step edges between numeric and ordinal features (no chains), rates scaled to the spans."""
+    linkable = [f for f in features if f["kind"] in ("continuous", "integer", "ordinal")]
+    if len(linkable) < 2 or draw(st.integers(0, 2)) == 0:
+        return []
+    span = lambda f: f["range"][1] - f["range"][0] if "range" in f else len(f["levels"]) - 1  # noqa: E731
+    order = draw(st.permutations(linkable))
+    k = draw(st.integers(1, len(order) - 1))
+    causes, effects = order[:k], order[k:]
+    edges = []
+    for effect in effects:
+        for cause in draw(st.lists(st.sampled_from(causes), unique_by=lambda f: f["name"], min_size=1, max_size=2)):
+            rate = draw(st.sampled_from([-1.0, -0.5, 0.25, 0.5, 1.0, 2.0])) * span(effect) / span(cause)
+            edges.append({"cause": cause["name"], "effect": effect["name"], "rate": rate})
+    return edges
+
+
+@st.composite
+def problems(draw, consequences: bool = True) -> dict:
     n = draw(st.integers(2, 6))
     features = [draw(feature_specs(i, force_mutable=(i == 0))) for i in range(n)]
     return {
         "schema": {"name": "random", "target": {"name": "y", "classes": [0, 1], "favourable": 1},
-                   "features": features},
+                   "features": features, "consequences": draw(consequence_edges(features)) if consequences else []},
         "seed": draw(st.integers(0, 2**31 - 1)),
         "m": draw(st.integers(1, 3)),
     }
@@ -155,6 +175,41 @@ def check_admissible(schema: FeatureSchema, applicant: dict, cf: dict, m: int) -
     assert n_changed <= m, f"{n_changed} features changed with m={m}"
 
 
+def _snap(feat, value: float) -> float:
+    """Onto the feature's lattice: whole numbers, levels, its step or its precision (free: as is)."""
+    if feat.kind in ("integer", "ordinal"):
+        return float(round(value / (feat.step or 1)) * (feat.step or 1))
+    if feat.step:
+        return round(value / feat.step) * feat.step
+    if feat.precision is not None:  # a tie (x.x5) rounds half to even on the scaled number, as the engine does
+        return float(np.round(value * 10.0 ** feat.precision) / 10.0 ** feat.precision)
+    return value
+
+
+def structural_model(schema: FeatureSchema, applicant: dict, interventions: dict) -> dict:
+    """The schema's consequences applied to ``interventions`` on ``applicant``, written out plainly
+    (a reference for :class:`recourse.consequences.Consequences`): each effect whose causes moved
+    becomes its own value plus Σ rate · (cause change), snapped onto its lattice and clipped to its range."""
+    out = dict(interventions)
+    push: dict[str, float] = {}
+    for edge in schema.consequences:
+        cause = schema.feature(edge.cause)
+        change = _index(cause, interventions[edge.cause]) - _index(cause, applicant[edge.cause])
+        push[edge.effect] = push.get(edge.effect, 0.0) + edge.rate * change
+    for name, p in push.items():
+        if abs(p) <= 1e-9:
+            continue
+        feat = schema.feature(name)
+        lo, hi = feat.range if feat.is_numeric else (0, len(feat.levels) - 1)
+        value = min(max(_snap(feat, _index(feat, interventions[name]) + p), lo), hi)
+        out[name] = feat.level_names[int(value)] if feat.kind == "ordinal" else (int(value) if feat.kind == "integer" else value)
+    return out
+
+
+def _same(feat, a, b) -> bool:
+    return abs(float(a) - float(b)) <= 1e-6 * max(1.0, abs(float(a))) if feat.is_numeric else a == b
+
+
 def check_results(engine, schema: FeatureSchema, rows: pd.DataFrame, results, m: int) -> list[dict]:
     """Assert the properties of one batch of answers; return the counterfactuals found."""
     assert len(results) == len(rows)
@@ -173,13 +228,21 @@ def check_results(engine, schema: FeatureSchema, rows: pd.DataFrame, results, m:
         else:
             assert r.decision.value != favourable
             cf = r.counterfactual
-            check_admissible(schema, r.applicant, cf, m)
+            acted = {**r.applicant, **{a.feature: a.to for a in r.actions}}  # the interventions
+            check_admissible(schema, r.applicant, acted, m)  # every rule holds for what the person does
+            expected = structural_model(schema, r.applicant, acted)
+            assert all(_same(f, cf[f.name], expected[f.name]) for f in schema.features), (r.applicant, acted, cf)
+            moved = [f.name for f in schema.features if not _same(f, cf[f.name], acted[f.name])]
+            assert [c.feature for c in r.consequences] == moved
+            schema.validate_record(cf)
             assert r.counterfactual_decision.value == favourable
             assert r.counterfactual_decision.probability > 0.5
             changed = changed_features(schema, pd.DataFrame([r.applicant]), pd.DataFrame([cf]))[0]
             assert r.metrics["l0"] == int(changed.sum()) == len(r.actions) >= 1
             assert {a.feature for a in r.actions} == {f.name for f, c in zip(schema.features, changed) if c}
             assert violations(schema, pd.DataFrame([r.applicant]), pd.DataFrame([cf]), m) == [[]]
+            if not schema.consequences:
+                assert cf == acted
             cfs.append(cf)
     return cfs
 
@@ -280,8 +343,12 @@ def test_german_validity_and_constraints(german_engine, german_dataset):
     assert violations(schema, originals, cfs, 3) == [[] for _ in found]
     check_results(engine, schema, rows, results, 3)
     for r in found:
-        for name in ("age", "status_sex", "foreign_worker", "credit_history", "number_of_people_liable_for"):
+        for name in ("status_sex", "foreign_worker", "credit_history", "number_of_people_liable_for", "purpose",
+                     "installment_rate", "present_employment"):
             assert r.counterfactual[name] == r.applicant[name]
+        waited = r.counterfactual["age"] - r.applicant["age"]  # time passes for everything at once
+        assert 0 <= waited <= 5
+        assert r.counterfactual["present_residence_since"] == min(4, r.applicant["present_residence_since"] + waited)
     again = engine.explain([r.counterfactual for r in found], max_changes=3, density="gmm")
     assert all(r.status == "already_favourable" for r in again)
 

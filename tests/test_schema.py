@@ -370,8 +370,11 @@ def test_save_load_round_trip(tmp_path, schema):
 def test_german_schema_loads_with_immutables(german_schema):
     assert german_schema.name == "german_credit"
     assert len(german_schema.features) == 20
-    for name in ("age", "status_sex", "foreign_worker"):
+    for name in ("status_sex", "foreign_worker", "credit_history"):
         assert german_schema.feature(name).immutable, name
+    age = german_schema.feature("age")  # the clock: never set, it only grows by waiting (at most 5 years)
+    assert not age.immutable and age.direction == "increase" and age.max_change == 5
+    assert [(e.cause, e.effect) for e in german_schema.consequences] == [("age", "present_residence_since")]
     assert not german_schema.feature("duration").immutable
     assert german_schema.feature("savings").direction == "increase"
     assert german_schema.target.favourable == 1 and german_schema.target.label_of(2) == "denied"
