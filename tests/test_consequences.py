@@ -301,3 +301,55 @@ def test_german_waiting_moves_residence_and_nothing_else(german_engine, german_d
         assert r.counterfactual["present_residence_since"] == expected
         assert [c.feature for c in r.consequences] == (["present_residence_since"]
                                                          if expected != r.applicant["present_residence_since"] else [])
+
+
+# ---------------------------------------------------------------------- the exact (MILP) reference
+def test_exact_milp_models_consequences_against_brute_force():
+    """A linear model over a waiting clock, a saturating effect and a debt: the MILP optimum equals
+    the cheapest of all interventions (brute force over the lattice) whose counterfactual clears the margin."""
+    from torch import nn
+
+    from recourse.audit.exact import EPSILON, exact_recourse, linear_consequences
+
+    schema = FeatureSchema.from_dict({
+        "name": "milp", "target": {"name": "y", "classes": [0, 1], "favourable": 1},
+        "features": [
+            {"name": "years", "kind": "integer", "range": [0, 6], "direction": "increase", "cost_scale": 1.0,
+             "cost_weight": 2.0},
+            {"name": "tenure", "kind": "integer", "range": [0, 4], "actionable": False, "cost_scale": 1.0},
+            {"name": "debt", "kind": "integer", "range": [0, 10], "direction": "decrease", "cost_scale": 2.0},
+            {"name": "level", "kind": "ordinal", "levels": ["a", "b", "c"], "cost_scale": 1.0},
+        ],
+        "consequences": [{"cause": "years", "effect": "tenure", "rate": 1.0},
+                         {"cause": "years", "effect": "level", "rate": 0.5 * 2}],
+    })
+    linear = nn.Linear(4, 1)
+    with torch.no_grad():  # scaled: years/6, tenure/4, debt/10, level/2
+        linear.weight[:] = torch.tensor([[-0.6, 4.0, -3.0, 1.0]])
+        linear.bias[:] = -3.2
+    engine = RecourseEngine(schema, TorchClassifier(linear, output="logit", classes=[0, 1]),
+                            config=SCFEConfig(max_changes=2, density=None, min_probability=0.5))
+    assert linear_consequences(engine.encoder.action_set)
+    actions = engine.encoder.action_set
+    rows = pd.DataFrame([{"years": y, "tenure": t, "debt": d, "level": lv}
+                         for y, t, d, lv in itertools.product([0, 3, 5], [0, 2, 4], [2, 9], ["a", "c"])])
+    rows = rows[engine.predict(rows)[1][:, 1] < 0.5].reset_index(drop=True)
+    res = exact_recourse(engine, rows, max_changes=2)
+    weights = engine.verification.cost_weights
+    for i, row in rows.iterrows():
+        x = engine.encoder.to_codes(pd.DataFrame([row]))
+        grid = np.array(list(itertools.product(range(7), [x[0, 1]], range(11), range(3))), dtype=float)
+        ok = actions.admissible(np.repeat(x, len(grid), 0), grid, 2)
+        seen = actions.consequences.apply(np.repeat(x, len(grid), 0), grid)
+        ok &= engine.margin(engine.encoder.encode_codes(seen), np.ones(len(grid), int)) >= EPSILON
+        best = actions.cost(np.repeat(x, len(grid), 0), grid, weights)[ok].min() if ok.any() else None
+        if best is None:
+            assert res.status[i] == "infeasible", (row.to_dict(), res.status[i])
+        else:
+            assert res.status[i] == "optimal", (row.to_dict(), res.status[i])
+            assert res.cost[i] == pytest.approx(best, abs=1e-6), row.to_dict()
+    assert (res.status == "optimal").any() and (res.n_changes <= 2).all()
+    # an effect that would need snapping: no exact reference
+    snapped = FeatureSchema.from_dict({**schema.model_dump(mode="json", exclude_none=True),
+                                       "consequences": [{"cause": "years", "effect": "tenure", "rate": 0.5}]})
+    assert not linear_consequences(ActionSet(snapped))

@@ -23,6 +23,11 @@ with exactly the engine's cost (:meth:`TabularEncoder.change_costs`) and constra
   cost :math:`t_j / s_j`;
 * categorical: a one-hot :math:`y_{j\cdot} \in \{0,1\}^{L}`, :math:`\sum_l y_{jl}=1`,
   :math:`c_j = 1 - y_{j,\text{current}}` (a switch counts once and costs :math:`1/s_j`);
+* consequences (:mod:`recourse.consequences`): per effect e a variable
+  :math:`y_e = \max(lo_e, \min(hi_e, x_e + \Delta_e + \sum_c r_{ce}\Delta_c))` (two binaries, big-M)
+  whose change :math:`a_e (y_e - x_e)/\text{span}_e` enters the margin; effects are neither counted
+  nor costed; exact when no effect needs snapping (:func:`linear_consequences`);
+* the cost uses the engine's cost weights ω (the schema's ``cost_weight``);
 * immutable features and those a person cannot act on are constants; a categorical level its
   ``transitions`` do not allow from the current one has :math:`y_{jl} = 0` (an ordinal's
   transitions enter through the interval of reachable levels, ``code_bounds``).
@@ -114,6 +119,7 @@ class ExactSolver:
         x = self.encoder.encode(frame)
         base = x @ self.lin.a + self.lin.b
         per_feature = self._feature_data(frame)
+        self._effects = self._effect_data(frame)
         status = np.empty(n, dtype=object)
         cost = np.full(n, np.nan)
         changes = np.full(n, -1, dtype=np.int64)
@@ -132,7 +138,7 @@ class ExactSolver:
         actions = self.encoder.action_set
         codes = self.encoder.to_codes(frame)
         lower, upper = actions.code_bounds(codes)
-        rate = actions.cost_rates()
+        rate = actions.cost_rates(self.engine.verification.cost_weights)  # the engine's (the schema's) weights
         out = []
         for j, fc in enumerate(self.encoder.layout):
             feat = fc.feature
@@ -151,11 +157,27 @@ class ExactSolver:
             else:
                 lattice = bool((actions.is_continuous[j] and not actions.free[j]) or actions.has_step[j])
                 step = float(actions.step[j]) if actions.has_step[j] else None
-                out.append(dict(feat=feat, kind="num", slope=a[0] / actions.span[j], rate=rate[j], v=v,
+                out.append(dict(feat=feat, index=j, kind="num", slope=a[0] / actions.span[j], rate=rate[j], v=v,
                                 L=v - lower[:, j], U=upper[:, j] - v,
                                 integral=bool(actions.is_integer[j] or actions.is_ordinal[j]),
                                 q=(1.0 / step if step is not None else float(actions.q[j])) if lattice else None,
                                 step=step, min_change=float(actions.min_change[j])))
+        return out
+
+    def _effect_data(self, frame: pd.DataFrame) -> list[dict]:
+        """Per effect of the schema's consequences: its values, range, slope and incoming edges."""
+        cons = self.encoder.action_set.consequences
+        if not cons.active:
+            return []
+        actions = self.encoder.action_set
+        codes = self.encoder.to_codes(frame)
+        out = []
+        for e in cons.effects:
+            fc = self.encoder.layout[e]
+            edges = [(int(c), float(r)) for c, f, r in zip(cons.cause, cons.effect, cons.rate) if f == e]
+            out.append(dict(feat=fc.feature, index=int(e), v=codes[:, e], lo=float(cons.low[e]), hi=float(cons.high[e]),
+                            slope=self.lin.a[fc.start] / actions.span[e], edges=edges,
+                            integral=bool(actions.is_integer[e] or actions.is_ordinal[e])))
         return out
 
     # ------------------------------------------------------------------ one MILP
@@ -212,7 +234,8 @@ class ExactSolver:
             return "optimal", 0.0, 0, {}
         if not obj:
             return "infeasible", np.nan, -1, {}
-        rows.append((gain, self.epsilon - base, np.inf))
+        effects, shift = self._consequence_rows(i, slots, var, rows, gain)
+        rows.append((gain, self.epsilon - base + shift, np.inf))
         rows.append((count, -np.inf, float(self.m)))
         n_var = len(obj)
         data, r_idx, c_idx, lo_c, hi_c = [], [], [], [], []
@@ -256,12 +279,88 @@ class ExactSolver:
                 pick = int(np.argmax([sol[y] for y in vs]))
                 if pick != int(f["cur"][i]):
                     values[feat.name] = feat.level_names[pick]
-        return "optimal", float(res.fun), len(values), values
+        acted = len(values)
+        for g, y in effects:  # the consequences' values (not counted as changes)
+            value = float(sol[y])
+            if abs(value - float(g["v"][i])) < 1e-7:
+                continue
+            feat = g["feat"]
+            if g["integral"]:
+                value = round(value)
+            values[feat.name] = (feat.level_names[int(value)] if feat.kind == "ordinal"
+                                 else int(value) if feat.kind == "integer" else value)
+        return "optimal", float(res.fun), acted, values
+
+    def _consequence_rows(self, i: int, slots: list, var, rows: list, gain: dict[int, float]) -> tuple[list, float]:
+        r"""The consequences as MILP rows: per effect e, :math:`u = x_e + \Delta_e + \sum_c r_{ce}\Delta_c` and
+        :math:`y = \max(lo, \min(hi, u))` (two binaries, big-M); the margin gains :math:`a_e (y - x_e)`
+        in place of :math:`a_e\Delta_e`.  Returns ((effect data, y variable) pairs, the constant
+        :math:`\sum_e a_e x_e` the margin row's lower bound moves by)."""
+        moves = {f["index"]: vs for f, vs in slots if f["kind"] == "num"}
+        boxes = {f["index"]: (float(f["L"][i]), float(f["U"][i])) for f, _ in slots if f["kind"] == "num"}
+        out, shift = [], 0.0
+        for g in self._effects:
+            causes = [(c, r) for c, r in g["edges"] if c in moves]
+            if not causes:
+                continue
+            e, v, lo, hi = g["index"], float(g["v"][i]), g["lo"], g["hi"]
+            terms: dict[int, float] = {}
+            reach = hi - lo + abs(v)
+            for c, r in causes:
+                dp, dm = moves[c]
+                terms[dp], terms[dm] = terms.get(dp, 0.0) + r, terms.get(dm, 0.0) - r
+                reach += abs(r) * sum(boxes[c])
+            if e in moves:  # the effect's own intervention; its gain now comes through y
+                dp, dm = moves[e]
+                terms[dp], terms[dm] = terms.get(dp, 0.0) + 1.0, terms.get(dm, 0.0) - 1.0
+                gain.pop(dp, None), gain.pop(dm, None)
+                reach += sum(boxes[e])
+            big = 2.0 * reach + 1.0
+            u_lo, u_hi = -big + v, big + v
+            u = var(0.0, u_lo, u_hi, False)
+            rows.append(({u: 1.0, **{k: -w for k, w in terms.items()}}, v, v))  # u = v + Σ terms
+            w, y = var(0.0, u_lo, hi, False), var(0.0, lo, hi, False)
+            b1, b2 = var(0.0, 0.0, 1.0, True), var(0.0, 0.0, 1.0, True)
+            rows.append(({w: 1.0, u: -1.0}, -np.inf, 0.0))                # w ≤ u (and w ≤ hi: its bound)
+            rows.append(({w: 1.0, b1: big}, hi, np.inf))                  # w ≥ hi − M b1
+            rows.append(({w: 1.0, u: -1.0, b1: -big}, -big, np.inf))      # w ≥ u − M (1 − b1)
+            rows.append(({y: 1.0, w: -1.0}, 0.0, np.inf))                 # y ≥ w (and y ≥ lo: its bound)
+            rows.append(({y: 1.0, b2: -big}, -np.inf, lo))                # y ≤ lo + M b2
+            rows.append(({y: 1.0, w: -1.0, b2: big}, -np.inf, big))       # y ≤ w + M (1 − b2)
+            gain[y] = gain.get(y, 0.0) + g["slope"]
+            shift += g["slope"] * v
+            out.append((g, y))
+        return out, shift
+
+
+def _lattice_step(actions, j: int) -> float:
+    """The spacing of feature j's values (0: a free continuous feature)."""
+    if actions.has_step[j]:
+        return float(actions.step[j])
+    if actions.free[j]:
+        return 0.0
+    return 1.0 / float(actions.q[j])
+
+
+def linear_consequences(actions) -> bool:
+    """Whether the schema's consequences are exact in the MILP: no effect ever needs snapping (each
+    edge's rate times its cause's spacing is a whole multiple of the effect's spacing, or the effect
+    is free); clipping to the range is modelled exactly (two binaries per effect)."""
+    cons = actions.consequences
+    for c, e, r in zip(cons.cause, cons.effect, cons.rate):
+        step_e, step_c = _lattice_step(actions, int(e)), _lattice_step(actions, int(c))
+        if step_e == 0.0:
+            continue
+        ratio = r * step_c / step_e
+        if step_c == 0.0 or abs(ratio - round(ratio)) > 1e-9:
+            return False
+    return True
 
 
 def exact_recourse(engine, frame: pd.DataFrame, max_changes: int, target: int | None = None,
                    epsilon: float | None = None) -> ExactResult | None:
-    """Exact answers for the rows of ``frame`` (None when the engine's model is not linear).
+    """Exact answers for the rows of ``frame`` (None when the engine's model is not linear, or its
+    schema's consequences would need snapping, see :func:`linear_consequences`).
 
     ``epsilon``: the margin the answers must reach (default: the engine's acceptance rule, i.e.
     ``EPSILON`` above the margin threshold of its confidence ``min_probability``, so the optimum
@@ -272,7 +371,7 @@ def exact_recourse(engine, frame: pd.DataFrame, max_changes: int, target: int | 
     if target is None:
         target = engine.classes.index(engine.schema.target.favourable) if engine.schema.target else 1
     lin = linear_margin(engine, target)
-    if lin is None:
+    if lin is None or not linear_consequences(engine.encoder.action_set):
         return None
     threshold = engine.config.margin_threshold(len(engine.classes))
     epsilon = threshold + EPSILON if epsilon is None else epsilon
@@ -282,7 +381,9 @@ def exact_recourse(engine, frame: pd.DataFrame, max_changes: int, target: int | 
         orig = frame.reset_index(drop=True)
         enc = engine.encoder.encode(result.counterfactuals)
         verified = engine.margin(enc, np.full(len(enc), target)) > threshold
-        costs = engine.encoder.change_costs(orig, result.counterfactuals)
+        actions = engine.encoder.action_set  # the cost of the interventions, with the engine's weights
+        before, after = engine.encoder.to_codes(orig), engine.encoder.to_codes(result.counterfactuals)
+        costs = actions.cost(before, actions.consequences.interventions(before, after), engine.verification.cost_weights)
         bad = ok & (~verified | (np.abs(costs - np.nan_to_num(result.cost)) > 1e-6 * np.maximum(1.0, costs)))
         result.status = np.where(bad, "error", result.status)
         result.cost = np.where(ok & ~bad, costs, result.cost)

@@ -143,11 +143,17 @@ def make_plan(engine, population: Path | None, columns: list[str], config: Audit
     favourable = engine.classes.index(schema.target.favourable) if schema.target else 1
     exact = False
     if config.exact != "off":
-        from .exact import linear_margin
+        from .exact import linear_consequences, linear_margin
 
         exact = linear_margin(engine, favourable) is not None
         if config.exact == "on" and not exact:
             raise AuditInputError("`exact='on'`: the bundle's model is not a linear (logistic-regression) binary model")
+        if exact and not linear_consequences(engine.encoder.action_set):
+            if config.exact == "on":
+                raise AuditInputError("`exact='on'`: the schema's consequences move a feature off its lattice (an "
+                                      "effect would need snapping), which the exact (MILP) reference does not model; "
+                                      "use exact='off'")
+            exact = False
     read = list(dict.fromkeys(schema.names + [g for g in config.group_by if g not in schema.names]))
     return AuditPlan(config, read, schema.names, m, config.density, bins,
                      protected_values(schema, protected, bins, train), favourable, exact)
@@ -213,7 +219,7 @@ def process_chunk(engine, chunk: pd.DataFrame, k: int, plan: AuditPlan, source: 
             cost[i], l2[i], lof[i] = r.metrics["cost"], r.metrics["l2"], r.metrics["lof"]
             actions[i] = " | ".join(a.text for a in r.actions)
             keys[i] = ";".join(action_key(a) for a in r.actions)
-            cfs[i] = json.dumps({a.feature: a.to for a in r.actions}, default=_plain)
+            cfs[i] = json.dumps({a.feature: a.to for a in [*r.actions, *r.consequences]}, default=_plain)
     out["status"] = status
     out["n_changes"] = n_changes
     out["cost"] = cost
