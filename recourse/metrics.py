@@ -170,7 +170,8 @@ def redundancy(encoder: TabularEncoder, predict_proba: PredictProba, originals: 
     """(N,) per counterfactual, how many changed features can each be reset alone and stay valid.
 
     Every (row, changed feature) reset is evaluated in one batched model call: the feature's
-    encoded columns are set back to the original's.
+    encoded columns are set back to the original's.  With consequences, a changed feature is an
+    intervention, and resetting it takes its consequences back too.
     """
     schema = encoder.schema
     a, b = _frame(schema, originals), _frame(schema, counterfactuals)
@@ -181,10 +182,17 @@ def redundancy(encoder: TabularEncoder, predict_proba: PredictProba, originals: 
     rows, feats = np.nonzero(changed)
     if rows.size == 0:
         return np.zeros(n, dtype=int)
-    xa, xb = encoder.encode(a), encoder.encode(b)
-    trial = xb[rows].copy()
-    cols = encoder.groups[None, :] == feats[:, None]  # (K, D): the reset feature's columns
-    trial[cols] = xa[rows][cols]
+    cons = encoder.action_set.consequences
+    if cons.active:
+        ca = encoder.to_codes(a)
+        acted = cons.interventions(ca, encoder.to_codes(b))[rows]
+        acted[np.arange(rows.size), feats] = ca[rows, feats]
+        trial = encoder.encode_codes(cons.apply(ca[rows], acted))
+    else:
+        xa, xb = encoder.encode(a), encoder.encode(b)
+        trial = xb[rows].copy()
+        cols = encoder.groups[None, :] == feats[:, None]  # (K, D): the reset feature's columns
+        trial[cols] = xa[rows][cols]
     still = valid_mask(predict_proba, trial, np.asarray(targets)[rows])
     return np.bincount(rows[still], minlength=n).astype(int)
 

@@ -25,19 +25,24 @@ def format_recourse(rec: Recourse, schema: FeatureSchema) -> str:
         return "\n".join(lines)
     lines += ["", f"What would change the decision ({len(rec.actions)} of at most {rec.max_changes} changes):"]
     lines += [f"  {i}. {a.text}" for i, a in enumerate(rec.actions, 1)]
+    if rec.consequences:
+        lines += ["", "What follows from these changes (not actions of yours):"]
+        lines += [f"  - {c.text}" for c in rec.consequences]
     cd = rec.counterfactual_decision
     lines += ["", f"New decision: {cd.label} (model probability {cd.probability:.2f}), verified with the model."]
     if rec.reasons:
         lines += ["", "Principal reasons (each change on its own, strongest first):"]
         lines += [f"  - {r.text}" for r in rec.reasons]
-    lines += ["", "Counterfactual record (* = changed):"]
+    follows = {c.feature for c in rec.consequences}
+    lines += ["", "Counterfactual record (* = changed" + (", ~ = follows from a change):" if follows else "):")]
     changed = {a.feature for a in rec.actions}
     width = max(len(f.title) for f in schema.features)
     for feat in schema.features:
         new = format_value(feat, rec.counterfactual[feat.name], with_unit=True)
-        if feat.name in changed:
+        if feat.name in changed or feat.name in follows:
             old = format_value(feat, rec.applicant[feat.name], with_unit=True)
-            lines.append(f"  * {feat.title:<{width}}  {new}   (was {old})")
+            mark = "*" if feat.name in changed else "~"
+            lines.append(f"  {mark} {feat.title:<{width}}  {new}   (was {old})")
         else:
             lines.append(f"    {feat.title:<{width}}  {new}")
     m = rec.metrics
@@ -62,4 +67,5 @@ def format_alternatives(rec: Recourse) -> list[str]:
         lines.append(f"  {chr(64 + i) if i <= 26 else i}. cost {m['cost']:.2f}, {m['l0']} change(s), "
                      f"model probability {alt.counterfactual_decision.probability:.2f}{tag}")
         lines += [f"     - {a.text}" for a in alt.actions]
+        lines += [f"       ({c.text})" for c in alt.consequences]
     return lines

@@ -265,6 +265,9 @@ def test_waiting_is_an_action_and_time_passes_for_its_consequences():
     assert violations(schema, a, ok, 1) == [[]]
     assert changed_features(schema, a, ok).tolist() == [[True, False, False]]
     assert violations(schema, a, bad, 1) == [["tenure: changed, but it cannot be acted on (the schema or the request fixes it)"]]
+    # resetting the wait takes its consequence back: the answer has no redundant change
+    from recourse.metrics import redundancy
+    assert redundancy(engine.encoder, engine.predict_proba, a, ok, np.array([1])).tolist() == [0]
 
 
 @pytest.mark.parametrize("edges, problem", [
