@@ -138,7 +138,7 @@ class ExactSolver:
         actions = self.encoder.action_set
         codes = self.encoder.to_codes(frame)
         lower, upper = actions.code_bounds(codes)
-        rate = actions.cost_rates(self.engine.verification.cost_weights)  # the engine's (the schema's) weights
+        rate = actions.cost_rates(actions.cost_weight)  # the schema's weights ω, as the engine's cost
         out = []
         for j, fc in enumerate(self.encoder.layout):
             feat = fc.feature
@@ -383,7 +383,7 @@ def exact_recourse(engine, frame: pd.DataFrame, max_changes: int, target: int | 
         verified = engine.margin(enc, np.full(len(enc), target)) > threshold
         actions = engine.encoder.action_set  # the cost of the interventions, with the engine's weights
         before, after = engine.encoder.to_codes(orig), engine.encoder.to_codes(result.counterfactuals)
-        costs = actions.cost(before, actions.consequences.interventions(before, after), engine.verification.cost_weights)
+        costs = actions.cost(before, actions.consequences.interventions(before, after), actions.cost_weight)
         bad = ok & (~verified | (np.abs(costs - np.nan_to_num(result.cost)) > 1e-6 * np.maximum(1.0, costs)))
         result.status = np.where(bad, "error", result.status)
         result.cost = np.where(ok & ~bad, costs, result.cost)
