@@ -115,6 +115,7 @@ def explain(
     fix: Optional[list[str]] = typer.Option(None, "--fix", help="FEATURE: the applicant cannot change it (repeatable), e.g. --fix duration."),
     min_probability: Optional[float] = typer.Option(None, "--min-probability", help="The least probability of the favourable decision every answer must have, 0 to 1 exclusive (default: the bundle's)."),
     limit: Optional[list[str]] = typer.Option(None, "--limit", help="FEATURE=LOW:HIGH: the values the applicant can reach (repeatable; numbers, or level names of an ordinal; an empty end is open), e.g. credit_amount=1000: or savings=:'500 to 1000 DM'."),
+    robust: bool = typer.Option(False, "--robust", help="Verify every answer with the model and each of its stored refits, so that it survives retraining (a bundle trained with --family)."),
 ) -> None:
     """Explain a decision and find the recourse: what to change to obtain the favourable decision."""
     from commands.flags import options_problem
@@ -133,7 +134,7 @@ def explain(
                                  cost_weights=_parse_cost_weights(cost_weight or []) or None,
                                  density=density.value if density is not None else None,
                                  fixed=list(fix) if fix else None, limits=_parse_limits(limit or []) or None,
-                                 min_probability=min_probability)
+                                 min_probability=min_probability, robust=robust or None)
         engine = open_bundle(bundle).engine()
         results = engine.explain(payload, options=options)
     except OptionsError as exc:
@@ -209,6 +210,7 @@ def train(
     model: ModelKind = typer.Option(ModelKind.mlp, help="Model to train: mlp (d→20→20→1), logistic, or a tree ensemble: gbm, hgb, forest (with a distilled surrogate for the solver)."),
     max_changes: int = typer.Option(3, "--max-changes", min=1, max=MAX_CHANGES_LIMIT, help="Default m stored in a bundle built from --data (at most the number of features)."),
     seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Random seed (0 to 2**32 - 1)."),
+    family: int = typer.Option(0, "--family", min=0, max=64, help="Also fit K refits of the model (same recipe, bootstrap resamples) for robust requests (explain --robust); mlp and logistic only."),
 ) -> None:
     """Build a model bundle (schema, weights, densities, metadata) in seconds.
 
@@ -220,7 +222,7 @@ def train(
 
     try:
         bundle = run_train(dataset.value if dataset is not None else None, data, schema, target, out, model.value,
-                           max_changes, seed)
+                           max_changes, seed, family)
     except (CommandError, SchemaError, BundleError, DataInputError) as exc:
         fail_with(exc, path="--data")
     meta = bundle.metadata
@@ -229,6 +231,8 @@ def train(
     typer.echo(f"  training accuracy {meta['training']['accuracy']}"
                + (f", test accuracy {meta['training']['test_accuracy']}" if "test_accuracy" in meta["training"] else "")
                + f", built in {meta['training']['seconds']} s")
+    if meta.get("family"):
+        typer.echo(f"  family of {meta['family']['size']} refits for robust requests")
     typer.echo(f"  hash {meta['hash']}")
 
 
@@ -260,12 +264,13 @@ def bench_robustness(
     dataset: DatasetName = typer.Option(DatasetName.german, help="The bench scfe points of german or wine."),
     refits: int = typer.Option(10, min=1, max=100, help="Refits of the bundle's model on bootstrap resamples (new seeds)."),
     n: int = typer.Option(100, min=1, help="Number of query points."),
+    family: int = typer.Option(8, "--family", min=0, max=64, help="Refits in the robust mode's committee (fitted with other seeds than the judging refits; 0: no robust mode)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Do answers survive a retraining of the model? Invalidation on refits per confidence level."""
+    """Do answers survive a retraining of the model? Invalidation on refits per mode and confidence level."""
     from benchmarks.robustness import format_robustness_table, run_robustness_benchmark
 
-    result = run_robustness_benchmark(dataset.value, refits=refits, n=n)
+    result = run_robustness_benchmark(dataset.value, refits=refits, n=n, family=family)
     typer.echo(json.dumps(result, indent=2) if as_json else format_robustness_table(result))
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictFloat, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictBool, StrictFloat, StrictInt
 from pydantic_core import PydanticCustomError
 
 from recourse.options import MAX_ALTERNATIVES, RequestOptions
@@ -39,6 +39,7 @@ class Options(BaseModel):
     target: ClassName = Field(default=None, description="Class to reach, exactly as listed in GET /v1/models (default: the favourable class); one for all applicants of a batch.")
     alternatives: StrictInt | None = Field(default=None, ge=1, le=MAX_ALTERNATIVES, description=_OPTIONS["alternatives"].description)
     min_probability: StrictFloat | None = Field(default=None, gt=0.0, lt=1.0, description=_OPTIONS["min_probability"].description)
+    robust: StrictBool | None = Field(default=None, description=_OPTIONS["robust"].description)
     fixed: list[str] | None = Field(default=None, description=_OPTIONS["fixed"].description)
     limits: dict[str, Annotated[list[StrictFloat | StrictInt | str | None], Field(min_length=2, max_length=2)]] | None = Field(
         default=None, description=_OPTIONS["limits"].description)

@@ -39,6 +39,7 @@ class SolverKey:
     fixed: tuple[str, ...] | None = None
     limits: tuple[tuple[str, tuple[Any, Any]], ...] | None = None
     min_probability: float | None = None
+    robust: bool = False
 
     def request(self) -> dict[str, Any]:
         """The options as logged with each answer (the ones not set are left out, as before)."""
@@ -53,6 +54,8 @@ class SolverKey:
             out["limits"] = {k: list(v) for k, v in self.limits}
         if self.min_probability is not None:
             out["min_probability"] = self.min_probability
+        if self.robust:
+            out["robust"] = True
         return out
 
     def explain_options(self) -> dict[str, Any]:
@@ -61,7 +64,7 @@ class SolverKey:
                 "cost_weights": dict(self.cost_weights) if self.cost_weights else None,
                 "fixed": list(self.fixed) if self.fixed else None,
                 "limits": {k: list(v) for k, v in self.limits} if self.limits else None,
-                "min_probability": self.min_probability}
+                "min_probability": self.min_probability, "robust": self.robust}
 
 
 class RecourseService:
@@ -168,7 +171,7 @@ class RecourseService:
             config = self.engine.resolve(RequestOptions(
                 max_changes=request.max_changes, density=request.density, alternatives=request.alternatives,
                 cost_weights=request.cost_weights, fixed=request.fixed, limits=request.limits,
-                min_probability=request.min_probability)).config
+                min_probability=request.min_probability, robust=request.robust)).config
         except OptionsError as exc:
             errors += [field_error(e.field.split(".", 1), e.message) for e in exc.errors]
         try:
@@ -181,7 +184,7 @@ class RecourseService:
                         tuple(sorted(request.cost_weights.items())) if request.cost_weights else None,
                         tuple(dict.fromkeys(request.fixed)) if request.fixed else None,
                         tuple(sorted((k, tuple(v)) for k, v in request.limits.items())) if request.limits else None,
-                        config.min_probability)
+                        config.min_probability, config.robust)
         return key, target
 
     def _target(self, asked: str | int | None) -> Any:

@@ -9,6 +9,12 @@ each with a new seed, and every verified counterfactual is shown to every refit.
 level: the invalidation rate (share of answers a refit no longer puts in the target class),
 mean and worst over the refits, and what the level costs (validity, cost, ℓ0, time, answer
 probabilities).  The refits are never seen by the engine.
+
+The robust mode (``robust=True``: the committee of the model and the ``family`` refits stored in
+a bundle, :mod:`recourse.committee`) is measured the same way on a bundle built with that family
+(the same main model: the same recipe and seed as the demo bundle); its family is fitted with
+other seeds and resamples (:data:`recourse.bundle.FAMILY_SEED`) than the fresh refits that judge
+it, so it is never judged by a model it was verified against.
 """
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from recourse.bundle import demo_bundle
+from recourse.bundle import build_dataset_bundle, demo_bundle
 from recourse.data import load_dataset
 from recourse.models import get_model_kind
 
@@ -26,6 +32,8 @@ from .scfe import benchmark_points
 
 LEVELS = (None, 0.6, 0.7, 0.8)
 """Confidence levels compared by default (None: no minimum beyond the model's decision)."""
+ROBUST_LEVELS = (0.6,)
+"""Confidence levels of the robust mode compared by default."""
 
 
 def refit_models(dataset: str, bundle: Any, refits: int, seed: int = 1) -> list[Any]:
@@ -51,9 +59,26 @@ def _tree(estimator: Any) -> Any:
 
 
 def run_robustness_benchmark(dataset: str = "german", refits: int = 10, n: int = 100,
-                             levels: Sequence[float | None] = LEVELS, seed: int = 1) -> dict[str, Any]:
-    """Invalidation rates per confidence level (see the module docstring); a JSON-ready dict."""
-    bundle = demo_bundle(dataset)
+                             levels: Sequence[float | None] = LEVELS, seed: int = 1, family: int = 8,
+                             robust_levels: Sequence[float | None] = ROBUST_LEVELS) -> dict[str, Any]:
+    """Invalidation rates per mode and confidence level (see the module docstring); a JSON-ready dict.
+
+    ``family``: refits in the robust mode's committee (0: no robust mode)."""
+    import tempfile
+
+    tmp = tempfile.TemporaryDirectory(prefix="recourse-robust-") if family else None
+    try:
+        built = time.perf_counter()
+        bundle = build_dataset_bundle(dataset, tmp.name, family=family) if tmp is not None else demo_bundle(dataset)
+        build_seconds = time.perf_counter() - built
+        return _run(dataset, bundle, refits, n, levels, seed, robust_levels if family else (), build_seconds)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def _run(dataset: str, bundle: Any, refits: int, n: int, levels: Sequence[float | None], seed: int,
+         robust_levels: Sequence[float | None], build_seconds: float) -> dict[str, Any]:
     engine = bundle.engine()
     rows, _, targets = benchmark_points(dataset, engine, n)
     target_values = [engine.classes[t] for t in targets]
@@ -61,15 +86,18 @@ def run_robustness_benchmark(dataset: str = "german", refits: int = 10, n: int =
     models = refit_models(dataset, bundle, refits, seed)
     refit_seconds = time.perf_counter() - started
     out: dict[str, Any] = {"dataset": dataset, "model": bundle.metadata.get("model"), "n": len(rows),
-                           "refits": refits, "refit_seconds": round(refit_seconds, 2), "levels": []}
-    for level in levels:
+                           "refits": refits, "refit_seconds": round(refit_seconds, 2),
+                           "family": len(bundle.family), "bundle_seconds": round(build_seconds, 2), "levels": []}
+    modes = [(False, level) for level in levels] + [(True, level) for level in robust_levels]
+    for robust, level in modes:
         t0 = time.perf_counter()
-        answers = engine.with_config(min_probability=level).explain(rows, target=target_values)  # None: the bare decision
+        answers = engine.with_config(min_probability=level, robust=robust).explain(rows, target=target_values)
         seconds = time.perf_counter() - t0
         found = [a for a in answers if a.found]
         probs = np.array([a.counterfactual_decision.probability for a in found])
         entry: dict[str, Any] = {
-            "min_probability": level, "found": len(found), "validity": len(found) / max(len(rows), 1),
+            "mode": "robust" if robust else "model", "min_probability": level,
+            "found": len(found), "validity": len(found) / max(len(rows), 1),
             "cost_mean": float(np.mean([a.metrics["cost"] for a in found])) if found else None,
             "l0_mean": float(np.mean([a.metrics["l0"] for a in found])) if found else None,
             "seconds": round(seconds, 3),
@@ -100,13 +128,16 @@ def format_robustness_table(result: dict[str, Any]) -> str:
     """The benchmark as a text table."""
     head = (f"robustness to refits: {result['dataset']} ({result['model']}), {result['n']} points, "
             f"{result['refits']} refits on bootstrap resamples ({result['refit_seconds']:.1f} s)")
-    lines = [head, "min prob  valid  invalidated (mean / worst)  cost   l0    p10    p50    time s",
-             "--------  -----  --------------------------  -----  ----  -----  -----  ------"]
+    if result.get("family"):
+        head += f"; robust mode: the model and {result['family']} stored refits (other seeds and resamples)"
+    lines = [head, "mode    min prob  valid  invalidated (mean / worst)  cost   l0    p10    p50    time s",
+             "------  --------  -----  --------------------------  -----  ----  -----  -----  ------"]
     for e in result["levels"]:
         level = "none" if e["min_probability"] is None else f"{e['min_probability']:.2f}"
+        level = f"{e.get('mode', 'model'):<6}  {level:>8}"
         q = e.get("probability_quantiles", {})
         inv = (f"{e['invalidation_mean']:6.1%} / {e['invalidation_worst']:6.1%}" if "invalidation_mean" in e
                else "n/a")
-        lines.append(f"{level:>8}  {e['validity']:5.0%}  {inv:>26}  {e['cost_mean'] or 0:5.2f}  {e['l0_mean'] or 0:4.2f}"
+        lines.append(f"{level}  {e['validity']:5.0%}  {inv:>26}  {e['cost_mean'] or 0:5.2f}  {e['l0_mean'] or 0:4.2f}"
                      f"  {q.get('q10', float('nan')):5.3f}  {q.get('q50', float('nan')):5.3f}  {e['seconds']:6.2f}")
     return "\n".join(lines)

@@ -26,12 +26,14 @@ FLAGS: dict[str, str] = {
     "cost_weights": "--cost-weight",
     "fixed": "--fix",
     "min_probability": "--min-probability",
+    "robust": "--robust",
     "limits": "--limit",
     "density": "--density",
     "target": "--target",
     "seed": "--seed",
     # train
     "schema": "--schema",
+    "family": "--family",
     # audit (AuditConfig fields and run_audit parameters)
     "chunk_size": "--chunk-size",
     "exact": "--exact",

@@ -21,7 +21,7 @@ def check_max_changes(schema: "FeatureSchema", value: int) -> int:
 
 
 def run_train(dataset: str | None, data: Path | None, schema: Path | None, target: str | None, out: Path | None,
-              model: str, max_changes: int, seed: int) -> "Bundle":
+              model: str, max_changes: int, seed: int, family: int = 0) -> "Bundle":
     """Build and write a bundle from the bundled ``dataset``, or from the table ``data`` described
     by ``schema`` into ``out``; returns it.
 
@@ -39,7 +39,7 @@ def run_train(dataset: str | None, data: Path | None, schema: Path | None, targe
                 raise CommandError("give either a data set name or --data with --schema, not both")
             if out is not None:
                 prepare_out_dir(out, all_entries_unless(is_bundle_dir), "a bundle's")
-            return build_dataset_bundle(dataset, out, model=model, seed=seed)
+            return build_dataset_bundle(dataset, out, model=model, seed=seed, family=family)
         if data is None or schema is None or out is None:
             raise CommandError("give a data set name (german, wine) or all of --data TABLE.csv --schema SCHEMA.json --out DIR")
         try:
@@ -49,6 +49,6 @@ def run_train(dataset: str | None, data: Path | None, schema: Path | None, targe
         frame, labels = read_training_table(data, loaded, target)
         max_changes = check_max_changes(loaded, max_changes)
         prepare_out_dir(out, all_entries_unless(is_bundle_dir), "a bundle's")
-        return build_bundle(loaded, frame, labels, out, model=model, max_changes=max_changes, seed=seed)
+        return build_bundle(loaded, frame, labels, out, model=model, max_changes=max_changes, seed=seed, family=family)
     except OSError as exc:  # writing the bundle (disk full, permissions changed meanwhile)
         raise CommandError(f"--out: cannot write the bundle to {out or 'the demo location'} ({exc.strerror or exc})") from None

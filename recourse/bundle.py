@@ -13,6 +13,8 @@ A bundle is a directory::
     data.safetensors         scaled training rows and their class indices (for LOF and k-NN)
     verifier.json            (tree-ensemble bundles) the real model as arrays; model.* is then its
     verifier.safetensors     distilled differentiable surrogate, used only to steer the solver
+    family-<k>.json          (bundles built with a family) refit k of the model, the same recipe on a
+    family-<k>.safetensors   bootstrap resample: the committee of robust requests
 
 Loading reads JSON and safetensors only (no code runs).  Every file it reads must be listed in
 ``metadata.json`` with a matching SHA-256 (and the bundle hash must match those and the rest of
@@ -27,7 +29,7 @@ import json
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Iterator, Literal, Sequence
 
@@ -80,6 +82,9 @@ class Bundle:
     metadata: dict[str, Any]
     verifier: TorchClassifier | None = None
     """The real model when ``classifier`` is a differentiable surrogate of it (tree ensembles)."""
+    family: list[TorchClassifier] = field(default_factory=list)
+    """Refits of the model (the same recipe on bootstrap resamples, new seeds): the committee of
+    ``robust`` requests (:mod:`recourse.committee`)."""
 
     @property
     def hash(self) -> str:
@@ -94,7 +99,7 @@ class Bundle:
         config = config or SCFEConfig(max_changes=defaults.get("max_changes", 3), density=defaults.get("density", "kde"),
                                       min_probability=defaults.get("min_probability"))
         return RecourseEngine(self.schema, self.classifier, self.densities, self.train_encoded, self.train_labels,
-                              config=config, device=device, verifier=self.verifier)
+                              config=config, device=device, verifier=self.verifier, family=self.family)
 
 
 # ---------------------------------------------------------------------- building
@@ -125,11 +130,15 @@ def build_bundle(
     seed: int = 0,
     dataset: str | None = None,
     external_model: str | None = None,
+    family: int = 0,
 ) -> Bundle:
     """Fit (or wrap) a model and the densities on ``train`` and save a bundle to ``out``.
 
     ``model``: "mlp" (d→20→20→1 ReLU network), "logistic", or an already-trained model
     (see :func:`to_classifier`) which must take the schema's scaled encoding as input.
+    ``family``: also fit this many refits of the model (the same recipe on bootstrap resamples of
+    ``train``, seeds ``FAMILY_SEED + k``) for ``robust`` requests; a registered differentiable
+    model kind only (the recipe of a model trained elsewhere is not known).
     """
     if schema.target is None:
         raise BundleError("the schema needs a target (name, classes, favourable) to build a bundle")
@@ -165,6 +174,7 @@ def build_bundle(
     if verifier is not None and [str(c) for c in verifier.classes] != [str(c) for c in classes]:
         verifier.classes = classes
     fitted = {name: fit_class_conditional(name, x, y_idx, classes=range(len(classes))) for name in densities}
+    members = _fit_family(kind, family, x, y_values, classes)
     seconds = time.perf_counter() - started
     metadata: dict[str, Any] = {
         "format": FORMAT,
@@ -184,12 +194,39 @@ def build_bundle(
         metadata["surrogate"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in surrogate_info.items()}
     elif external_model is not None:  # the real model is a black box given again at load time
         metadata["verifier"] = {"format": EXTERNAL, "about": external_model}
+    if members:
+        metadata["family"] = {"size": len(members), "seed": FAMILY_SEED, "resample": "bootstrap",
+                              "about": "refits of the model with the same recipe, for robust requests"}
     if test is not None:
         metadata["training"]["test_rows"] = len(test[0])
         metadata["training"]["test_accuracy"] = _accuracy(verifier or clf, encoder.encode(test[0]), np.array([index[str(v)] for v in test[1]]))
-    bundle = Bundle(None, schema, clf, fitted, x, y_idx, metadata, verifier)
+    bundle = Bundle(None, schema, clf, fitted, x, y_idx, metadata, verifier, members)
     save_bundle(bundle, out)
     return bundle
+
+
+FAMILY_SEED = 50_000
+"""Seeds of a bundle's refits: bootstrap resample ``FAMILY_SEED``, member k's training seed
+``FAMILY_SEED + k`` (apart from the seeds a benchmark's fresh refits use)."""
+
+
+def _fit_family(kind: Any, size: int, x: np.ndarray, y: np.ndarray, classes: list) -> list[TorchClassifier]:
+    """``size`` refits of a registered differentiable model kind on bootstrap resamples."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise BundleError(f"family: expected a whole number ≥ 0, got {size!r}")
+    if size == 0:
+        return []
+    if kind is None or not kind.differentiable:
+        raise BundleError("family: refits need the recipe of a registered differentiable model kind "
+                          "(mlp, logistic), not a model trained elsewhere or a tree ensemble")
+    rng = np.random.default_rng(FAMILY_SEED)
+    members = []
+    for k in range(size):
+        rows = rng.integers(0, len(x), len(x))
+        member = kind.train(x[rows], y[rows], FAMILY_SEED + k)
+        member.classes = list(classes)
+        members.append(member)
+    return members
 
 
 def _same_rules(a: FeatureSchema, b: FeatureSchema) -> bool:
@@ -198,13 +235,16 @@ def _same_rules(a: FeatureSchema, b: FeatureSchema) -> bool:
     return rules(a) == rules(b) and a.target == b.target and a.consequences == b.consequences
 
 
-def build_dataset_bundle(name: str, out: str | Path | None = None, model: str = "mlp", seed: int = 0) -> Bundle:
-    """Bundle for a bundled data set ("german" or "wine"), trained on its seeded training split."""
+def build_dataset_bundle(name: str, out: str | Path | None = None, model: str = "mlp", seed: int = 0,
+                         family: int = 0) -> Bundle:
+    """Bundle for a bundled data set ("german" or "wine"), trained on its seeded training split
+    (``family``: refits for robust requests, see :func:`build_bundle`)."""
     data: Dataset = load_dataset(name)
     train, y_train, test, y_test = data.split()
     out = Path(out) if out is not None else recourse_home() / "bundles" / (name if model == "mlp" else f"{name}-{model}")
     return build_bundle(data.schema, train, y_train, out, model=model, test=(test, y_test),
-                        max_changes=DEFAULT_MAX_CHANGES.get(data.schema.name, 3), seed=seed, dataset=name)
+                        max_changes=DEFAULT_MAX_CHANGES.get(data.schema.name, 3), seed=seed, dataset=name,
+                        family=family)
 
 
 def _numeric_columns(encoder: TabularEncoder) -> np.ndarray:
@@ -231,6 +271,8 @@ def save_bundle(bundle: Bundle, out: str | Path) -> Path:
     save_classifier(bundle.classifier, out)
     if bundle.verifier is not None:
         bundle.verifier.module.save(out, "verifier")
+    for k, member in enumerate(bundle.family):
+        save_classifier(member, out, stem=f"family-{k}")
     for name, density in bundle.densities.items():
         (out / f"density-{name}.json").write_text(json.dumps(density.config(), indent=2) + "\n")
         save_file({k: v.detach().cpu().contiguous() for k, v in density.tensors().items()}, str(out / f"density-{name}.safetensors"))
@@ -294,6 +336,12 @@ class _Verifier(BaseModel):
     format: Literal[TREES_FORMAT, EXTERNAL]  # type: ignore[valid-type]
 
 
+class _Family(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    size: StrictInt = Field(ge=1, le=64)
+
+
 class BundleMetadata(BaseModel):
     """The fields of ``metadata.json`` that loading relies on, checked in one step (others pass through)."""
 
@@ -306,6 +354,7 @@ class BundleMetadata(BaseModel):
     densities: list[StrictStr] = Field(default_factory=list)
     defaults: _Defaults = Field(default_factory=_Defaults)
     verifier: _Verifier | None = None
+    family: _Family | None = None
 
     @field_validator("files")
     @classmethod
@@ -340,6 +389,8 @@ class BundleMetadata(BaseModel):
         names += [f"density-{name}.{ext}" for name in self.densities for ext in ("json", "safetensors")]
         if self.verifier is not None and self.verifier.format != EXTERNAL:
             names += ["verifier.json", "verifier.safetensors"]
+        if self.family is not None:
+            names += [f"family-{k}.{ext}" for k in range(self.family.size) for ext in ("json", "safetensors")]
         return names
 
 
@@ -383,14 +434,16 @@ def _reading(path: Path, name: str) -> Iterator[None]:
 
 
 def _check_fit(path: Path, schema: FeatureSchema, classifier: TorchClassifier, verifier: TorchClassifier | None,
-               densities: dict[str, ClassConditionalDensity], x: Tensor, y: Tensor) -> None:
+               densities: dict[str, ClassConditionalDensity], x: Tensor, y: Tensor,
+               family: Sequence[TorchClassifier] = ()) -> None:
     """The parts agree: the schema's encoded width is what the models, densities and data have."""
     with _reading(path, "schema.json"):
         width = TabularEncoder(schema).n_columns
     if schema.target is None:
         raise BundleError(f"{path / 'schema.json'}: no target (name, classes, favourable)")
     classes = [str(c) for c in schema.target.classes]
-    for name, model in ((MODEL_JSON, classifier), ("verifier.json", verifier)):
+    models = [(MODEL_JSON, classifier), ("verifier.json", verifier), *((f"family-{k}.json", m) for k, m in enumerate(family))]
+    for name, model in models:
         if model is None:
             continue
         try:
@@ -449,8 +502,12 @@ def load_bundle(path: str | Path, device: str | torch.device | None = None) -> B
             trees = TreeEnsemble.load(path, "verifier")
             verifier = TorchClassifier(trees, output=trees.output, classes=classifier.classes,
                                        n_features=trees.n_features).to(device)
-    _check_fit(path, schema, classifier, verifier, densities, x, y)
-    return Bundle(path, schema, classifier, densities, x.double().numpy(), y.numpy(), metadata, verifier)
+    family = []
+    for k in range(meta.family.size if meta.family is not None else 0):
+        with _reading(path, f"family-{k}.json"):
+            family.append(load_classifier(path, device=device, stem=f"family-{k}"))
+    _check_fit(path, schema, classifier, verifier, densities, x, y, family)
+    return Bundle(path, schema, classifier, densities, x.double().numpy(), y.numpy(), metadata, verifier, family)
 
 
 def demo_bundle(name: str = "german", device: str | torch.device | None = None) -> Bundle:

@@ -43,6 +43,8 @@ class SCFEConfig:
     min_probability: the confidence every answer must reach: the model's probability of the
     target class on the counterfactual is at least this (None: the model merely picks the target
     class); checked by the gate as a margin threshold, see :func:`margin_threshold`.
+    robust: verify (and steer) with the committee of the model and its stored refits
+    (:mod:`recourse.committee`): every member must give the target with the confidence above.
     """
 
     max_changes: int = 3
@@ -59,6 +61,7 @@ class SCFEConfig:
     polish: bool = True
     cost_weights: tuple[float, ...] | None = None
     min_probability: float | None = None
+    robust: bool = False
 
     def __post_init__(self) -> None:
         errors: list[FieldError] = []
@@ -88,6 +91,7 @@ class SCFEConfig:
                                                         f"got {show_value(p)}"))
         check("diagnose", isinstance(self.diagnose, bool), "must be true or false")
         check("polish", isinstance(self.polish, bool), "must be true or false")
+        check("robust", isinstance(self.robust, bool), "must be true or false")
         if self.density is not None:
             from .density import available_densities
 

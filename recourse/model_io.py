@@ -399,8 +399,9 @@ def _atomic_write(path: Path, write: Any) -> None:
     os.replace(tmp, path)
 
 
-def save_classifier(clf: TorchClassifier, directory: str | os.PathLike[str]) -> list[Path]:
-    """Write ``model.json`` and ``model.safetensors`` into ``directory`` (created if needed).
+def save_classifier(clf: TorchClassifier, directory: str | os.PathLike[str], stem: str = "model") -> list[Path]:
+    """Write ``model.json`` and ``model.safetensors`` into ``directory`` (created if needed);
+    ``stem``: another file name stem (``family-1`` → ``family-1.json``, ``family-1.safetensors``).
 
     Returns the written paths ``[model.json, model.safetensors]``.  Tensors are stored contiguous,
     on CPU, in the classifier's dtype.  A module that is not an ``nn.Sequential`` of supported
@@ -420,7 +421,7 @@ def save_classifier(clf: TorchClassifier, directory: str | os.PathLike[str]) -> 
     dtype_name = _dtype_name(clf.dtype)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    st_path, json_path = directory / MODEL_TENSORS, directory / MODEL_JSON
+    st_path, json_path = directory / f"{stem}.safetensors", directory / f"{stem}.json"
     cpu = {k: v.cpu().clone().contiguous() for k, v in tensors.items()}  # clone: no shared storage
     _atomic_write(st_path, lambda p: save_file(cpu, str(p), metadata={"format": FORMAT}))
     meta = {
@@ -432,7 +433,7 @@ def save_classifier(clf: TorchClassifier, directory: str | os.PathLike[str]) -> 
         "n_classes": clf.n_classes,
         "dtype": dtype_name,
         "spec": spec,
-        "tensors_file": MODEL_TENSORS,
+        "tensors_file": st_path.name,
         "tensors_sha256": file_sha256(st_path),
     }
     text = json.dumps(meta, indent=2, allow_nan=False)
@@ -470,15 +471,16 @@ def _read_meta(json_path: Path) -> dict[str, Any]:
     return meta
 
 
-def load_classifier(directory: str | os.PathLike[str], device: torch.device | str | None = None) -> TorchClassifier:
-    """Load a classifier written by :func:`save_classifier`, without unpickling anything.
+def load_classifier(directory: str | os.PathLike[str], device: torch.device | str | None = None,
+                    stem: str = "model") -> TorchClassifier:
+    """Load a classifier written by :func:`save_classifier` (with the same ``stem``), without unpickling anything.
 
     Verifies the SHA-256 of ``model.safetensors`` against ``model.json`` and validates the spec
     (:func:`module_from_spec`).  Missing or malformed files -> ``ValueError`` naming the file.
     ``device``: where to put the model (default: where safetensors loads it, i.e. CPU).
     """
     directory = Path(directory)
-    json_path, st_path = directory / MODEL_JSON, directory / MODEL_TENSORS
+    json_path, st_path = directory / f"{stem}.json", directory / f"{stem}.safetensors"
     meta = _read_meta(json_path)
     if not st_path.is_file():
         raise ValueError(f"{st_path}: file is missing")

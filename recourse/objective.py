@@ -83,6 +83,8 @@ class MarginGradient:
 
     def __init__(self, classifier: Classifier):
         self.classifier = classifier
+        members = getattr(classifier, "members", None)  # a committee: the worst member's margin
+        self.parts = [MarginGradient(m) for m in members] if members else None
         self.binary = getattr(classifier, "output", None) == "logit"
         layers = _plain_layers(classifier)
         self.steps: list[tuple] | None = None
@@ -111,6 +113,15 @@ class MarginGradient:
     def __call__(self, y: Tensor, target: Tensor, sign: Tensor | None = None,
                  grad: bool = True) -> tuple[Tensor, Tensor | None]:
         """(B,) margins and, if ``grad``, their (B, D) gradients; ``sign`` = 2·target − 1 (binary logit)."""
+        if self.parts is not None:  # a committee: min over members, the worst member's gradient
+            found = [part(y, target, sign, grad) for part in self.parts]
+            margins = torch.stack([m for m, _ in found])
+            worst = margins.argmin(0)
+            margin = margins.gather(0, worst[None])[0]
+            if not grad:
+                return margin, None
+            grads = torch.stack([g for _, g in found])
+            return margin, grads[worst, torch.arange(y.shape[0], device=y.device)]
         steps = self.steps
         if steps is None or y.dtype != self._dtype or y.device != self._device:
             return self._autograd(y, target, grad)
@@ -169,12 +180,16 @@ class MarginGradient:
                 v = torch.where(saved.pop() > 0, v, v * (out + st[1]))
         return margin, v
 
+    def _margin(self, y: Tensor, target: Tensor) -> Tensor:
+        committee = getattr(self.classifier, "target_margin", None)
+        return committee(y, target) if committee is not None else logit_margin(self.classifier.logits(y), target)
+
     def _autograd(self, y: Tensor, target: Tensor, grad: bool) -> tuple[Tensor, Tensor | None]:
         if not grad:
-            return logit_margin(self.classifier.logits(y), target), None
+            return self._margin(y, target), None
         with torch.enable_grad():
             y = y.detach().requires_grad_(True)
-            margin = logit_margin(self.classifier.logits(y), target)
+            margin = self._margin(y, target)
             (g,) = torch.autograd.grad(margin.sum(), y)
         return margin.detach(), g
 
@@ -269,7 +284,9 @@ class SCFEProblem:
     def smooth(self, y: Tensor, rows: Tensor) -> Tensor:
         d = self.rows(rows)
         seen = self._seen(y, d)[0]
-        value = d.loss_weight * hinge(self.classifier.logits(seen), d.target, self.margin)
+        committee = getattr(self.classifier, "target_margin", None)
+        value = d.loss_weight * (torch.relu(self.margin - committee(seen, d.target)) if committee is not None
+                                 else hinge(self.classifier.logits(seen), d.target, self.margin))
         value = value + ((y - d.x) ** 2 * self.weights).sum(1)
         if self.density is not None:
             value = value - self.density_weight * self.density.log_prob(seen, d.x, d.target)

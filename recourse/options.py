@@ -16,6 +16,8 @@ audit all build a :class:`RequestOptions` and resolve it against an engine with
 * ``min_probability``: the confidence every answer must reach, a number in (0, 1) (default:
   the bundle's); the model's probability of the target class on the counterfactual is at least
   this.
+* ``robust``: true or false; true needs a bundle with a committee of refits (``family``) and
+  verifies every answer with each member (:mod:`recourse.committee`); default: false.
 * ``fixed``: features this applicant cannot change (known names); they are pinned like the
   schema's immutables.
 * ``limits``: {feature: [low, high]}, the values this applicant can reach for a numeric feature
@@ -71,6 +73,9 @@ class RequestOptions(BaseModel):
                                      f"different features (1 to {MAX_ALTERNATIVES}).")
     min_probability: float | None = Field(default=None, description="The least probability of the target class "
                                           "every answer must have (0 to 1, exclusive; default: the bundle's).")
+    robust: bool | None = Field(default=None, description="Verify every answer with the model and each of its stored "
+                                "refits, so that it survives retraining (needs a bundle built with a family; "
+                                "default: false).")
     fixed: list[str] | None = Field(default=None, description="Features this applicant cannot change, e.g. "
                                     "[\"duration\"] (pinned like the schema's immutables).")
     limits: dict[str, tuple[Any, Any]] | None = Field(
@@ -111,6 +116,14 @@ class RequestOptions(BaseModel):
             raise OptionsError([FieldError("min_probability", f"must be a number between 0 and 1 (exclusive), "
                                                               f"got {show_value(value)}")])
         return float(value)
+
+    @field_validator("robust", mode="before")
+    @classmethod
+    def _robust(cls, value: Any) -> bool | None:
+        value = _plain(value)
+        if value is None or isinstance(value, bool):
+            return value
+        raise OptionsError([FieldError("robust", f"must be true or false, got {show_value(value)}")])
 
     @field_validator("fixed", mode="before")
     @classmethod
@@ -200,11 +213,16 @@ class RequestOptions(BaseModel):
                 weights = tuple(base.tolist())
         actions, limit_errors = self._actions(engine.encoder.action_set, engine.schema)
         errors += limit_errors
+        if self.robust and not engine.family:
+            errors.append(FieldError("robust", "this bundle has no committee of refits to verify with; build the "
+                                               "bundle with a family of refits"))
         if errors:
             raise OptionsError(errors)
         changes = {"max_changes": min(int(m), n_features), "density": density}
         if self.min_probability is not None:
             changes["min_probability"] = self.min_probability
+        if self.robust is not None:
+            changes["robust"] = self.robust
         if weights is not None:
             changes["cost_weights"] = weights
         return ResolvedOptions(config=config.with_(**changes), target=self.target, alternatives=self.alternatives,

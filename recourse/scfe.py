@@ -26,6 +26,7 @@ import torch
 
 from .alternatives import find_alternatives
 from .assemble import Assembler, Batch
+from .committee import Committee
 from .config import SCFEConfig
 from .diagnosis import explain_failures
 from .encoding import TabularEncoder
@@ -62,6 +63,7 @@ class RecourseEngine:
         device: str | torch.device | None = None,
         dtype: torch.dtype = torch.float32,
         verifier: Any | None = None,
+        family: Sequence[Any] = (),
     ):
         self.schema = schema
         self.encoder = TabularEncoder(schema)
@@ -80,6 +82,25 @@ class RecourseEngine:
         self.search = SparseSearch(self.encoder, self.classifier, self.verification, self.densities,
                                    lof=self.lof if train_encoded is not None else None)
         self.assembler = Assembler(schema, self.encoder, self.classes, self.lof)
+        self.family = [m.to(self.device, dtype) for m in family]
+        """Refits of the model (the same recipe on resamples): with ``robust``, a committee verifies
+        and steers (:mod:`recourse.committee`)."""
+        self._robust: SparseSearch | None = None
+
+    def search_for(self, config: SCFEConfig) -> SparseSearch:
+        """The search of a call: the plain one, or (``config.robust``) the committee's, which steers
+        with and verifies against the model and every refit of it."""
+        if not config.robust:
+            return self.search
+        if self._robust is None:
+            if not self.family:
+                raise RecordValidationError([FieldError("robust", "this engine has no family of refits")])
+            verifying = Committee([self.verifier, *self.family])
+            steering = verifying if self.verifier is self.classifier else Committee([self.classifier, *self.family])
+            gate = Verification(self.encoder, verifying, self.device, self.dtype, self.verification.cost_weights)
+            self._robust = SparseSearch(self.encoder, steering, gate, self.densities,
+                                        lof=self.lof if self.train_encoded is not None else None)
+        return self._robust
 
     # ------------------------------------------------------------------ public API
     def explain(
@@ -94,6 +115,7 @@ class RecourseEngine:
         min_probability: float | None = None,
         fixed: Sequence[str] | None = None,
         limits: dict[str, Sequence[Any]] | None = None,
+        robust: bool | None = None,
         options: RequestOptions | None = None,
     ) -> list[Recourse]:
         r"""Recourse for each record (validated first; errors name row and field).
@@ -110,6 +132,7 @@ class RecourseEngine:
         ``min_probability``: the least target-class probability of every answer (default: the
         engine's configuration, from the bundle); ``fixed``: features this applicant cannot change; ``limits``: {feature: [low, high]}, the
         values the applicant can reach (numbers, or level names of an ordinal; None: open end).
+        ``robust``: verify every answer with the model and each of its refits (a bundle's family).
         ``options``: the same settings as one :class:`RequestOptions` (instead of the keywords).
         """
         rows = self.validated(records)
@@ -117,7 +140,7 @@ class RecourseEngine:
             density = None if density is True else NO_DENSITY if density is None or density is False else density
             options = RequestOptions(max_changes=max_changes, density=density,
                                         target=target, alternatives=alternatives, cost_weights=cost_weights,
-                                        min_probability=min_probability, fixed=fixed, limits=limits)
+                                        min_probability=min_probability, fixed=fixed, limits=limits, robust=robust)
         resolved = self.resolve(options)
         config = resolved.config
         deadline = time.perf_counter() + config.time_limit if config.time_limit is not None else None
@@ -129,12 +152,13 @@ class RecourseEngine:
             batch = Batch(rows, codes, x, probs, targets, np.flatnonzero(probs.argmax(1) != targets))
             need = batch.need
             actions = resolved.actions  # the request's personal limits (None: the schema's rules alone)
-            solution = self.search.solve(x[need], codes[need], targets[need], config, deadline, actions=actions)
+            search = self.search_for(config)
+            solution = search.solve(x[need], codes[need], targets[need], config, deadline, actions=actions)
             alts = None
             if resolved.alternatives is not None:
-                alts = find_alternatives(self.search, x[need], codes[need], targets[need], solution, config, deadline,
+                alts = find_alternatives(search, x[need], codes[need], targets[need], solution, config, deadline,
                                          resolved.alternatives, actions)
-            failures = explain_failures(self.search, x[need], codes[need], targets[need], solution, config, deadline,
+            failures = explain_failures(search, x[need], codes[need], targets[need], solution, config, deadline,
                                         actions)
             results = self.assembler.assemble(batch, solution, config, failures, alts)
             for result, reasons in zip(results, principal_reasons(self, results)):

@@ -93,6 +93,10 @@ class Verification:
         """:math:`z_t - \\max_{k \\ne t} z_k` of the deciding model."""
         with torch.no_grad():
             x = torch.as_tensor(encoded, device=self.device, dtype=self.dtype)
+            committee = getattr(self.model, "target_margin", None)  # the worst member's (recourse.committee)
+            if committee is not None:
+                t = torch.as_tensor(targets, device=self.device, dtype=torch.long)
+                return committee(x, t).double().cpu().numpy()
             single = getattr(self.model, "binary_logit", None)
             z1 = single(x) if single is not None else None
             if z1 is not None:  # logits [0, z]: margin z for class 1, −z for class 0 (exactly)

@@ -168,8 +168,9 @@ def test_alternatives_figures_in_the_same_run(wine, monkeypatch):
 def test_robustness_benchmark_reports_invalidation_per_confidence_level():
     from benchmarks.robustness import format_robustness_table, run_robustness_benchmark
 
-    result = run_robustness_benchmark("wine", refits=2, n=12, levels=(None, 0.8))
-    assert result["refits"] == 2 and result["n"] == 12 and [e["min_probability"] for e in result["levels"]] == [None, 0.8]
+    result = run_robustness_benchmark("wine", refits=2, n=12, levels=(None, 0.8), family=2)
+    assert result["refits"] == 2 and result["n"] == 12 and result["family"] == 2
+    assert [(e["mode"], e["min_probability"]) for e in result["levels"]] == [("model", None), ("model", 0.8), ("robust", 0.6)]
     for entry in result["levels"]:
         assert 0.0 <= entry["invalidation_mean"] <= entry["invalidation_worst"] <= 1.0
         assert entry["found"] == round(entry["validity"] * 12)
