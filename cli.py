@@ -54,6 +54,12 @@ class DatasetName(str, Enum):
     wine = "wine"
 
 
+class KeyRole(str, Enum):
+    client = "client"
+    auditor = "auditor"
+    admin = "admin"
+
+
 class GradientKind(str, Enum):
     surrogate = "surrogate"
     zeroth = "zeroth"
@@ -274,6 +280,60 @@ def bench_robustness(
     typer.echo(json.dumps(result, indent=2) if as_json else format_robustness_table(result))
 
 
+log_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                      help="The service's explanation log: purge old answers, erase one answer (both recorded).")
+app.add_typer(log_app, name="log")
+
+
+def _open_log(database: Optional[Path]):
+    from api.log import ExplanationLog
+    from recourse.bundle import recourse_home
+
+    path = database or recourse_home() / "service" / "explanations.sqlite3"
+    if not path.is_file():
+        fail(f"--database {path}: no such file (the service's explanation log)")
+    import sqlite3
+
+    try:
+        return ExplanationLog(path)
+    except (OSError, sqlite3.Error) as exc:  # not a database, read-only, ...
+        fail(f"--database {path}: cannot use it as the explanation log ({exc})")
+
+
+def _who() -> str:
+    import getpass
+
+    try:
+        return f"command line ({getpass.getuser()})"
+    except (KeyError, OSError):
+        return "command line"
+
+
+@log_app.command("purge")
+def log_purge(
+    older_than: float = typer.Option(..., "--older-than", min=0.0, help="Delete every answer older than this many days."),
+    database: Optional[Path] = typer.Option(None, help="The explanation log (default: $RECOURSE_HOME/service/explanations.sqlite3)."),
+) -> None:
+    """Delete every stored answer older than DAYS for good (a retention limit); the purge is recorded."""
+    count = _open_log(database).purge(older_than, by=_who())
+    typer.echo(f"purged {count} answer(s) older than {older_than:g} day(s)")
+
+
+@log_app.command("erase")
+def log_erase(
+    answer_id: str = typer.Argument(..., help="The id of the answer to erase (32 hexadecimal digits)."),
+    database: Optional[Path] = typer.Option(None, help="The explanation log (default: $RECOURSE_HOME/service/explanations.sqlite3)."),
+) -> None:
+    """Erase one stored answer for good (e.g. on the applicant's request); the erasure is recorded."""
+    from api.log import ID_DIGITS, is_answer_id
+
+    if not is_answer_id(answer_id):
+        fail(f"{answer_id!r} is not an answer id ({ID_DIGITS} hexadecimal digits)")
+    if not _open_log(database).erase(answer_id, by=_who()):
+        fail(f"no answer with id {answer_id} in the log")
+    typer.echo(f"erased answer {answer_id}")
+
+
 promises_app = typer.Typer(add_completion=False, no_args_is_help=True,
                            help="Promises across model versions: do earlier answers hold under a new bundle?")
 app.add_typer(promises_app, name="promises")
@@ -307,6 +367,7 @@ app.add_typer(keys_app, name="keys")
 def keys_new(
     name: str = typer.Option("default", help="A name for the key (kept beside its digest)."),
     file: Optional[Path] = typer.Option(None, "--file", help="Also append the key file line to FILE (a new file is created with mode 0600)."),
+    role: KeyRole = typer.Option(KeyRole.client, "--role", help="client: reads only the answers it asked for; auditor: reads every stored answer; admin: reads and erases any."),
 ) -> None:
     """Make a new API key: prints the key (give it to the client) and the line for the key file."""
     from api.keys import add_to_key_file, hash_key, new_key
@@ -314,13 +375,13 @@ def keys_new(
     key = new_key()
     if file is not None:
         try:
-            add_to_key_file(file, name, hash_key(key))
+            add_to_key_file(file, name, hash_key(key), role.value)
         except ValueError as exc:
             fail(f"--name {exc}")
         except OSError as exc:
             fail(f"--file {file}: cannot write it ({exc.strerror or exc})")
     typer.echo(f"key:        {key}")
-    typer.echo(f"key file:   {name} {hash_key(key)}")
+    typer.echo(f"key file:   {name} {'' if role is KeyRole.client else f'role={role.value} '}{hash_key(key)}")
     if file is not None:
         typer.echo(f"written to: {file}")
 
@@ -332,7 +393,7 @@ def serve(
     port: int = typer.Option(8080, min=1, max=65535, help="Port."),
     workers: int = typer.Option(2, min=1, help="Worker processes (one per core is a good start)."),
     threads: int = typer.Option(16, min=1, help="Request threads per worker (their requests share micro-batched solves)."),
-    api_keys: Optional[Path] = typer.Option(None, "--api-keys", help="Key file: one 'NAME sha256:<hex>' line per key (see `recourse keys new`)."),
+    api_keys: Optional[Path] = typer.Option(None, "--api-keys", help="Key file: one 'NAME [role=auditor|admin] sha256:<hex>' line per key (see `recourse keys new`); a client key reads only its own stored answers."),
     no_auth: bool = typer.Option(False, "--no-auth", help="Accept requests without an API key (local demos only)."),
     database: Optional[Path] = typer.Option(None, help="SQLite explanation log (default: $RECOURSE_HOME/service/explanations.sqlite3)."),
     max_batch: int = typer.Option(1000, min=1, help="Most applicants per batch request."),
@@ -342,14 +403,15 @@ def serve(
 ) -> None:
     """Run the HTTP recourse service (gunicorn, threaded workers) until interrupted."""
     from commands import CommandError
-    from commands.serve import check_log_sync, key_digests, service_config
+    from commands.serve import check_log_sync, key_digests, key_roles, service_config
 
     try:
         digests = key_digests(api_keys, no_auth)
+        roles = key_roles(api_keys)
         check_log_sync(log_sync)
         if no_auth:
             typer.echo("warning: authentication is OFF (--no-auth); use this only for local demos", err=True)
-        config = service_config(bundle, digests, no_auth, database, max_batch, time_limit, log_sync, batch_wait_ms)
+        config = service_config(bundle, digests, no_auth, database, max_batch, time_limit, log_sync, batch_wait_ms, roles)
     except CommandError as exc:
         fail(str(exc))
     from api.server import serve as run_server  # after the bundle's own process: no torch state before the fork

@@ -44,7 +44,7 @@ def create_app(config: ServiceConfig | Mapping[str, Any] | None = None, bundle: 
     service = RecourseService(bundle, cfg, ExplanationLog(cfg.database, sync=cfg.log_sync), telemetry)
     service.warm_up()
     service.check_earlier_promises()
-    app.extensions.update(recourse=service, recourse_keys=KeyRing(cfg.api_key_hashes), recourse_telemetry=telemetry)
+    app.extensions.update(recourse=service, recourse_keys=KeyRing(cfg.api_key_hashes, cfg.api_key_roles), recourse_telemetry=telemetry)
     problems.register(app)
 
     @app.before_request

@@ -13,6 +13,8 @@ class ServiceConfig(BaseModel):
     bundle: model bundle directory (None: the German demo bundle, built on first use).
     database: SQLite file of the explanation log (WAL mode).
     api_key_hashes: accepted API keys, stored only as ``sha256:<hex>`` digests.
+    api_key_roles: {digest: role} for keys that are not plain clients: ``auditor`` (reads every
+        stored answer) or ``admin`` (reads and erases any); a client reads only its own answers.
     auth_required: False only for local demos (requests without an API key are accepted).
     max_batch: most applicants in one ``/v1/recourse/batch`` request.
     max_body_bytes: larger request bodies get 413.
@@ -31,6 +33,7 @@ class ServiceConfig(BaseModel):
     bundle: Path | None = None
     database: Path = Field(default_factory=lambda: _default_database())
     api_key_hashes: list[str] = Field(default_factory=list)
+    api_key_roles: dict[str, Literal["client", "auditor", "admin"]] = Field(default_factory=dict)
     auth_required: bool = True
     max_batch: int = Field(default=1000, ge=1)
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)

@@ -3,11 +3,16 @@
 An embedded SQLite database in WAL mode with ``synchronous=FULL`` by default (a committed answer
 survives a killed process and a power cut; ``normal``: a killed process only, with cheaper commits).  One row per answer::
 
-    id, created, kind, bundle_hash, digest, seed, request, answer, response
+    id, created, kind, bundle_hash, digest, seed, request, answer, response, owner
 
 ``digest`` is SHA-256 of the canonical request (validated applicant and effective options);
 ``answer`` is the answer's content (JSON without ``id``/``created``) and ``response``
-the exact bytes sent.  :meth:`ExplanationLog.record` reuses the stored content of an earlier
+the exact bytes sent; ``owner`` the digest of the API key that asked (NULL without
+authentication, and for answers logged before owners were kept): a client reads only its own
+answers, an auditor or admin every one (:mod:`api.keys`).  :meth:`ExplanationLog.erase` and
+:meth:`ExplanationLog.purge` delete answers for good (SQLite's ``secure_delete``, then a WAL
+checkpoint) and record each erasure in ``erasures`` (when, what, how many, by whom).
+:meth:`ExplanationLog.record` reuses the stored content of an earlier
 answer to the same request on the same bundle, so the same question always gets the same answer.
 Safe across threads (one connection per thread) and processes (SQLite's WAL locking).
 """
@@ -36,10 +41,20 @@ CREATE TABLE IF NOT EXISTS answers (
     seed        INTEGER NOT NULL,
     request     TEXT NOT NULL,
     answer      TEXT NOT NULL,
-    response    TEXT NOT NULL
+    response    TEXT NOT NULL,
+    owner       TEXT
 );
 CREATE INDEX IF NOT EXISTS answers_by_request ON answers (bundle_hash, digest);
+CREATE TABLE IF NOT EXISTS erasures (
+    at          TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    detail      TEXT NOT NULL,
+    count       INTEGER NOT NULL,
+    by          TEXT NOT NULL
+);
 """
+MIGRATIONS = (("owner", "ALTER TABLE answers ADD COLUMN owner TEXT"),)
+"""Columns added since the first version (a log written before gets them on open; old rows: NULL)."""
 
 
 ID_DIGITS = 32
@@ -87,6 +102,8 @@ class Entry:
     kind: str
     request: dict[str, Any]
     answer: dict[str, Any]
+    owner: str | None = None
+    """The digest of the API key that asked (not part of the request's digest)."""
 
     @property
     def digest(self) -> str:
@@ -108,6 +125,10 @@ class ExplanationLog:
         conn = self._connect()  # a throwaway connection, closed: none is left open across a fork
         try:
             conn.executescript(SCHEMA)
+            have = {row[1] for row in conn.execute("PRAGMA table_info(answers)")}
+            for column, statement in MIGRATIONS:
+                if column not in have:
+                    conn.execute(statement)
         finally:
             conn.close()
 
@@ -163,19 +184,61 @@ class ExplanationLog:
                 answer_id = uuid.uuid4().hex
                 head = json.dumps({"id": answer_id, "created": created}, separators=(",", ":"))
                 text = head[:-1] + ("," + content[1:] if content != "{}" else "}")
-                rows.append((answer_id, created, entry.kind, bundle_hash, digest, seed, canonical(entry.request), content, text))
+                rows.append((answer_id, created, entry.kind, bundle_hash, digest, seed, canonical(entry.request), content, text,
+                             entry.owner))
                 out.append({"id": answer_id, "answer": answer, "text": text})
-            conn.executemany("INSERT INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            conn.executemany("INSERT INTO answers (id, created, kind, bundle_hash, digest, seed, request, answer, response, "
+                             "owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         return out
 
-    def response(self, answer_id: str) -> str | None:
-        """The exact response text of an earlier answer, or None."""
-        row = self.connection.execute("SELECT response FROM answers WHERE id = ?", (answer_id,)).fetchone()
+    def response(self, answer_id: str, owner: str | None = None, every: bool = True) -> str | None:
+        """The exact response text of an earlier answer, or None; unless ``every``, only an answer
+        whose owner is ``owner``."""
+        if every:
+            row = self.connection.execute("SELECT response FROM answers WHERE id = ?", (answer_id,)).fetchone()
+        else:
+            row = self.connection.execute("SELECT response FROM answers WHERE id = ? AND owner IS ?",
+                                          (answer_id, owner)).fetchone()
         return row[0] if row else None
+
+    # ------------------------------------------------------------------ erasure
+    def erase(self, answer_id: str, by: str) -> bool:
+        """Delete one answer for good and record the erasure; False when no such answer exists."""
+        return self._delete("erase", answer_id, "id = ?", (answer_id,), by) > 0
+
+    def purge(self, older_than_days: float, by: str) -> int:
+        """Delete every answer created more than ``older_than_days`` days ago and record the purge;
+        the number deleted."""
+        if not (isinstance(older_than_days, (int, float)) and older_than_days >= 0):
+            raise ValueError(f"older_than_days must be a number ≥ 0, got {older_than_days!r}")
+        cutoff = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - older_than_days * 86400.0))
+        return self._delete("purge", f"created before {cutoff}Z", "created < ?", (cutoff,), by)
+
+    def _delete(self, kind: str, detail: str, where: str, args: tuple, by: str) -> int:
+        conn = self.connection
+        conn.execute("PRAGMA secure_delete=ON")  # the freed pages are overwritten with zeros
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            count = conn.execute(f"DELETE FROM answers WHERE {where}", args).rowcount
+            if count or kind == "purge":  # every purge run is recorded; an erasure of nothing is not one
+                conn.execute("INSERT INTO erasures VALUES (?, ?, ?, ?, ?)",
+                             (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), kind, detail, count, by))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # no copy of the deleted rows left in the WAL
+        return count
+
+    def erasures(self) -> list[dict[str, Any]]:
+        """The recorded erasures and purges, oldest first."""
+        cur = self.connection.execute("SELECT * FROM erasures ORDER BY rowid")
+        names = [c[0] for c in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
 
     def row(self, answer_id: str) -> dict[str, Any] | None:
         """Everything stored for one answer (for audits)."""

@@ -132,7 +132,7 @@ def _ok(name: str, description: str) -> dict[str, Any]:
 
 def _problems(*codes: int) -> dict[str, Any]:
     text = {400: f"Malformed JSON (or an integer of more than {MAX_INT_DIGITS} digits, or nesting too deep)", 401: "Missing or wrong API key",
-            404: "Not found", 413: "Body too large (with or without Content-Length)",
+            403: "The key's role does not allow it (erasure needs an admin key)", 404: "Not found", 413: "Body too large (with or without Content-Length)",
             415: "Not application/json, or compressed (only Content-Encoding identity is accepted)",
             422: "Invalid request or applicant", 503: "No answer in time"}
     problem = {"application/problem+json": {"schema": {"$ref": REF.format(model="Problem")}}}
@@ -203,8 +203,11 @@ def openapi_document(schema: FeatureSchema, config: ServiceConfig, model: dict[s
                                           "BatchAnswer", input_errors)},
         "/v1/predict": {"post": op("predict", "The decision only", "PredictRequest", "PredictAnswer", _problems(400, 401, 413, 415, 422))},
         "/v1/recourse/{answer_id}": {"get": op(
-            "getAnswer", "An answer given earlier (recourse or decision), exactly as given", None, "RecourseAnswer",
-            _problems(401, 404), parameters=[answer_id])},
+            "getAnswer", "An answer given earlier (recourse or decision), exactly as given; a client key reads only "
+            "the answers it asked for (others: 404), an auditor or admin key any", None, "RecourseAnswer",
+            _problems(401, 404), parameters=[answer_id]),
+            "delete": op("eraseAnswer", "Erase one stored answer for good (admin keys only; the erasure is recorded)",
+                         None, "Erasure", _problems(401, 403, 404), parameters=[answer_id])},
         "/v1/schema": {"get": op("getSchema", "The feature schema (for forms)", None, "FeatureSchema", _problems(401))},
         "/v1/models": {"get": op("listModels", "The model this service answers with", None, "ModelList", _problems(401))},
         "/healthz": {"get": op("healthz", "Liveness", None, "Health", {}, secure=False)},
@@ -225,6 +228,8 @@ def openapi_document(schema: FeatureSchema, config: ServiceConfig, model: dict[s
     stored = paths["/v1/recourse/{answer_id}"]["get"]["responses"]["200"]["content"]["application/json"]
     stored["schema"] = {"oneOf": [{"$ref": REF.format(model="RecourseAnswer")}, {"$ref": REF.format(model="PredictAnswer")}]}
     _with_example(paths["/v1/schema"]["get"]["responses"]["200"], short_schema)
+    _with_example(paths["/v1/recourse/{answer_id}"]["delete"]["responses"]["200"],
+                  {"id": answer_id["example"], "erased": True})
     if listed:
         _with_example(paths["/v1/models"]["get"]["responses"]["200"], {"models": [listed]})
     _with_example(paths["/healthz"]["get"]["responses"]["200"], {"status": "ok", "checks": {"process": True}})

@@ -20,12 +20,12 @@ MAX_ERRORS = 50
 MAX_TEXT = 300
 """Most characters of any one text (detail, field, pointer, message) in a response."""
 TITLES = {
-    400: "Malformed request", 401: "Unauthorized", 404: "Not found", 405: "Method not allowed",
+    400: "Malformed request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
     413: "Request body too large", 415: "Unsupported media type", 422: "Invalid request",
     500: "Internal error", 503: "Service unavailable",
 }
 SLUGS = {
-    400: "malformed-json", 401: "unauthorized", 404: "not-found", 405: "method-not-allowed",
+    400: "malformed-json", 401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
     413: "body-too-large", 415: "unsupported-media-type", 422: "invalid-request", 500: "internal-error",
     503: "unavailable",
 }

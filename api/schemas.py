@@ -131,6 +131,13 @@ class RecourseAnswer(BaseModel):
     applicant: dict[str, Any]
 
 
+class Erasure(BaseModel):
+    """The answer to an erasure: the id, now gone for good."""
+
+    id: str
+    erased: bool
+
+
 class BatchAnswer(BaseModel):
     count: int
     model: ModelRef
@@ -183,5 +190,5 @@ class Problem(BaseModel):
     errors: list[FieldProblem] = Field(default_factory=list, description=f"At most {MAX_ERRORS} (the detail counts the rest); texts cut to {MAX_TEXT} characters.")
 
 
-RESPONSE_MODELS = [RecourseAnswer, BatchAnswer, PredictAnswer, ModelList, Health, Problem]
+RESPONSE_MODELS = [RecourseAnswer, BatchAnswer, PredictAnswer, ModelList, Health, Problem, Erasure]
 REQUEST_MODELS = [RecourseRequest, BatchRequest, PredictRequest]

@@ -20,6 +20,7 @@ from recourse.results import to_jsonable
 
 from .batching import MicroBatcher
 from .config import ServiceConfig
+from .keys import Client
 from .log import ID_DIGITS, Entry, ExplanationLog, is_answer_id
 from .openapi import example_applicant
 from .problems import Problem, describe, field_error
@@ -67,6 +68,11 @@ class SolverKey:
                 "min_probability": self.min_probability, "robust": self.robust}
 
 
+def _owner(client: Client | None) -> str | None:
+    """The owner recorded with an answer: the asking key's digest (None without authentication)."""
+    return None if client is None else client.digest
+
+
 class RecourseService:
     """One bundle, its engine, the micro-batcher and the explanation log."""
 
@@ -110,21 +116,21 @@ class RecourseService:
         self.batcher.close()
 
     # ------------------------------------------------------------------ endpoints
-    def recourse(self, request: RecourseRequest) -> str:
+    def recourse(self, request: RecourseRequest, client: Client | None = None) -> str:
         key, target, records = self._checked(request, [request.applicant], ["applicant"], single=True)
-        [item] = self._answer("recourse", key, target, records)
+        [item] = self._answer("recourse", key, target, records, _owner(client))
         return item["text"]
 
-    def recourse_batch(self, request: BatchRequest) -> str:
+    def recourse_batch(self, request: BatchRequest, client: Client | None = None) -> str:
         if len(request.applicants) > self.config.max_batch:
             raise Problem(422, "too many applicants in one batch",
                           [field_error(["applicants"], f"at most {self.config.max_batch} applicants per request, got {len(request.applicants)}")])
         key, target, records = self._checked(request, request.applicants, ["applicants"], single=False)
-        items = self._answer("recourse", key, target, records)
+        items = self._answer("recourse", key, target, records, _owner(client))
         head = json.dumps({"count": len(items), "model": self.model_ref})
         return head[:-1] + ', "results": [' + ", ".join(i["text"] for i in items) + "]}"
 
-    def predict(self, request: PredictRequest) -> str:
+    def predict(self, request: PredictRequest, client: Client | None = None) -> str:
         record = self._validate([request.applicant], ["applicant"], single=True)[0]
         [decision], probs = self.engine.predict([record])
         probs = probs[0]
@@ -135,14 +141,25 @@ class RecourseService:
             "favourable": target is not None and str(decision.value) == str(target.favourable),
             "probabilities": {str(c): float(p) for c, p in zip(self.engine.classes, probs)},
         })
-        [item] = self._wait(self.batcher.submit_solved([Entry("predict", {"applicant": record}, answer)]))
+        [item] = self._wait(self.batcher.submit_solved([Entry("predict", {"applicant": record}, answer, _owner(client))]))
         return item["text"]
 
-    def stored(self, answer_id: str) -> str:
-        text = self.log.response(answer_id) if is_answer_id(answer_id) else None
+    def stored(self, answer_id: str, client: Client | None = None) -> str:
+        """A stored answer: a client key reads only the answers it asked for (others: 404, the same
+        as no such answer); an auditor or admin key, or a service without authentication, reads any."""
+        every = client is None or client.reads_all
+        text = self.log.response(answer_id, _owner(client), every) if is_answer_id(answer_id) else None
         if text is None:
             raise Problem(404, f"no answer with id {describe(answer_id)} (answer ids are {ID_DIGITS} hexadecimal digits)")
         return text
+
+    def erase(self, answer_id: str, client: Client | None) -> str:
+        """Erase one stored answer for good (admin keys only; recorded in the log's erasures)."""
+        if client is not None and not client.is_admin:
+            raise Problem(403, "erasing an answer needs an admin key (role=admin in the key file)")
+        if not (is_answer_id(answer_id) and self.log.erase(answer_id, by=_owner(client) or "no authentication")):
+            raise Problem(404, f"no answer with id {describe(answer_id)} (answer ids are {ID_DIGITS} hexadecimal digits)")
+        return json.dumps({"id": answer_id, "erased": True})
 
     # ------------------------------------------------------------------ internals
     def _checked(self, request: Options, records: Sequence[Any], path: list[str],
@@ -262,11 +279,12 @@ class RecourseService:
             raise Problem(503, f"no answer within {self.config.request_timeout:g} s; try again",
                           headers={"Retry-After": "1"}) from None
 
-    def _answer(self, kind: str, key: SolverKey, target: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _answer(self, kind: str, key: SolverKey, target: Any, records: list[dict[str, Any]],
+                owner: str | None = None) -> list[dict[str, Any]]:
         """Logged answers for records: earlier answers to the same request reused, the rest solved."""
         logged = key.request()  # the order answers were always logged in: m, density, target, then the rest
         request = {"max_changes": logged.pop("max_changes"), "density": logged.pop("density"), "target": target, **logged}
-        entries = [Entry(kind, {"applicant": r, **request}, {}) for r in records]
+        entries = [Entry(kind, {"applicant": r, **request}, {}, owner) for r in records]
         known = self.log.known_answers(self.bundle.hash, entries)
         items: list[dict[str, Any] | None] = [None] * len(entries)
         todo = [i for i, e in enumerate(entries) if e.digest not in known]

@@ -47,6 +47,18 @@ def key_digests(api_keys: Path | None, no_auth: bool) -> list[str]:
     return digests
 
 
+def key_roles(api_keys: Path | None) -> dict[str, str]:
+    """{digest: role} of the key file's auditor and admin keys (``role=`` on their lines)."""
+    from api.keys import read_key_lines
+
+    if api_keys is None or not api_keys.is_file():
+        return {}
+    try:
+        return {line.digest: line.role for line in read_key_lines(api_keys) if line.role != "client"}
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+
+
 def resolve_bundle(bundle: Path | None) -> Path:
     """The bundle's directory, loaded once (and for the demo, built if needed) in a separate
     process, so that no torch thread pool exists before the workers fork."""
@@ -58,7 +70,8 @@ def resolve_bundle(bundle: Path | None) -> Path:
 
 
 def service_config(bundle: Path | None, digests: list[str], no_auth: bool, database: Path | None, max_batch: int,
-                   time_limit: float, log_sync: str, batch_wait_ms: float) -> "ServiceConfig":
+                   time_limit: float, log_sync: str, batch_wait_ms: float,
+                   roles: dict[str, str] | None = None) -> "ServiceConfig":
     """The service's settings from the ``serve`` options (``digests``: :func:`key_digests`); the
     bundle is loaded first (:func:`resolve_bundle`)."""
     from api.config import ServiceConfig
@@ -66,5 +79,6 @@ def service_config(bundle: Path | None, digests: list[str], no_auth: bool, datab
 
     path = resolve_bundle(bundle)
     return ServiceConfig(bundle=path, database=database or recourse_home() / "service" / "explanations.sqlite3",
-                         api_key_hashes=digests, auth_required=not no_auth, max_batch=max_batch, time_limit=time_limit,
+                         api_key_hashes=digests, api_key_roles=roles or {}, auth_required=not no_auth,
+                         max_batch=max_batch, time_limit=time_limit,
                          log_sync=log_sync, batch_wait=batch_wait_ms / 1000.0)

@@ -173,3 +173,6 @@ def test_command_line_choices_match_the_registries():
 
     assert sorted(d.value for d in cli.DensityName) == sorted([*available_densities(), "none"])
     assert [m.value for m in cli.ModelKind] == model_kinds()
+    from api.keys import ROLES
+
+    assert tuple(r.value for r in cli.KeyRole) == ROLES

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, g, request
 from werkzeug.routing import BaseConverter
 
 from ..bodies import parse_body
@@ -50,8 +50,11 @@ def _authenticate() -> None:
     ``before_request`` does not run for URLs that match none of its routes.)
 
     The key comes from ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``; an empty or blank
-    header does not hide a key in the other one, and either valid key is accepted.
+    header does not hide a key in the other one, and either valid key is accepted.  The key's
+    client (digest and role, :class:`api.keys.Client`) is ``g.client``: the owner of the answers
+    it asks for (None without authentication).
     """
+    g.client = None
     if not current_app.config["RECOURSE_AUTH_REQUIRED"]:
         return
     if not request.path.startswith(PREFIX) and request.blueprint != bp.name:
@@ -61,7 +64,10 @@ def _authenticate() -> None:
     bearer = scheme.lower() == "bearer"
     keys = [key for key in (credentials.strip() if bearer else "", _presented("X-API-Key")) if key]
     ring = current_app.extensions["recourse_keys"]
-    if any([ring.check(key) for key in keys]):  # a list: every presented key is checked
+    clients = [ring.identify(key) for key in keys]  # a list: every presented key is checked
+    client = next((c for c in clients if c is not None), None)
+    if client is not None:
+        g.client = client
         return
     if keys:
         detail = "wrong API key"
@@ -75,22 +81,27 @@ def _authenticate() -> None:
 
 @bp.post("/recourse")
 def recourse() -> Response:
-    return _json(_service().recourse(parse_body(RecourseRequest)))
+    return _json(_service().recourse(parse_body(RecourseRequest), g.client))
 
 
 @bp.post("/recourse/batch")
 def recourse_batch() -> Response:
-    return _json(_service().recourse_batch(parse_body(BatchRequest)))
+    return _json(_service().recourse_batch(parse_body(BatchRequest), g.client))
 
 
 @bp.post("/predict")
 def predict() -> Response:
-    return _json(_service().predict(parse_body(PredictRequest)))
+    return _json(_service().predict(parse_body(PredictRequest), g.client))
 
 
 @bp.get("/recourse/<answer_id:answer_id>")
 def stored_answer(answer_id: str) -> Response:
-    return _json(_service().stored(answer_id))
+    return _json(_service().stored(answer_id, g.client))
+
+
+@bp.delete("/recourse/<answer_id:answer_id>")
+def erase_answer(answer_id: str) -> Response:
+    return _json(_service().erase(answer_id, g.client))
 
 
 @bp.get("/schema")
