@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTHON ?= python3
 
-.PHONY: install demo test test-fast lint-imports bench clean
+.PHONY: install demo test test-fast browser lint-imports bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/recourse explain datasets/german_credit/examples/denied_applicant.json
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest
+
+# The browser tests drive Debian's chromium (Playwright's own browser download cannot work here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || \
+	  echo "warning: chromium could not be installed (apt-get as root); the browser tests will be skipped"
 
 # Without the tests that start servers or CLI subprocesses, or take more than a few seconds.
 test-fast: $(STAMP)

@@ -400,6 +400,7 @@ def serve(
     time_limit: float = typer.Option(5.0, min=0.01, help="Solver seconds per engine call."),
     log_sync: str = typer.Option("full", help="Explanation-log durability: full (survives power loss) or normal (survives a killed process)."),
     batch_wait_ms: float = typer.Option(8.0, "--batch-wait-ms", min=0.0, max=1000.0, help="Micro-batching: wait at most this long for concurrent requests to join a solve (0: never wait)."),
+    cors_origin: Optional[list[str]] = typer.Option(None, "--cors-origin", help="A web origin whose pages may call the API from a browser, e.g. https://app.example (repeatable; * for any)."),
 ) -> None:
     """Run the HTTP recourse service (gunicorn, threaded workers) until interrupted."""
     from commands import CommandError
@@ -411,7 +412,8 @@ def serve(
         check_log_sync(log_sync)
         if no_auth:
             typer.echo("warning: authentication is OFF (--no-auth); use this only for local demos", err=True)
-        config = service_config(bundle, digests, no_auth, database, max_batch, time_limit, log_sync, batch_wait_ms, roles)
+        config = service_config(bundle, digests, no_auth, database, max_batch, time_limit, log_sync, batch_wait_ms, roles,
+                                list(cors_origin or []))
     except CommandError as exc:
         fail(str(exc))
     from api.server import serve as run_server  # after the bundle's own process: no torch state before the fork

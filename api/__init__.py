@@ -27,7 +27,8 @@ def create_app(config: ServiceConfig | Mapping[str, Any] | None = None, bundle: 
     from . import problems
     from .keys import KeyRing
     from .log import ExplanationLog
-    from .routes import meta, v1
+    from .cors import CrossOrigin
+    from .routes import meta, v1, web
     from .service import RecourseService
     from .telemetry import UNMATCHED, Telemetry
 
@@ -51,8 +52,12 @@ def create_app(config: ServiceConfig | Mapping[str, Any] | None = None, bundle: 
     def _start_clock() -> None:  # registered first: runs before the authentication hook
         g.started = time.perf_counter()
 
+    cors = CrossOrigin(cfg.cors_origins)
+    app.before_request(cors.preflight)  # before authentication: a browser's preflight carries no key
+    app.after_request(cors.allow)
     app.register_blueprint(v1.bp)  # also installs the app-wide /v1 authentication hook (before routing)
     app.register_blueprint(meta.bp)
+    app.register_blueprint(web.bp)
 
     @app.after_request
     def _observe(response):

@@ -26,6 +26,8 @@ class ServiceConfig(BaseModel):
     seed: recorded with every answer (the solver is deterministic; the seed is set before each call).
     log_sync: SQLite ``synchronous`` level of the log: ``full`` (an answer survives a power cut) or
         ``normal`` (survives a killed process; faster commits).
+    cors_origins: web origins (``https://app.example``) whose pages may call the API from a browser
+        (``*``: any); their preflight requests are answered without a key.  Empty: none.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -43,6 +45,7 @@ class ServiceConfig(BaseModel):
     batch_wait: float = Field(default=0.008, ge=0, le=1.0)
     seed: int = 0
     log_sync: Literal["full", "normal"] = "full"
+    cors_origins: list[str] = Field(default_factory=list)
 
 
 def _default_database() -> Path:

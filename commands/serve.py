@@ -71,7 +71,7 @@ def resolve_bundle(bundle: Path | None) -> Path:
 
 def service_config(bundle: Path | None, digests: list[str], no_auth: bool, database: Path | None, max_batch: int,
                    time_limit: float, log_sync: str, batch_wait_ms: float,
-                   roles: dict[str, str] | None = None) -> "ServiceConfig":
+                   roles: dict[str, str] | None = None, cors_origins: list[str] | None = None) -> "ServiceConfig":
     """The service's settings from the ``serve`` options (``digests``: :func:`key_digests`); the
     bundle is loaded first (:func:`resolve_bundle`)."""
     from api.config import ServiceConfig
@@ -81,4 +81,4 @@ def service_config(bundle: Path | None, digests: list[str], no_auth: bool, datab
     return ServiceConfig(bundle=path, database=database or recourse_home() / "service" / "explanations.sqlite3",
                          api_key_hashes=digests, api_key_roles=roles or {}, auth_required=not no_auth,
                          max_batch=max_batch, time_limit=time_limit,
-                         log_sync=log_sync, batch_wait=batch_wait_ms / 1000.0)
+                         log_sync=log_sync, batch_wait=batch_wait_ms / 1000.0, cors_origins=cors_origins or [])
