@@ -72,6 +72,22 @@ class _Server(BaseApplication):
                 raise AppImportError(f"error: {exc or type(exc).__name__}") from exc
 
 
+def _when_ready(server: Any) -> None:
+    """Gunicorn hook: the socket listens; the workers are loading the model."""
+    print(f"recourse service listening on http://{server.cfg.bind[0]}; {server.cfg.workers} workers loading the model "
+          "(stop with Ctrl-C or SIGTERM)", file=sys.stderr, flush=True)
+
+
+def _post_worker_init(worker: Any) -> None:
+    """Gunicorn hook, in a worker: its app is built (model loaded, solver warm); it answers from now on."""
+    print(f"recourse service ready: worker {worker.pid} answers", file=sys.stderr, flush=True)
+
+
+def _on_exit(server: Any) -> None:
+    """Gunicorn hook: the arbiter is about to exit (after its workers)."""
+    print("recourse service stopped", file=sys.stderr, flush=True)
+
+
 def _child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
@@ -136,12 +152,13 @@ def serve(config: ServiceConfig, host: str = "127.0.0.1", port: int = 8080, work
         print(f"error: {exc.option_message()}", file=sys.stderr)
         raise SystemExit(2) from None
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 address in brackets
-    print(f"recourse service on http://{bind} (bundle {config.bundle}, log {config.database}, {workers} workers)",
+    print(f"recourse service starting on http://{bind} (bundle {config.bundle}, log {config.database}, {workers} workers)",
           file=sys.stderr, flush=True)
     options: dict[str, Any] = {
         "bind": bind, "workers": workers, "worker_class": "gthread", "threads": threads,
         "timeout": timeout, "graceful_timeout": 30, "keepalive": 30, "accesslog": None, "errorlog": "-",
-        "loglevel": "warning", "preload_app": False,
+        "loglevel": "warning", "preload_app": False, "when_ready": _when_ready, "post_worker_init": _post_worker_init,
+        "on_exit": _on_exit,
     }
     metrics_dir = None
     if workers > 1:

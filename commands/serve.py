@@ -3,6 +3,7 @@ load (and for the demo, build) the bundle in a separate process, make the servic
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -64,8 +65,10 @@ def resolve_bundle(bundle: Path | None) -> Path:
     process, so that no torch thread pool exists before the workers fork."""
     done = subprocess.run([sys.executable, "-c", _LOAD_BUNDLE, str(bundle or "")], capture_output=True, text=True)
     if done.returncode != 0:
-        lines = done.stderr.strip().splitlines()
-        raise CommandError(lines[-1].removeprefix("error: ") if lines else f"could not load the bundle (exit {done.returncode})")
+        text = done.stderr.strip()
+        starts = [m.end() for m in re.finditer(r"(?m)^error: ", text)]  # the whole message, every line of it
+        raise CommandError(text[starts[-1]:] if starts else text.splitlines()[-1] if text
+                           else f"could not load the bundle (exit {done.returncode})")
     return Path(done.stdout.strip().splitlines()[-1])
 
 

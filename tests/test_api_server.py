@@ -101,3 +101,21 @@ def test_keys_new_prints_a_key_and_its_digest():
     lines = dict(line.split(":", 1) for line in result.output.strip().splitlines())
     key, entry = lines["key"].strip(), lines["key file"].strip()
     assert entry == f"lender {hash_key(key)}"
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_start_and_stop_say_so_promptly(german_bundle, tmp_path):
+    import os
+    import time
+
+    srv = Server(free_port(), new_key(), tmp_path / "log.sqlite3",
+                 args=["--bundle", str(german_bundle.path), "--workers", "2", "--threads", "2"]).start()
+    started = time.perf_counter()
+    os.kill(srv.process.pid, signal.SIGTERM)  # the arbiter only, as a supervisor does
+    srv.process.wait(timeout=30)
+    seconds = time.perf_counter() - started
+    text = srv.process.stderr.read().decode()
+    assert "recourse service starting on http://127.0.0.1" in text
+    assert "listening on http://127.0.0.1" in text and text.count("ready: worker") == 2
+    assert text.rstrip().endswith("recourse service stopped") and seconds < 10, (seconds, text)
