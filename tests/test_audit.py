@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from cli import app
 from recourse.audit.exact import exact_recourse
 from recourse.audit.html import SECTIONS
-from recourse.audit.io import done_chunks, iter_chunks
+from recourse.audit.io import AuditInputError, done_chunks, iter_chunks
 from recourse.audit.pipeline import run_audit
 from recourse.audit.run import AuditConfig, action_key
 from recourse.audit.stats import MISSING, band_labels, boot_median, group_order, group_values
@@ -270,7 +270,7 @@ def test_html_report_parses_with_every_section_and_image(german_audit):
     assert parser.sections == list(SECTIONS)
     assert not parser.links  # self-contained: nothing fetched from the network
     alts = [img["alt"] for img in parser.images]
-    for needed in ("cost and number of changes", "fairness by status_sex", "fairness by age", "most frequent actions",
+    for needed in ("cost and number of changes", "fairness by personal status and sex", "most frequent actions",
                    "LOF distribution", "stability scatter", "discrimination probe"):
         assert needed in alts
     for img in parser.images:
@@ -509,3 +509,45 @@ def test_cli_audit_damaged_state_file(tmp_path, tiny_bundle, tiny_population):
     result = _audit(tiny_population, out, tiny_bundle, "--fresh")
     assert result.exit_code == 0, result.output
     assert json.loads((out / "state.json").read_text())["fingerprint"]
+
+
+@pytest.mark.slow
+def test_the_report_leads_with_its_findings_in_the_schemas_words(german_audit):
+    from recourse.audit.html import findings
+
+    text = german_audit.report_path.read_text()
+    assert text.index('id="findings"') < text.index('id="overview"')
+    lines = findings(german_audit.summary, {"status_sex": "personal status and sex", "age": "age"})
+    cov = german_audit.summary["coverage"]
+    assert f"of the {cov['denied']} denied applicants" in lines[0]
+    probe = german_audit.summary["discrimination"]["status_sex"]
+    said = [line for line in lines if "personal status and sex alone" in line]
+    assert said and (("flips" in said[0]) == bool(probe["changed_decisions"]))
+    assert any(line.startswith("Stability:") for line in lines)
+    # actions are named with the schema's labels, not internal names
+    assert "checking account balance → " in text and "status → " not in text
+
+
+def test_action_keys_in_words():
+    from recourse.audit.html import action_words
+
+    labels = {"status": "checking account balance", "credit_amount": "credit amount", "telephone": "registered telephone"}
+    assert action_words("status → 200 DM or more", labels) == "checking account balance → 200 DM or more"
+    assert action_words("decrease credit_amount", labels) == "decrease credit amount"
+    assert action_words("telephone on", labels) == "registered telephone on"
+    assert action_words("unknown_feature", labels) == "unknown_feature"
+
+
+def test_an_audit_stopped_by_bad_input_runs_again_once_the_input_is_fixed(tmp_path, tiny_bundle):
+    frame, _ = tiny_frame(120, seed=8)
+    bad = frame.astype({"income": object})
+    bad.loc[100, "income"] = "lots"
+    population = tmp_path / "pop.csv"
+    bad.to_csv(population, index=False)
+    out = tmp_path / "audit"
+    config = AuditConfig(group_by=["region"], chunk_size=50, stability_n=5, bootstrap=50)
+    with pytest.raises(AuditInputError, match="income"):
+        run_audit(population, out, tiny_bundle, config, progress=False)
+    frame.to_csv(population, index=False)  # fixed
+    result = run_audit(population, out, tiny_bundle, config, progress=False)
+    assert result.summary["coverage"]["applicants"] == 120

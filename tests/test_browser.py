@@ -143,16 +143,17 @@ def test_the_api_docs_render_offline(live, browser):
 
 
 def test_an_audit_report_opens_with_its_headline(browser, tmp_path):
-    from recourse.audit import AuditConfig, run_audit  # noqa: F401
-
     from typer.testing import CliRunner
 
     import cli
 
     out = tmp_path / "audit"
-    done = CliRunner().invoke(cli.app, ["audit", "--dataset", "german", "--out", str(out)])
+    done = CliRunner().invoke(cli.app, ["audit", "--dataset", "german", "--group-by", "status_sex,age", "--out", str(out)])
     assert done.exit_code == 0, done.output
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     page.goto((out / "report.html").as_uri())
     assert page.locator("h1").count() == 1 and page.inner_text("h1")
+    first = page.locator("section").first
+    assert first.get_attribute("id") == "findings"  # the report leads with its findings
+    assert "denied applicants" in first.inner_text() and "personal status and sex" in first.inner_text()
     page.screenshot(path=str(_shots() / "audit-report.png"))

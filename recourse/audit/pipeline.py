@@ -19,7 +19,8 @@ import pandas as pd
 from ..results import to_jsonable
 from .html import render
 from .io import AuditInputError, count_rows, merge_parts, read_columns, read_head, read_parts
-from .run import AuditConfig, AuditPlan, fingerprint, group_column, make_plan, prepare_out, run_population
+from .run import (AuditConfig, AuditPlan, fingerprint, group_column, make_plan, mark_stopped, prepare_out,
+                  run_population)
 from .stability import stability
 from .stats import summarize
 
@@ -64,7 +65,11 @@ def run_audit(population: str | Path, out: str | Path, bundle, config: AuditConf
         timing = run_population_dask(bundle.path, bundle.hash, engine.config, population, plan, parts, scheduler,
                                      progress=progress, on_chunk=on_chunk)
     else:
-        timing = run_population(engine, population, plan, parts, progress=progress, on_chunk=on_chunk)
+        try:
+            timing = run_population(engine, population, plan, parts, progress=progress, on_chunk=on_chunk)
+        except AuditInputError as exc:  # bad input in a chunk: the same `out` may be used again once it is fixed
+            mark_stopped(out, str(exc))
+            raise
     return finalize(engine, bundle, population, out, plan, timing, time.perf_counter() - started)
 
 
@@ -104,8 +109,9 @@ def finalize(engine, bundle, population: Path, out: Path, plan: AuditPlan, timin
     _atomic_text(summary_path, json.dumps(summary, indent=2) + "\n")
     pairs.to_csv(out / "stability.csv", index=False)
     report_path = out / "report.html"
+    labels = {f.name: f.title for f in engine.schema.features}
     _atomic_text(report_path, render(summary, table, pairs, group_cols, plan.bins,
-                                     title=f"Recourse audit of {population.name}"))
+                                     title=f"Recourse audit of {population.name}", labels=labels))
     table_path = merge_parts(parts, out, cfg.output_format)
     return AuditResult(out, summary, table_path, report_path, summary_path)
 

@@ -304,7 +304,7 @@ def prepare_out(out: Path, fp: str, fresh: bool) -> Path:
     if state.is_file():
         previous = {} if fresh else _read_state(state)
         if previous.get("fingerprint") != fp:
-            if not fresh:
+            if not fresh and not previous.get("stopped_by_input"):  # a run stopped by bad input may start over
                 raise AuditInputError(f"`out`: {out} holds an audit of a different population, bundle or settings; "
                                       "use a new `out` directory or `fresh=True` to start over")
             for p in parts.glob("part-*"):
@@ -315,6 +315,15 @@ def prepare_out(out: Path, fp: str, fresh: bool) -> Path:
     parts.mkdir(parents=True, exist_ok=True)
     state.write_text(json.dumps({"fingerprint": fp, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
     return parts
+
+
+def mark_stopped(out: Path, reason: str) -> None:
+    """Record in the state file that bad input stopped the run: the next run on ``out`` (with the
+    input fixed) starts over instead of refusing a different population."""
+    state = out / STATE_FILE
+    data = _read_state(state) if state.is_file() else {}
+    data["stopped_by_input"] = reason[:500]
+    state.write_text(json.dumps(data))
 
 
 def pending_chunks(population: Path, plan: AuditPlan, parts: Path) -> Iterator[tuple[int, pd.DataFrame]]:

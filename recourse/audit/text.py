@@ -27,7 +27,8 @@ def format_summary(summary: dict[str, Any], out: str) -> str:
             lines.append(f"    {g['group'][:36]:<36} n={g['applicants']:<7} approval {_pct(g['decision_rate']):>8}  "
                          f"coverage {_pct(g['coverage']):>8}  median cost {_num(g['median_cost'])}")
         sp = res["spread"]
-        lines.append(f"    spread: approval {_pct(sp['decision_rate']['value'])} CI {[_pct(v) for v in sp['decision_rate']['ci']]}, "
+        ci = sp["decision_rate"]["ci"] or [None, None]
+        lines.append(f"    spread: approval {_pct(sp['decision_rate']['value'])} (95 % interval {_pct(ci[0])} to {_pct(ci[1])}), "
                      f"coverage {_pct(sp['coverage']['value'])}, median cost {_num(sp['median_cost']['value'])}")
     for name, d in summary["discrimination"].items():
         lines.append(f"  probe {name}: decision changes for {d['changed_decisions']:,} applicants ({_pct(d['share'])})")
