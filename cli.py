@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 
     from recourse.schema import FeatureSchema
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Sparse, plausible, actionable recourse for tabular models.")
-bench_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmarks that print figures.")
+app = typer.Typer(add_completion=False, rich_markup_mode=None, no_args_is_help=True, help="Sparse, plausible, actionable recourse for tabular models.")
+bench_app = typer.Typer(add_completion=False, rich_markup_mode=None, no_args_is_help=True, help="Benchmarks that print figures.")
 app.add_typer(bench_app, name="bench")
 
 BAD_INPUT = 2
@@ -217,6 +217,7 @@ def train(
     max_changes: int = typer.Option(3, "--max-changes", min=1, max=MAX_CHANGES_LIMIT, help="Default m stored in a bundle built from --data (at most the number of features)."),
     seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Random seed (0 to 2**32 - 1)."),
     family: int = typer.Option(0, "--family", min=0, max=64, help="Also fit K refits of the model (same recipe, bootstrap resamples) for robust requests (explain --robust); mlp and logistic only."),
+    as_json: bool = typer.Option(False, "--json", help="Print the bundle's path and metadata as JSON."),
 ) -> None:
     """Build a model bundle (schema, weights, densities, metadata) in seconds.
 
@@ -232,6 +233,10 @@ def train(
     except (CommandError, SchemaError, BundleError, DataInputError) as exc:
         fail_with(exc, path="--data")
     meta = bundle.metadata
+    if as_json:
+        typer.echo(json.dumps({"path": str(bundle.path), **{k: meta.get(k) for k in (
+            "dataset", "model", "classes", "densities", "defaults", "training", "family", "hash")}}, indent=2))
+        return
     typer.echo(f"bundle written to {bundle.path}")
     typer.echo(f"  model {meta['model']}, classes {meta['classes']}, densities {', '.join(meta['densities'])}")
     typer.echo(f"  training accuracy {meta['training']['accuracy']}"
@@ -280,7 +285,7 @@ def bench_robustness(
     typer.echo(json.dumps(result, indent=2) if as_json else format_robustness_table(result))
 
 
-log_app = typer.Typer(add_completion=False, no_args_is_help=True,
+log_app = typer.Typer(add_completion=False, rich_markup_mode=None, no_args_is_help=True,
                       help="The service's explanation log: purge old answers, erase one answer (both recorded).")
 app.add_typer(log_app, name="log")
 
@@ -316,7 +321,7 @@ def log_purge(
 ) -> None:
     """Delete every stored answer older than DAYS for good (a retention limit); the purge is recorded."""
     count = _open_log(database).purge(older_than, by=_who())
-    typer.echo(f"purged {count} answer(s) older than {older_than:g} day(s)")
+    typer.echo(f"purged {count} answer(s) older than {older_than:g} day(s)")  # also recorded in the log's erasures
 
 
 @log_app.command("erase")
@@ -334,7 +339,7 @@ def log_erase(
     typer.echo(f"erased answer {answer_id}")
 
 
-promises_app = typer.Typer(add_completion=False, no_args_is_help=True,
+promises_app = typer.Typer(add_completion=False, rich_markup_mode=None, no_args_is_help=True,
                            help="Promises across model versions: do earlier answers hold under a new bundle?")
 app.add_typer(promises_app, name="promises")
 
@@ -359,7 +364,7 @@ def promises_check(
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else format_promise_report(report))
 
 
-keys_app = typer.Typer(add_completion=False, no_args_is_help=True, help="API keys for the HTTP service.")
+keys_app = typer.Typer(add_completion=False, rich_markup_mode=None, no_args_is_help=True, help="API keys for the HTTP service.")
 app.add_typer(keys_app, name="keys")
 
 
@@ -368,6 +373,7 @@ def keys_new(
     name: str = typer.Option("default", help="A name for the key (kept beside its digest)."),
     file: Optional[Path] = typer.Option(None, "--file", help="Also append the key file line to FILE (a new file is created with mode 0600)."),
     role: KeyRole = typer.Option(KeyRole.client, "--role", help="client: reads only the answers it asked for; auditor: reads every stored answer; admin: reads and erases any."),
+    as_json: bool = typer.Option(False, "--json", help="Print the key, its key-file line and the file written as JSON."),
 ) -> None:
     """Make a new API key: prints the key (give it to the client) and the line for the key file."""
     from api.keys import add_to_key_file, hash_key, new_key
@@ -380,8 +386,13 @@ def keys_new(
             fail(f"--name {exc}")
         except OSError as exc:
             fail(f"--file {file}: cannot write it ({exc.strerror or exc})")
+    line = f"{name} {'' if role is KeyRole.client else f'role={role.value} '}{hash_key(key)}"
+    if as_json:
+        typer.echo(json.dumps({"key": key, "key_file_line": line, "role": role.value,
+                               "written_to": str(file) if file is not None else None}))
+        return
     typer.echo(f"key:        {key}")
-    typer.echo(f"key file:   {name} {'' if role is KeyRole.client else f'role={role.value} '}{hash_key(key)}")
+    typer.echo(f"key file:   {line}")
     if file is not None:
         typer.echo(f"written to: {file}")
 
@@ -398,7 +409,7 @@ def serve(
     database: Optional[Path] = typer.Option(None, help="SQLite explanation log (default: $RECOURSE_HOME/service/explanations.sqlite3)."),
     max_batch: int = typer.Option(1000, min=1, help="Most applicants per batch request."),
     time_limit: float = typer.Option(5.0, min=0.01, help="Solver seconds per engine call."),
-    log_sync: str = typer.Option("full", help="Explanation-log durability: full (survives power loss) or normal (survives a killed process)."),
+    log_sync: str = typer.Option("full", metavar="full|normal", help="Explanation-log durability: full (survives power loss) or normal (survives a killed process)."),
     batch_wait_ms: float = typer.Option(8.0, "--batch-wait-ms", min=0.0, max=1000.0, help="Micro-batching: wait at most this long for concurrent requests to join a solve (0: never wait)."),
     cors_origin: Optional[list[str]] = typer.Option(None, "--cors-origin", help="A web origin whose pages may call the API from a browser, e.g. https://app.example (repeatable; * for any)."),
 ) -> None:
@@ -429,7 +440,7 @@ def bench_http(
     threads: int = typer.Option(32, min=1, help="Request threads per worker."),
     batch_size: int = typer.Option(500, min=1, help="Applicants per batch request."),
     kill_test: bool = typer.Option(True, help="Also kill -9 the server mid-load and check every returned answer is still stored."),
-    log_sync: str = typer.Option("full", help="The server's --log-sync: full or normal."),
+    log_sync: str = typer.Option("full", metavar="full|normal", help="The server's --log-sync: full or normal."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Load-test `recourse serve` on loopback: latency per client level, batch throughput, kill -9 durability."""
@@ -477,10 +488,10 @@ def audit(
     chunk_size: int = typer.Option(2000, min=1, help="Applicants per chunk (memory is bounded by one chunk)."),
     engine: AuditEngine = typer.Option(AuditEngine.inprocess, help="inprocess (default) or dask."),
     scheduler: Optional[str] = typer.Option(None, help="Dask scheduler address for --engine dask, e.g. tcp://10.0.0.5:8786."),
-    fmt: str = typer.Option("parquet", "--format", help="Per-applicant table format: parquet or csv."),
+    fmt: str = typer.Option("parquet", "--format", metavar="parquet|csv", help="Per-applicant table format: parquet or csv."),
     stability_n: int = typer.Option(200, min=0, help="Denied applicants in the stability sample."),
     bootstrap: int = typer.Option(1000, min=10, help="Bootstrap replicates for the confidence intervals."),
-    exact: str = typer.Option("auto", help="Exact MILP answers: auto (linear bundles), on, off."),
+    exact: str = typer.Option("auto", metavar="auto|on|off", help="Exact MILP answers: auto (linear bundles), on, off."),
     exact_limit: Optional[int] = typer.Option(None, min=0, help="Exact answers only for rows before this row number."),
     seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Random seed (bootstrap, stability sample; 0 to 2**32 - 1)."),
     fresh: bool = typer.Option(False, help="Discard a previous (partial) audit in --out instead of resuming it."),

@@ -133,3 +133,25 @@ def test_roles_in_the_key_file(tmp_path):
         read_key_lines(path)
     with pytest.raises(ValueError, match="unknown role"):
         add_to_key_file(path, "x", hash_key("x"), role="root")
+
+
+def test_keys_and_train_print_json(tmp_path):
+    import cli
+
+    runner = CliRunner()
+    done = runner.invoke(cli.app, ["keys", "new", "--name", "svc", "--role", "auditor", "--json"])
+    assert done.exit_code == 0
+    data = json.loads(done.stdout)
+    assert data["role"] == "auditor" and data["key_file_line"] == f"svc role=auditor {hash_key(data['key'])}"
+    assert data["written_to"] is None
+    from tests.conftest import TINY_SCHEMA, tiny_frame
+
+    frame, labels = tiny_frame(80)
+    frame["y"] = labels
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    (tmp_path / "s.json").write_text(json.dumps(TINY_SCHEMA))
+    done = runner.invoke(cli.app, ["train", "--data", str(tmp_path / "t.csv"), "--schema", str(tmp_path / "s.json"),
+                                   "--model", "logistic", "--out", str(tmp_path / "b"), "--json"])
+    assert done.exit_code == 0, done.output
+    meta = json.loads(done.stdout)
+    assert meta["path"] == str(tmp_path / "b") and meta["model"] == "logistic" and len(meta["hash"]) == 64
