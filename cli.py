@@ -440,6 +440,7 @@ def bench_http(
     threads: int = typer.Option(32, min=1, help="Request threads per worker."),
     batch_size: int = typer.Option(500, min=1, help="Applicants per batch request."),
     kill_test: bool = typer.Option(True, help="Also kill -9 the server mid-load and check every returned answer is still stored."),
+    burst: bool = typer.Option(False, "--burst", help="Also the overload scenario: 20 clients post 1,000-row batches with 3 alternatives and hang up after 3 s; rows shed and the latency of the next request."),
     log_sync: str = typer.Option("full", metavar="full|normal", help="The server's --log-sync: full or normal."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
@@ -455,6 +456,10 @@ def bench_http(
     except CommandError as exc:
         fail(str(exc))
     result = run_load_test(levels, seconds, workers, threads, batch_size, kill_test=kill_test, log_sync=log_sync)
+    if burst:
+        from benchmarks.http import abandoned_burst
+
+        result["abandoned_burst"] = abandoned_burst(workers=workers, threads=threads)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -467,6 +472,11 @@ def bench_http(
         k = result["kill_9"]
         typer.echo(f"kill -9: {k['answers_returned_before_kill']} answers returned, {k['missing_after_restart']} missing after restart, "
                    f"{k['different_bytes']} different")
+    if "abandoned_burst" in result:
+        a = result["abandoned_burst"]
+        typer.echo(f"burst: {a['rows_sent']} rows sent by {a['clients']} clients who hang up after {a['hang_up_seconds']} s; "
+                   f"shed {a['rows_shed']}, handed to the solver {a['rows_handed_to_solver']}, answers logged "
+                   f"{a['answers_logged']}; the next request: {a['next_request_status']} in {a['next_request_ms']} ms")
 
 
 class AuditEngine(str, Enum):

@@ -20,6 +20,14 @@ the next one: a two-stage pipeline, so the solver never waits for an ``fsync``. 
 is resolved only after its group has been finished.  Everything waiting for the finisher (solved
 groups and :meth:`~MicroBatcher.submit_solved` jobs, e.g. answers reused from the log) is
 finished in one call: group commit across concurrent requests.
+
+Load shedding.  The queue is bounded (``max_queued_rows``): a submission that would exceed it
+raises :class:`Overloaded` at once (the service answers 503 with ``Retry-After``), so a burst
+cannot build a backlog that every later request waits behind.  A waiter that gives up (its
+deadline passed, or its client hung up) calls :meth:`MicroBatcher.abandon`: a job not yet taken
+is cancelled and never solved; a group already being solved stops at the next slice of
+``slice_rows`` rows once all its waiters have left, and is never finished (its answers are not
+logged as given).  ``on_shed(reason, rows)`` counts what was shed.
 """
 from __future__ import annotations
 
@@ -36,19 +44,33 @@ Finish = Callable[[list[Any]], list[Any]]
 """finish(results of one solve) -> one final result per row (e.g. after logging them)."""
 
 
+class Overloaded(RuntimeError):
+    """The queue holds as many rows as it may: the submission is refused, not queued."""
+
+
 @dataclass
 class _Job:
     key: Hashable
     rows: list[Any]
     future: Future = field(default_factory=Future)
+    abandoned: bool = False
+    """Its waiter is gone: not solved if not started, not finished (logged) if solved."""
 
 
 class MicroBatcher:
     """A solver thread that batches the rows of concurrent submissions (and an optional finisher)."""
 
     def __init__(self, solve: Solve, max_rows: int = 1024, on_batch: Callable[[int], None] | None = None,
-                 finish: Finish | None = None, max_wait: float = 0.008, wait_share: float = 0.5):
+                 finish: Finish | None = None, max_wait: float = 0.008, wait_share: float = 0.5,
+                 max_queued_rows: int | None = None, on_shed: Callable[[str, int], None] | None = None,
+                 slice_rows: int = 256):
         self.solve = solve
+        self.slice_rows = max(1, int(slice_rows))
+        """A group is solved in engine calls of at most this many rows; between two, a group whose
+        every waiter has left is dropped (a 1,000-row batch whose client hung up stops within one slice)."""
+        self.max_queued_rows = max_queued_rows
+        self.on_shed = on_shed
+        self._queued_rows = 0  # rows submitted and not yet taken by the solver
         self.finish = finish
         self.max_rows = max_rows
         self.on_batch = on_batch
@@ -62,16 +84,39 @@ class MicroBatcher:
         self._lock = threading.Lock()
 
     def submit(self, key: Hashable, rows: Sequence[Any]) -> Future:
-        """Queue rows solved with options ``key``; the future gets their results in order."""
+        """Queue rows solved with options ``key``; the future gets their results in order.
+        Raises :class:`Overloaded` when the queue cannot take them (a lone submission always fits)."""
         job = _Job(key, list(rows))
+        with self._lock:
+            limit = self.max_queued_rows
+            if limit is not None and self._queued_rows > 0 and self._queued_rows + len(job.rows) > limit:
+                self._shed("overloaded", len(job.rows))
+                raise Overloaded(f"{self._queued_rows} rows are waiting (at most {limit})")
+            self._queued_rows += len(job.rows)
+        job.future.recourse_job = job  # type: ignore[attr-defined]  # for abandon()
         self._ensure_workers()
         self._queue.put(job)
         return job.future
+
+    def abandon(self, future: Future) -> None:
+        """The waiter of ``future`` is gone: cancel its job if it has not started, else keep it
+        from being finished (its answers are dropped, not logged)."""
+        job = getattr(future, "recourse_job", None)
+        if job is None or job.abandoned or future.done():
+            return
+        job.abandoned = True
+        self._shed("abandoned", len(job.rows))
+        future.cancel()  # a job not yet taken is skipped by the solver
+
+    def _shed(self, reason: str, rows: int) -> None:
+        if self.on_shed is not None:
+            self.on_shed(reason, rows)
 
     def submit_solved(self, rows: Sequence[Any]) -> Future:
         """Queue rows that need only the finishing stage (e.g. answers reused from the log), so
         that they share its next transaction; without a finish stage they are returned as is."""
         job = _Job(None, list(rows))
+        job.future.recourse_job = job  # type: ignore[attr-defined]  # for abandon()
         job.future.set_running_or_notify_cancel()
         if self.finish is None:
             job.future.set_result(job.rows)
@@ -128,6 +173,8 @@ class MicroBatcher:
                 break
             jobs.append(job)
             rows += len(job.rows)
+        with self._lock:
+            self._queued_rows -= sum(len(j.rows) for j in jobs)
         return jobs
 
     def _run(self) -> None:
@@ -138,7 +185,7 @@ class MicroBatcher:
                 return
             groups: dict[Hashable, list[_Job]] = {}
             for job in jobs:
-                if job.future.set_running_or_notify_cancel():
+                if not job.abandoned and job.future.set_running_or_notify_cancel():  # cancelled: dropped unsolved
                     groups.setdefault(job.key, []).append(job)
             started = time.perf_counter()
             for key, group in groups.items():
@@ -171,7 +218,24 @@ class MicroBatcher:
             if closing:
                 return
 
+    @staticmethod
+    def _live(group: list[_Job], results: list[Any]) -> tuple[list[_Job], list[Any]]:
+        """The jobs (and their results) whose waiters are still there; the others are dropped."""
+        if not any(job.abandoned for job in group):
+            return group, results
+        keep, kept, start = [], [], 0
+        for job in group:
+            n = len(job.rows)
+            if not job.abandoned:
+                keep.append(job)
+                kept += results[start:start + n]
+            start += n
+        return keep, kept
+
     def _finish_many(self, items: list[tuple[list[_Job], list[Any]]]) -> None:
+        items = [live for live in (self._live(g, rs) for g, rs in items) if live[0]]
+        if not items:
+            return
         results = [r for _, rs in items for r in rs]
         try:
             final = self.finish(results)
@@ -189,7 +253,11 @@ class MicroBatcher:
         if self.on_batch is not None:
             self.on_batch(len(rows))
         try:
-            results = self.solve(key, rows)
+            results: list[Any] = []
+            for start in range(0, len(rows), self.slice_rows):  # slices: abandoned work stops between them
+                if start and all(job.abandoned for job in group):
+                    return
+                results += self.solve(key, rows[start:start + self.slice_rows])
         except BaseException:  # isolate: retry one job at a time so one bad job fails alone
             if len(group) == 1:
                 self._solve_alone(key, group[0])
@@ -214,6 +282,9 @@ class MicroBatcher:
             self._done.put((group, results))
 
     def _finish_group(self, group: list[_Job], results: list[Any]) -> None:
+        group, results = self._live(group, results)
+        if not group:
+            return
         try:
             final = self.finish(results)
         except BaseException as exc:

@@ -21,6 +21,8 @@ class ServiceConfig(BaseModel):
     time_limit: seconds of solver time per engine call (rows not done by then: no recourse).
     request_timeout: seconds a request waits for its answer before a 503.
     max_solver_rows: most rows the micro-batcher hands the engine at once.
+    max_queued_rows: most rows waiting for the solver; a request that would exceed it gets 503 with
+        ``Retry-After`` at once (a lone request always fits).
     batch_wait: the micro-batcher's adaptive gathering window, at most this many seconds (and at
         most half the last solve's time); 0 turns it off (see :mod:`api.batching`).
     seed: recorded with every answer (the solver is deterministic; the seed is set before each call).
@@ -42,6 +44,7 @@ class ServiceConfig(BaseModel):
     time_limit: float | None = Field(default=5.0, gt=0)
     request_timeout: float = Field(default=30.0, gt=0)
     max_solver_rows: int = Field(default=1024, ge=1)
+    max_queued_rows: int = Field(default=4096, ge=1)
     batch_wait: float = Field(default=0.008, ge=0, le=1.0)
     seed: int = 0
     log_sync: Literal["full", "normal"] = "full"

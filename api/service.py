@@ -6,9 +6,10 @@ send what it returns; every error is a :class:`~api.problems.Problem`.
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -18,7 +19,7 @@ from recourse.options import RequestOptions
 from recourse.promises import check_promises
 from recourse.results import to_jsonable
 
-from .batching import MicroBatcher
+from .batching import MicroBatcher, Overloaded
 from .config import ServiceConfig
 from .keys import Client
 from .log import ID_DIGITS, Entry, ExplanationLog, is_answer_id
@@ -68,6 +69,12 @@ class SolverKey:
                 "min_probability": self.min_probability, "robust": self.robust}
 
 
+Gone = Callable[[], bool]
+"""gone() -> whether the client of the request has hung up."""
+POLL_SECONDS = 0.25
+"""How often a waiting request checks whether its client is still there."""
+
+
 def _owner(client: Client | None) -> str | None:
     """The owner recorded with an answer: the asking key's digest (None without authentication)."""
     return None if client is None else client.digest
@@ -82,7 +89,8 @@ class RecourseService:
         meta = bundle.metadata
         self.model_ref = {"id": f"{meta.get('dataset', bundle.schema.name)}-{meta.get('model', 'model')}", "hash": bundle.hash}
         self.batcher = MicroBatcher(self._solve, max_rows=config.max_solver_rows, on_batch=telemetry.batch_rows.observe,
-                                    finish=self._log, max_wait=config.batch_wait)
+                                    finish=self._log, max_wait=config.batch_wait, max_queued_rows=config.max_queued_rows,
+                                    on_shed=lambda reason, rows: telemetry.shed.labels(reason).inc(rows))
         self.ready = False
         self.promise_report = None
 
@@ -116,17 +124,17 @@ class RecourseService:
         self.batcher.close()
 
     # ------------------------------------------------------------------ endpoints
-    def recourse(self, request: RecourseRequest, client: Client | None = None) -> str:
+    def recourse(self, request: RecourseRequest, client: Client | None = None, gone: Gone | None = None) -> str:
         key, target, records = self._checked(request, [request.applicant], ["applicant"], single=True)
-        [item] = self._answer("recourse", key, target, records, _owner(client))
+        [item] = self._answer("recourse", key, target, records, _owner(client), gone)
         return item["text"]
 
-    def recourse_batch(self, request: BatchRequest, client: Client | None = None) -> str:
+    def recourse_batch(self, request: BatchRequest, client: Client | None = None, gone: Gone | None = None) -> str:
         if len(request.applicants) > self.config.max_batch:
             raise Problem(422, "too many applicants in one batch",
                           [field_error(["applicants"], f"at most {self.config.max_batch} applicants per request, got {len(request.applicants)}")])
         key, target, records = self._checked(request, request.applicants, ["applicants"], single=False)
-        items = self._answer("recourse", key, target, records, _owner(client))
+        items = self._answer("recourse", key, target, records, _owner(client), gone)
         head = json.dumps({"count": len(items), "model": self.model_ref})
         return head[:-1] + ', "results": [' + ", ".join(i["text"] for i in items) + "]}"
 
@@ -271,16 +279,26 @@ class RecourseService:
                 self.telemetry.outcome(item["answer"]["status"])
         return items
 
-    def _wait(self, future: Any) -> list[dict[str, Any]]:
-        """The logged answers of a batcher job, or 503 after ``request_timeout`` seconds."""
-        try:
-            return future.result(timeout=self.config.request_timeout)
-        except FutureTimeout:
-            raise Problem(503, f"no answer within {self.config.request_timeout:g} s; try again",
-                          headers={"Retry-After": "1"}) from None
+    def _wait(self, future: Any, gone: Gone | None = None, deadline: float | None = None) -> list[dict[str, Any]]:
+        """The logged answers of a batcher job, or 503 after ``request_timeout`` seconds (the job is
+        then abandoned: dropped if not yet solved, not logged if solved); ``gone()``: whether the
+        client has hung up (checked every ``POLL_SECONDS``; the job is abandoned too)."""
+        deadline = time.monotonic() + self.config.request_timeout if deadline is None else deadline
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.batcher.abandon(future)
+                raise Problem(503, f"no answer within {self.config.request_timeout:g} s; try again",
+                              headers={"Retry-After": "1"})
+            try:
+                return future.result(timeout=min(remaining, POLL_SECONDS))
+            except FutureTimeout:
+                if gone is not None and gone():
+                    self.batcher.abandon(future)
+                    raise Problem(503, "the client closed the connection; the request was dropped") from None
 
     def _answer(self, kind: str, key: SolverKey, target: Any, records: list[dict[str, Any]],
-                owner: str | None = None) -> list[dict[str, Any]]:
+                owner: str | None = None, gone: Gone | None = None) -> list[dict[str, Any]]:
         """Logged answers for records: earlier answers to the same request reused, the rest solved."""
         logged = key.request()  # the order answers were always logged in: m, density, target, then the rest
         request = {"max_changes": logged.pop("max_changes"), "density": logged.pop("density"), "target": target, **logged}
@@ -293,10 +311,19 @@ class RecourseService:
             entries[i].answer = json.loads(known[entries[i].digest])
         waits = []
         if todo:
-            waits.append((todo, self.batcher.submit(key, [entries[i] for i in todo])))
+            try:
+                waits.append((todo, self.batcher.submit(key, [entries[i] for i in todo])))
+            except Overloaded as exc:
+                raise Problem(503, f"the service is busy ({exc}); try again shortly", headers={"Retry-After": "1"}) from None
         if rest:
             waits.append((rest, self.batcher.submit_solved([entries[i] for i in rest])))
-        for positions, future in waits:
-            for i, item in zip(positions, self._wait(future)):
-                items[i] = item
+        deadline = time.monotonic() + self.config.request_timeout
+        try:
+            for positions, future in waits:
+                for i, item in zip(positions, self._wait(future, gone, deadline)):
+                    items[i] = item
+        except Problem:
+            for _, future in waits:  # the other part of this request is dropped as well
+                self.batcher.abandon(future)
+            raise
         return items  # type: ignore[return-value]

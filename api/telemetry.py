@@ -41,6 +41,9 @@ class Telemetry:
         self.outcomes = Counter("recourse_outcomes", "Recourse answers given, by status.", ["status"], registry=self.registry)
         self.batch_rows = Histogram("recourse_solver_batch_rows", "Rows per engine call (micro-batches and batch requests).",
                                     buckets=BATCH_BUCKETS, registry=self.registry)
+        self.shed = Counter("recourse_shed_rows", "Applicant rows not solved or not logged: overloaded (refused "
+                            "with 503 at once) or abandoned (the request's deadline passed or its client left).",
+                            ["reason"], registry=self.registry)
         self.promises = Gauge("recourse_earlier_promises", "Answers of earlier bundles re-checked on this bundle at "
                               "start-up, by outcome (kept, broken, uncheckable).", ["outcome"], registry=self.registry,
                               multiprocess_mode="max")

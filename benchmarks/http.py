@@ -220,6 +220,70 @@ def durability(server: Server, pool: Iterator[dict[str, Any]], clients: int, sec
     return {"answers_returned_before_kill": len(answered), "missing_after_restart": missing, "different_bytes": changed}
 
 
+def _metric_sum(text: str, name: str) -> dict[str, float]:
+    """Values of one Prometheus metric by label set ('' without labels), summed over workers."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            head, _, value = line.rpartition(" ")
+            labels = head[len(name):]
+            out[labels] = out.get(labels, 0.0) + float(value)
+    return out
+
+
+def abandoned_burst(clients: int = 20, rows: int = 1000, alternatives: int = 3, hang_up: float = 3.0,
+                    workers: int = 2, threads: int = 32) -> dict[str, Any]:
+    """The overload scenario: ``clients`` clients each post a ``rows``-row batch (``alternatives``)
+    and hang up after ``hang_up`` seconds; then one client asks for one applicant.  Reports how many
+    rows the server solved, shed (refused at once or abandoned) and logged, and the latency of the
+    request sent after the burst (rows handed to the solver are solved in slices; a group whose
+    clients have all left stops at the next slice)."""
+    import socket
+    import threading
+
+    applicants = denied_applicants(clients * rows + 1, seed=7)
+    key = new_key()
+    with tempfile.TemporaryDirectory() as tmp:
+        server = Server(free_port(), key, Path(tmp) / "log.sqlite3", args=["--workers", str(workers), "--threads", str(threads)])
+        server.start()
+        try:
+            statuses: list[Any] = []
+
+            def impatient(part: list[dict[str, Any]]) -> None:
+                body = json.dumps({"applicants": part, "alternatives": alternatives}).encode()
+                head = (f"POST /v1/recourse/batch HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
+                        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+                with socket.create_connection(("127.0.0.1", server.port), timeout=hang_up) as sock:
+                    sock.sendall(head + body)
+                    try:
+                        statuses.append(sock.recv(12).decode(errors="replace")[9:12] or "closed")
+                    except OSError:
+                        statuses.append("hung up")
+
+            started = time.perf_counter()
+            threads_ = [threading.Thread(target=impatient, args=(applicants[i * rows:(i + 1) * rows],)) for i in range(clients)]
+            for t in threads_:
+                t.start()
+            for t in threads_:
+                t.join()
+            burst_seconds = time.perf_counter() - started
+            t0 = time.perf_counter()
+            status, _ = request(server.port, "POST", "/v1/recourse", {"applicant": applicants[-1]}, key)
+            next_ms = 1000 * (time.perf_counter() - t0)
+            time.sleep(2.0)
+            _, metrics = request(server.port, "GET", "/metrics")
+            text = metrics.decode()
+            solved = sum(v for k, v in _metric_sum(text, "recourse_solver_batch_rows_sum").items())
+            shed = {k.split('"')[1]: v for k, v in _metric_sum(text, "recourse_shed_rows_total").items() if '"' in k}
+            logged = sum(_metric_sum(text, "recourse_outcomes_total").values())
+        finally:
+            server.kill(signal.SIGTERM)
+    return {"clients": clients, "rows_each": rows, "alternatives": alternatives, "hang_up_seconds": hang_up,
+            "burst_seconds": round(burst_seconds, 2), "first_bytes": sorted(statuses),
+            "rows_sent": clients * rows, "rows_handed_to_solver": int(solved), "rows_shed": {k: int(v) for k, v in shed.items()},
+            "answers_logged": int(logged), "next_request_status": status, "next_request_ms": round(next_ms, 1)}
+
+
 def run_load_test(levels: tuple[int, ...] = (1, 8, 32), seconds: float = 30.0, workers: int = 2, threads: int = 32,
                   batch_size: int = 500, batch_repeats: int = 5, kill_test: bool = True,
                   pool_size: int = 60000, log_sync: str = "full") -> dict[str, Any]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, request
@@ -79,14 +80,32 @@ def _authenticate() -> None:
                   headers={"WWW-Authenticate": 'Bearer realm="recourse"'})
 
 
+def client_gone(environ: dict) -> Any:
+    """gone() for this request: whether its client has closed the connection (a zero-byte peek on
+    the socket gunicorn's workers expose; always False where there is none, e.g. tests)."""
+    sock = environ.get("gunicorn.socket")
+    if sock is None:
+        return None
+
+    def gone() -> bool:
+        try:
+            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except (BlockingIOError, InterruptedError):
+            return False  # connected, nothing sent
+        except OSError:
+            return True
+
+    return gone
+
+
 @bp.post("/recourse")
 def recourse() -> Response:
-    return _json(_service().recourse(parse_body(RecourseRequest), g.client))
+    return _json(_service().recourse(parse_body(RecourseRequest), g.client, client_gone(request.environ)))
 
 
 @bp.post("/recourse/batch")
 def recourse_batch() -> Response:
-    return _json(_service().recourse_batch(parse_body(BatchRequest), g.client))
+    return _json(_service().recourse_batch(parse_body(BatchRequest), g.client, client_gone(request.environ)))
 
 
 @bp.post("/predict")
