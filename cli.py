@@ -239,8 +239,11 @@ def train(
         return
     typer.echo(f"bundle written to {bundle.path}")
     typer.echo(f"  model {meta['model']}, classes {meta['classes']}, densities {', '.join(meta['densities'])}")
-    typer.echo(f"  training accuracy {meta['training']['accuracy']}"
-               + (f", test accuracy {meta['training']['test_accuracy']}" if "test_accuracy" in meta["training"] else "")
+    training = meta["training"]
+    typer.echo(f"  training accuracy {training['accuracy']}"
+               + (f", test accuracy {training['test_accuracy']}" if "test_accuracy" in training else "")
+               + (f", held-out accuracy {training['holdout_accuracy']} (the recipe refitted on 80 % of the rows, scored "
+                  f"on the other {training['holdout_rows']})" if "holdout_accuracy" in training else "")
                + f", built in {meta['training']['seconds']} s")
     if meta.get("family"):
         typer.echo(f"  family of {meta['family']['size']} refits for robust requests")
