@@ -143,34 +143,37 @@ class Consequences:
         return out
 
     # ------------------------------------------------------------------ the solver (torch)
-    def _tensors(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    def _tensors(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(E (D, D) dense, the effect-column mask (D,)) on a device, cached (D is small: one
+        matrix product beats a handful of gathers on tensors this size)."""
         key = (str(device), dtype)
         if key not in self._torch:
-            self._torch[key] = (torch.as_tensor(self.cause_column, device=device, dtype=torch.long),
-                                torch.as_tensor(self.effect_column, device=device, dtype=torch.long),
-                                torch.as_tensor(self.scaled_rate, device=device, dtype=dtype),
-                                torch.as_tensor(np.unique(self.effect_column), device=device, dtype=torch.long))
+            d = int(self.actions.n_columns)
+            matrix = np.zeros((d, d))
+            np.add.at(matrix, (self.cause_column, self.effect_column), self.scaled_rate)
+            mask = np.zeros(d, dtype=bool)
+            mask[self.effect_column] = True
+            self._torch[key] = (torch.as_tensor(matrix, device=device, dtype=dtype),
+                                torch.as_tensor(mask, device=device))
         return self._torch[key]
 
     def forward(self, z: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         r"""The solver's relaxation :math:`\operatorname{clip}_{[0,1]}(z + (z - x)E)` on the effects'
-        columns, and the mask of effect columns inside [0, 1] (for :meth:`pullback`; None: identity)."""
+        columns, and the (B, D) factor :meth:`pullback` needs (1 where the map is the identity or
+        not clipped, 0 on clipped effect columns; None: identity)."""
         if not self.active:
             return z, None
-        cause, effect, rate, cols = self._tensors(z.device, z.dtype)
-        raw = z.index_add(1, effect, (z.index_select(1, cause) - x.index_select(1, cause)) * rate)
-        part = raw.index_select(1, cols)
-        inside = (part >= 0) & (part <= 1)
-        out = raw.clone()
-        out[:, cols] = part.clamp(0.0, 1.0)
+        matrix, mask = self._tensors(z.device, z.dtype)
+        raw = torch.addmm(z, z - x, matrix)
+        out = torch.where(mask, raw.clamp(0.0, 1.0), raw)
+        inside = ((raw >= 0) & (raw <= 1) | ~mask).to(z.dtype)
         return out, inside
 
     def pullback(self, grad: torch.Tensor, inside: torch.Tensor | None) -> torch.Tensor:
         r"""The gradient with respect to the interventions of a gradient at the counterfactual:
-        :math:`g_a = (g \odot s)(I + E)^\top`, s the effect columns' not-clipped mask."""
+        :math:`g_a = (g \odot s)(I + E)^\top`, s the not-clipped factor of :meth:`forward`."""
         if inside is None:
             return grad
-        cause, effect, rate, cols = self._tensors(grad.device, grad.dtype)
-        g = grad.clone()
-        g[:, cols] = g[:, cols] * inside.to(g.dtype)
-        return g.index_add(1, cause, g.index_select(1, effect) * rate)
+        matrix, _ = self._tensors(grad.device, grad.dtype)
+        g = grad * inside
+        return torch.addmm(g, g, matrix.t())
