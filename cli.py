@@ -478,7 +478,7 @@ def bench_http(
     if "abandoned_burst" in result:
         a = result["abandoned_burst"]
         typer.echo(f"burst: {a['rows_sent']} rows sent by {a['clients']} clients who hang up after {a['hang_up_seconds']} s; "
-                   f"shed {a['rows_shed']}, handed to the solver {a['rows_handed_to_solver']}, answers logged "
+                   f"shed {a['rows_shed']}, solved {a['rows_solved']}, answers logged "
                    f"{a['answers_logged']}; the next request: {a['next_request_status']} in {a['next_request_ms']} ms")
 
 

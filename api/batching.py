@@ -250,14 +250,15 @@ class MicroBatcher:
 
     def _solve_group(self, key: Hashable, group: list[_Job]) -> None:
         rows = [row for job in group for row in job.rows]
-        if self.on_batch is not None:
-            self.on_batch(len(rows))
         try:
             results: list[Any] = []
             for start in range(0, len(rows), self.slice_rows):  # slices: abandoned work stops between them
                 if start and all(job.abandoned for job in group):
                     return
-                results += self.solve(key, rows[start:start + self.slice_rows])
+                part = rows[start:start + self.slice_rows]
+                if self.on_batch is not None:
+                    self.on_batch(len(part))  # rows per engine call
+                results += self.solve(key, part)
         except BaseException:  # isolate: retry one job at a time so one bad job fails alone
             if len(group) == 1:
                 self._solve_alone(key, group[0])
