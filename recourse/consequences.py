@@ -69,7 +69,10 @@ class Consequences:
     # ------------------------------------------------------------------ codes
     def push(self, origins: np.ndarray, interventions: np.ndarray) -> np.ndarray:
         r"""(N, F) :math:`\sum_c r_{ce}(a_c - x_c)` per effect e (0 elsewhere)."""
-        delta = np.nan_to_num(np.asarray(interventions, float)[..., self.cause] - np.asarray(origins, float)[..., self.cause])
+        delta = np.asarray(interventions, float)[..., self.cause] - np.asarray(origins, float)[..., self.cause]
+        unknown = np.isnan(delta)
+        if unknown.any():  # an unknown level never moves anything
+            delta[unknown] = 0.0
         return (delta * self.rate) @ self._edges
 
     def apply(self, origins: np.ndarray, interventions: np.ndarray) -> np.ndarray:
@@ -143,18 +146,17 @@ class Consequences:
         return out
 
     # ------------------------------------------------------------------ the solver (torch)
-    def _tensors(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """(E (D, D) dense, the effect-column mask (D,)) on a device, cached (D is small: one
-        matrix product beats a handful of gathers on tensors this size)."""
+    def _tensors(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(E (D, D) dense, the per-column clip bounds (D,) each: [0, 1] on effect columns, unbounded
+        elsewhere) on a device, cached (D is small: one matrix product beats a handful of gathers)."""
         key = (str(device), dtype)
         if key not in self._torch:
             d = int(self.actions.n_columns)
             matrix = np.zeros((d, d))
             np.add.at(matrix, (self.cause_column, self.effect_column), self.scaled_rate)
-            mask = np.zeros(d, dtype=bool)
-            mask[self.effect_column] = True
-            self._torch[key] = (torch.as_tensor(matrix, device=device, dtype=dtype),
-                                torch.as_tensor(mask, device=device))
+            low, high = np.full(d, -np.inf), np.full(d, np.inf)
+            low[self.effect_column], high[self.effect_column] = 0.0, 1.0
+            self._torch[key] = tuple(torch.as_tensor(a, device=device, dtype=dtype) for a in (matrix, low, high))
         return self._torch[key]
 
     def forward(self, z: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -163,17 +165,16 @@ class Consequences:
         not clipped, 0 on clipped effect columns; None: identity)."""
         if not self.active:
             return z, None
-        matrix, mask = self._tensors(z.device, z.dtype)
+        matrix, low, high = self._tensors(z.device, z.dtype)
         raw = torch.addmm(z, z - x, matrix)
-        out = torch.where(mask, raw.clamp(0.0, 1.0), raw)
-        inside = ((raw >= 0) & (raw <= 1) | ~mask).to(z.dtype)
-        return out, inside
+        out = torch.clamp(raw, low, high)
+        return out, (raw == out).to(z.dtype)
 
     def pullback(self, grad: torch.Tensor, inside: torch.Tensor | None) -> torch.Tensor:
         r"""The gradient with respect to the interventions of a gradient at the counterfactual:
         :math:`g_a = (g \odot s)(I + E)^\top`, s the not-clipped factor of :meth:`forward`."""
         if inside is None:
             return grad
-        matrix, _ = self._tensors(grad.device, grad.dtype)
+        matrix = self._tensors(grad.device, grad.dtype)[0]
         g = grad * inside
         return torch.addmm(g, g, matrix.t())
