@@ -167,3 +167,18 @@ def test_console_script_exit_code(home):
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=dict(os.environ), timeout=300)
     assert proc.returncode == 2
     assert "duration" in proc.stderr and "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_the_readmes_worked_example_is_what_the_demo_prints():
+    """`make demo` runs this command: its output is the README's worked example, line for line."""
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    import cli
+
+    repo = Path(__file__).resolve().parent.parent
+    done = CliRunner().invoke(cli.app, ["explain", "datasets/german_credit/examples/denied_applicant.json"])
+    assert done.exit_code == 0, done.output
+    readme = (repo / "README.md").read_text()
+    assert "```\n" + done.stdout.rstrip("\n") + "\n```" in readme
