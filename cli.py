@@ -79,16 +79,6 @@ def fail_with(exc: BaseException, code: int = BAD_INPUT, **flags: str) -> None:
     fail(cli_message(exc, **flags), code)
 
 
-def read_json(path: Path) -> Any:
-    """The parsed JSON file, or exit 2 naming the file and the problem."""
-    from recourse.schema import read_json_file
-
-    try:
-        return read_json_file(path)
-    except ValueError as exc:
-        fail(str(exc))
-
-
 def parse_device(text: Optional[str]) -> "torch.device":
     """--device as a torch device, or exit 2 saying why it cannot be used."""
     from recourse.runtime import parse_device as parse
@@ -111,7 +101,7 @@ def open_bundle(bundle: Optional[Path]):
 
 @app.command()
 def explain(
-    file: Path = typer.Argument(..., help="Applicant JSON: one object of feature values, or a list of them."),
+    file: Path = typer.Argument(..., help="Applicants: a JSON object of feature values or a list of them, or a .csv table (one per row); a column holding the past decision is left out."),
     bundle: Optional[Path] = typer.Option(None, help="Model bundle directory (default: the German credit demo bundle, built on first use)."),
     max_changes: Optional[int] = typer.Option(None, "--max-changes", "-m", help="Most features the recourse may change; more than the number of features means no limit (default: the bundle's)."),
     density: Optional[DensityName] = typer.Option(None, help="Plausibility term (default: the bundle's)."),
@@ -130,18 +120,26 @@ def explain(
     from recourse.report import format_recourse
     from recourse.schema import json_type, shorten
 
-    payload = read_json(file)
+    from recourse.data import DataInputError, read_applicants
+
+    loaded = open_bundle(bundle)
+    try:
+        payload, notes = read_applicants(file, loaded.schema)
+    except DataInputError as exc:
+        fail(str(exc))
     if not isinstance(payload, (dict, list)):
         fail(f"invalid applicant in {file}: expected an applicant object or a list of them, got {json_type(payload)}")
     if payload == []:
         fail(f"{file}: holds no applicants (an empty list); give an applicant object or a list of them")
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
     try:  # the library's one options policy; the command line only parses
         options = RequestOptions(max_changes=max_changes, alternatives=alternatives,
                                  cost_weights=_parse_cost_weights(cost_weight or []) or None,
                                  density=density.value if density is not None else None,
                                  fixed=list(fix) if fix else None, limits=_parse_limits(limit or []) or None,
                                  min_probability=min_probability, robust=robust or None)
-        engine = open_bundle(bundle).engine()
+        engine = loaded.engine()
         results = engine.explain(payload, options=options)
     except OptionsError as exc:
         fail(options_problem(exc.errors))

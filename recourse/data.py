@@ -216,6 +216,45 @@ def read_training_table(path: str | Path, schema: FeatureSchema, target: str | N
     return pd.DataFrame(records, columns=schema.names), labels
 
 
+def read_applicants(path: str | Path, schema: FeatureSchema) -> tuple[dict | list, list[str]]:
+    """Applicants from a JSON file (one object, or a list of them) or a CSV table (one per row,
+    spaces after the commas trimmed, cells converted as in :func:`coerce_table`), and notes for the
+    reader.  A column or key holding the schema's target (the past decision) is left out: the
+    decision to explain is the model's.  Problems raise :class:`DataInputError` naming the file."""
+    from .schema import read_json_file
+
+    path = Path(path)
+    notes: list[str] = []
+    target = schema.target.name if schema.target is not None else None
+    if path.suffix.lower() == ".csv":
+        if not path.is_file():
+            raise DataInputError(f"{path}: no such file")
+        try:
+            table = pd.read_csv(path, skipinitialspace=True)
+        except Exception as exc:  # pandas raises many kinds for malformed tables
+            raise DataInputError(f"{path}: cannot read the table ({exc.__class__.__name__}: {shorten(str(exc), 200)})") from None
+        if table.empty:
+            raise DataInputError(f"{path}: no data rows (the table has only a header)")
+        if target is not None and target in table.columns and target not in schema.names:
+            table = table.drop(columns=[target])
+            notes.append(f"the column '{target}' (the past decision) is left out: the model decides")
+        cells = coerce_table(table, schema).astype(object).where(table.notna(), None)
+        return cells.to_dict(orient="records"), notes
+    try:
+        payload = read_json_file(path, DataInputError)
+    except DataInputError as exc:
+        if path.suffix.lower() not in (".json", "") and "not valid JSON" in str(exc):
+            raise DataInputError(f"{exc} (applicants come as JSON, or as a table in a .csv file)") from None
+        raise
+    rows = [payload] if isinstance(payload, dict) else payload if isinstance(payload, list) else []
+    if target is not None and target not in schema.names and any(isinstance(r, dict) and target in r for r in rows):
+        for r in rows:
+            if isinstance(r, dict):
+                r.pop(target, None)
+        notes.append(f"the key '{target}' (the past decision) is left out: the model decides")
+    return payload, notes
+
+
 def class_values(column: pd.Series, target: Target, source: str) -> np.ndarray:
     """The target column as the schema's class values ('1', 1 and 1.0 all name class 1); values
     that are no class raise :class:`DataInputError` naming the rows (numbered from 1)."""

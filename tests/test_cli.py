@@ -182,3 +182,30 @@ def test_the_readmes_worked_example_is_what_the_demo_prints():
     assert done.exit_code == 0, done.output
     readme = (repo / "README.md").read_text()
     assert "```\n" + done.stdout.rstrip("\n") + "\n```" in readme
+
+
+def test_explain_reads_a_csv_table_and_leaves_the_past_decision_out(tmp_path):
+    import json
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    import cli
+
+    example = json.loads((Path(__file__).resolve().parent.parent / "datasets/german_credit/examples/denied_applicant.json").read_text())
+    rows = [dict(example, credit=2), dict(example, duration=24, credit=2)]
+    header = ", ".join(rows[0])  # comma-plus-space separators, as some exports write them
+    cell = lambda v: str(v).lower() if isinstance(v, bool) else f'"{v}"' if "," in str(v) else str(v)  # noqa: E731
+    lines = [header] + [", ".join(cell(v) for v in r.values()) for r in rows]
+    (tmp_path / "a.csv").write_text("\n".join(lines) + "\n")
+    done = CliRunner().invoke(cli.app, ["explain", str(tmp_path / "a.csv"), "--json"])
+    assert done.exit_code == 0, done.output
+    answers = json.loads(done.stdout)
+    assert [a["applicant"]["duration"] for a in answers] == [45, 24]
+    assert "the column 'credit' (the past decision) is left out" in done.stderr
+    (tmp_path / "b.json").write_text(json.dumps(dict(example, credit=2)))
+    done = CliRunner().invoke(cli.app, ["explain", str(tmp_path / "b.json"), "--json"])
+    assert done.exit_code == 0 and json.loads(done.stdout)["status"] == "recourse_found"
+    (tmp_path / "c.txt").write_text("status,duration\n")
+    done = CliRunner().invoke(cli.app, ["explain", str(tmp_path / "c.txt")])
+    assert done.exit_code == 2 and "or as a table in a .csv file" in done.output
