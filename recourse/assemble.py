@@ -51,7 +51,7 @@ class Assembler:
         if not self.consequences.active or len(originals) == 0:
             return changed, interventions, encoded, np.zeros_like(changed)
         seen = self.consequences.apply(originals, interventions)
-        moved = self.consequences.moved(originals, interventions)
+        moved = self.consequences.moved(interventions, seen)
         return changed, seen, self.encoder.encode_codes(seen), moved
 
     def acted(self, interventions: np.ndarray, records: list[dict[str, Any]]) -> list[dict[str, Any]]:

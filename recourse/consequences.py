@@ -114,10 +114,10 @@ class Consequences:
         a[..., e] = np.where(own, np.where(exact, snapped[..., e], raw), x[..., e])
         return a
 
-    def moved(self, origins: np.ndarray, interventions: np.ndarray) -> np.ndarray:
-        """(N, F) which effects the interventions move (their counterfactual differs from the intervention)."""
-        y = self.apply(origins, interventions)
-        return self.actions.changed(np.asarray(interventions, float), y) & self.is_effect
+    def moved(self, interventions: np.ndarray, counterfactuals: np.ndarray) -> np.ndarray:
+        """(N, F) which effects the interventions move: where the counterfactual (:meth:`apply`)
+        differs from the intervention."""
+        return self.actions.changed(np.asarray(interventions, float), counterfactuals) & self.is_effect
 
     def causes_of(self, effect: int, origins: np.ndarray, interventions: np.ndarray) -> list[int]:
         """The features whose change moves feature ``effect`` in this one row (codes (F,))."""

@@ -131,6 +131,14 @@
     return li;
   }
 
+  function fillList(listId, blockId, entries) {
+    // one list item per entry's text; the block is hidden when there is none
+    const list = $(listId);
+    list.replaceChildren();
+    for (const e of entries || []) item(list, e.text);
+    $(blockId).hidden = !(entries || []).length;
+  }
+
   function pct(p) {
     return Math.round(p * 100) + " %";
   }
@@ -143,22 +151,13 @@
     decision.textContent = "Decision: " + d.label + " (model probability " + pct(d.probability) + ")";
     decision.className = fav !== null && String(d.value) === fav ? "approved" : "denied";
     $("message").textContent = answer.message || "";
-    const actions = $("actions");
-    actions.replaceChildren();
-    for (const a of answer.actions || []) item(actions, a.text);
-    $("actions-block").hidden = !(answer.actions || []).length;
-    const consequences = $("consequences");
-    consequences.replaceChildren();
-    for (const c of answer.consequences || []) item(consequences, c.text);
-    $("consequences-block").hidden = !(answer.consequences || []).length;
+    fillList("actions", "actions-block", answer.actions);
+    fillList("consequences", "consequences-block", answer.consequences);
     const cd = answer.counterfactual_decision;
     $("new-decision").textContent = cd
       ? "New decision: " + cd.label + " (model probability " + pct(cd.probability) + "), verified with the model."
       : "";
-    const reasons = $("reasons");
-    reasons.replaceChildren();
-    for (const r of answer.reasons || []) item(reasons, r.text);
-    $("reasons-block").hidden = !(answer.reasons || []).length;
+    fillList("reasons", "reasons-block", answer.reasons);
     const alts = $("alternatives");
     alts.replaceChildren();
     for (const alt of answer.alternatives || []) {
