@@ -2,13 +2,14 @@
 with its schema), check the output directory, build the bundle."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from . import CommandError
 
 if TYPE_CHECKING:
-    from recourse.bundle import Bundle
+    from recourse.bundle import Bundle, StageProgress
     from recourse.schema import FeatureSchema
 
 
@@ -21,13 +22,36 @@ def check_max_changes(schema: "FeatureSchema", value: int) -> int:
 
 
 def run_train(dataset: str | None, data: Path | None, schema: Path | None, target: str | None, out: Path | None,
-              model: str, max_changes: int, seed: int, family: int = 0) -> "Bundle":
+              model: str, max_changes: int, seed: int, family: int = 0, progress: bool = False) -> "Bundle":
     """Build and write a bundle from the bundled ``dataset``, or from the table ``data`` described
     by ``schema`` into ``out``; returns it.
 
     Bad options raise :class:`CommandError`; the library raises SchemaError, BundleError or
     DataInputError (whose messages name the parameter ``path`` for ``--data``).
     """
+    with stage_bar(progress) as bar:
+        return _build(dataset, data, schema, target, out, model, max_changes, seed, family, bar)
+
+
+@contextmanager
+def stage_bar(enabled: bool) -> Iterator["StageProgress | None"]:
+    """A tqdm bar on stderr fed by :func:`recourse.bundle.build_bundle`'s stage callback."""
+    if not enabled:
+        yield None
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=1, desc="train", unit="stage", dynamic_ncols=True, leave=False) as bar:
+        def update(done: int, total: int, stage: str) -> None:
+            bar.total, bar.n = total, done
+            bar.set_description(f"train: {stage}")
+            bar.refresh()
+
+        yield update
+
+
+def _build(dataset: str | None, data: Path | None, schema: Path | None, target: str | None, out: Path | None,
+           model: str, max_changes: int, seed: int, family: int, progress: "StageProgress | None") -> "Bundle":
     from recourse.bundle import build_bundle, build_dataset_bundle
     from recourse.data import all_entries_unless, is_bundle_dir, prepare_out_dir, read_training_table
     from recourse.errors import SchemaError
@@ -39,7 +63,7 @@ def run_train(dataset: str | None, data: Path | None, schema: Path | None, targe
                 raise CommandError("give either a data set name or --data with --schema, not both")
             if out is not None:
                 prepare_out_dir(out, all_entries_unless(is_bundle_dir), "a bundle's")
-            return build_dataset_bundle(dataset, out, model=model, seed=seed, family=family)
+            return build_dataset_bundle(dataset, out, model=model, seed=seed, family=family, progress=progress)
         if data is None or schema is None or out is None:
             raise CommandError("give a data set name (german, wine) or all of --data TABLE.csv --schema SCHEMA.json --out DIR")
         try:
@@ -49,6 +73,7 @@ def run_train(dataset: str | None, data: Path | None, schema: Path | None, targe
         frame, labels = read_training_table(data, loaded, target)
         max_changes = check_max_changes(loaded, max_changes)
         prepare_out_dir(out, all_entries_unless(is_bundle_dir), "a bundle's")
-        return build_bundle(loaded, frame, labels, out, model=model, max_changes=max_changes, seed=seed, family=family)
+        return build_bundle(loaded, frame, labels, out, model=model, max_changes=max_changes, seed=seed, family=family,
+                            progress=progress)
     except OSError as exc:  # writing the bundle (disk full, permissions changed meanwhile)
         raise CommandError(f"--out: cannot write the bundle to {out or 'the demo location'} ({exc.strerror or exc})") from None

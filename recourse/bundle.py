@@ -31,7 +31,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Literal, Sequence
+from typing import Annotated, Any, Callable, Iterator, Literal, Sequence
 
 import numpy as np
 import pandas as pd
@@ -131,6 +131,7 @@ def build_bundle(
     dataset: str | None = None,
     external_model: str | None = None,
     family: int = 0,
+    progress: StageProgress | None = None,
 ) -> Bundle:
     """Fit (or wrap) a model and the densities on ``train`` and save a bundle to ``out``.
 
@@ -139,6 +140,8 @@ def build_bundle(
     ``family``: also fit this many refits of the model (the same recipe on bootstrap resamples of
     ``train``, seeds ``FAMILY_SEED + k``) for ``robust`` requests; a registered differentiable
     model kind only (the recipe of a model trained elsewhere is not known).
+    ``progress``: called as ``progress(done, total, stage)`` before each stage (model, each density,
+    each refit, the held-out refit, saving) and once at the end with ``done == total``.
     """
     if schema.target is None:
         raise BundleError("the schema needs a target (name, classes, favourable) to build a bundle")
@@ -157,6 +160,10 @@ def build_bundle(
     started = time.perf_counter()
     verifier, surrogate_info = None, None
     kind = get_model_kind(model) if isinstance(model, str) else None  # the registry (recourse.models)
+    holdout = test is None and kind is not None and len(x) >= 50
+    refits = family if isinstance(family, int) and family > 0 else 0
+    stage = _Stages(progress, 2 + len(densities) + refits + int(holdout))
+    stage("fitting the model")
     if kind is not None and kind.differentiable:
         clf = kind.train(x, y_idx, seed)
     elif kind is not None or is_tree_model(model):
@@ -171,8 +178,11 @@ def build_bundle(
     clf.classes = _schema_classes(clf.classes, classes, "the model")
     if verifier is not None:
         verifier.classes = _schema_classes(verifier.classes, classes, "the model")
-    fitted = {name: fit_class_conditional(name, x, y_idx, classes=range(len(classes))) for name in densities}
-    members = _fit_family(kind, family, x, y_idx, classes)
+    fitted = {}
+    for name in densities:
+        stage(f"fitting the {name} density")
+        fitted[name] = fit_class_conditional(name, x, y_idx, classes=range(len(classes)))
+    members = _fit_family(kind, family, x, y_idx, classes, stage)
     seconds = time.perf_counter() - started
     metadata: dict[str, Any] = {
         "format": FORMAT,
@@ -195,14 +205,37 @@ def build_bundle(
     if members:
         metadata["family"] = {"size": len(members), "seed": FAMILY_SEED, "resample": "bootstrap",
                               "about": "refits of the model with the same recipe, for robust requests"}
-    if test is None and kind is not None and len(x) >= 50:
+    if holdout:
+        stage("held-out accuracy (a refit on 80 % of the rows)")
         metadata["training"].update(_holdout(kind, x, y_idx, seed, verifier is not None))
     if test is not None:
         metadata["training"]["test_rows"] = len(test[0])
         metadata["training"]["test_accuracy"] = _accuracy(verifier or clf, encoder.encode(test[0]), np.array([index[str(v)] for v in test[1]]))
     bundle = Bundle(None, schema, clf, fitted, x, y_idx, metadata, verifier, members)
+    stage("saving")
     save_bundle(bundle, out)
+    stage.finish()
     return bundle
+
+
+StageProgress = Callable[[int, int, str], None]
+"""``progress(done, total, stage)``: told before each stage of a long job, and at the end."""
+
+
+class _Stages:
+    """Counts the stages of :func:`build_bundle` for its ``progress`` callback (None: silent)."""
+
+    def __init__(self, progress: StageProgress | None, total: int) -> None:
+        self.progress, self.total, self.done = progress, total, -1
+
+    def __call__(self, name: str) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total, name)
+
+    def finish(self) -> None:
+        if self.progress is not None:
+            self.progress(self.total, self.total, "done")
 
 
 HOLDOUT_SHARE = 0.2
@@ -228,7 +261,8 @@ FAMILY_SEED = 50_000
 ``FAMILY_SEED + k`` (apart from the seeds a benchmark's fresh refits use)."""
 
 
-def _fit_family(kind: Any, size: int, x: np.ndarray, y: np.ndarray, classes: list) -> list[TorchClassifier]:
+def _fit_family(kind: Any, size: int, x: np.ndarray, y: np.ndarray, classes: list,
+                stage: Callable[[str], None] = lambda name: None) -> list[TorchClassifier]:
     """``size`` refits of a registered differentiable model kind on bootstrap resamples."""
     if isinstance(size, bool) or not isinstance(size, int) or size < 0:
         raise BundleError(f"family: expected a whole number ≥ 0, got {size!r}")
@@ -240,6 +274,7 @@ def _fit_family(kind: Any, size: int, x: np.ndarray, y: np.ndarray, classes: lis
     rng = np.random.default_rng(FAMILY_SEED)
     members = []
     for k in range(size):
+        stage(f"refit {k + 1} of {size}")
         rows = rng.integers(0, len(x), len(x))
         member = kind.train(x[rows], y[rows], FAMILY_SEED + k)
         member.classes = list(classes)
@@ -267,7 +302,7 @@ def _same_rules(a: FeatureSchema, b: FeatureSchema) -> bool:
 
 
 def build_dataset_bundle(name: str, out: str | Path | None = None, model: str = "mlp", seed: int = 0,
-                         family: int = 0) -> Bundle:
+                         family: int = 0, progress: StageProgress | None = None) -> Bundle:
     """Bundle for a bundled data set ("german" or "wine"), trained on its seeded training split
     (``family``: refits for robust requests, see :func:`build_bundle`)."""
     data: Dataset = load_dataset(name)
@@ -275,7 +310,7 @@ def build_dataset_bundle(name: str, out: str | Path | None = None, model: str = 
     out = Path(out) if out is not None else recourse_home() / "bundles" / (name if model == "mlp" else f"{name}-{model}")
     return build_bundle(data.schema, train, y_train, out, model=model, test=(test, y_test),
                         max_changes=DEFAULT_MAX_CHANGES.get(data.schema.name, 3), seed=seed, dataset=name,
-                        family=family)
+                        family=family, progress=progress)
 
 
 def _numeric_columns(encoder: TabularEncoder) -> np.ndarray:

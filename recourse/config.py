@@ -39,7 +39,7 @@ class SCFEConfig:
     time_limit: wall-clock seconds for one ``explain`` call (None: no limit); when it is up the
     search stops and rows without a verified answer get ``no_recourse_found`` saying so.
     polish: cost polish after verification (recourse/polish.py): cheaper verified answers, same constraints.
-    cost_weights: per-feature cost weights ω_j (schema order; None: the schema's ``cost_weight``s).
+    cost_weights: per-feature cost weights ω_j (schema order; None: the schema's ``cost_weight`` values).
     min_probability: the confidence every answer must reach: the model's probability of the
     target class on the counterfactual is at least this (None: the model merely picks the target
     class); checked by the gate as a margin threshold, see :func:`margin_threshold`.
