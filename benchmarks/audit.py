@@ -108,6 +108,118 @@ def _kappa_gap(bundle, table_path: Path, max_changes: int) -> dict[str, Any]:
             "share_apg_cheaper": float((gap < -1e-9).mean()) if ok.any() else None}
 
 
+class TreeMemory:
+    """Peak resident memory of this process and of all its descendants (the Dask workers), sampled
+    every ``interval`` seconds on a background thread (psutil, which ``distributed`` brings)."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        import threading
+
+        import psutil
+
+        self._me = psutil.Process()
+        self._stop = threading.Event()
+        self.peak_total = 0.0
+        self.peak_client = 0.0
+        self.peak_process: dict[int, float] = {}
+        self._thread = threading.Thread(target=self._sample, args=(interval,), daemon=True)
+
+    def _sample(self, interval: float) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            total = 0.0
+            for proc in [self._me, *self._me.children(recursive=True)]:
+                try:
+                    rss = proc.memory_info().rss / 2**20
+                except psutil.Error:
+                    continue
+                total += rss
+                if proc.pid == self._me.pid:
+                    self.peak_client = max(self.peak_client, rss)
+                else:
+                    self.peak_process[proc.pid] = max(self.peak_process.get(proc.pid, 0.0), rss)
+            self.peak_total = max(self.peak_total, total)
+            self._stop.wait(interval)
+
+    def __enter__(self) -> "TreeMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+COMPARED = ["row_id", "denied", "status", "n_changes", "actions", "counterfactual"]
+"""The per-applicant columns that must be identical between engines (the cost is compared to 1e-9)."""
+
+
+def run_dask_scaling(n: int = 100_000, workers: tuple[int, ...] = (1, 2), chunk_size: int = 2_000, seed: int = 0,
+                     workdir: str | Path | None = None) -> dict[str, Any]:
+    """The same audit in-process and on local Dask clusters of 1, 2, ... worker processes (one thread
+    each): wall time, peak memory of the client and of each worker, and whether the per-applicant
+    table is identical to the in-process one.  The workers read their own partitions of the Parquet file."""
+    import numpy as np
+    from distributed import Client, LocalCluster
+
+    from recourse.bundle import demo_bundle
+    from recourse.data import load_dataset
+
+    tmp = tempfile.TemporaryDirectory(prefix="recourse-bench-dask-") if workdir is None else None
+    work = Path(tmp.name if tmp else workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        bundle = demo_bundle("german")
+        pop_path = work / "population.parquet"
+        resample_population(load_dataset("german").frame, bundle.schema, n, seed=seed).to_parquet(pop_path, index=False)
+        config = AuditConfig(group_by=["status_sex", "age"], chunk_size=chunk_size, seed=seed)
+        runs: dict[str, Any] = {}
+        with TreeMemory() as memory:
+            started = time.perf_counter()
+            reference = run_audit(pop_path, work / "inprocess", bundle, config, progress=False, fresh=True)
+            wall = time.perf_counter() - started
+        runs["inprocess"] = {"wall_seconds": round(wall, 2), "population_seconds": round(reference.summary["run"]["population_seconds"], 2),
+                             "peak_rss_mib": round(memory.peak_client, 1)}
+        ref = pd.read_parquet(reference.table_path).sort_values("row_id").reset_index(drop=True)
+        for k in workers:
+            with LocalCluster(n_workers=k, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+                    Client(cluster) as client:
+                with TreeMemory() as memory:
+                    started = time.perf_counter()
+                    result = run_audit(pop_path, work / f"dask-{k}", bundle, config, progress=False, fresh=True,
+                                       engine_kind="dask", scheduler=client)
+                    wall = time.perf_counter() - started
+                worker_pids = set(client.run(lambda: __import__("os").getpid()).values())
+            table = pd.read_parquet(result.table_path).sort_values("row_id").reset_index(drop=True)
+            identical = bool(len(table) == len(ref) and table[COMPARED].equals(ref[COMPARED])
+                             and np.allclose(table["cost"].fillna(-1), ref["cost"].fillna(-1), rtol=1e-9))
+            runs[f"dask_{k}"] = {
+                "workers": k, "wall_seconds": round(wall, 2),
+                "population_seconds": round(result.summary["run"]["population_seconds"], 2),
+                "peak_rss_client_mib": round(memory.peak_client, 1),
+                "peak_rss_per_worker_mib": sorted(round(memory.peak_process.get(pid, 0.0), 1) for pid in worker_pids),
+                "peak_rss_all_processes_mib": round(memory.peak_total, 1),
+                "identical_to_inprocess": identical, "coverage_equal": result.summary["coverage"] == reference.summary["coverage"],
+            }
+        return {"applicants": n, "chunk_size": chunk_size, "cpu_cores": __import__("os").cpu_count(), "runs": runs}
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def format_dask_scaling(result: dict[str, Any]) -> str:
+    lines = [f"audit of {result['applicants']:,} applicants, chunks of {result['chunk_size']}, {result['cpu_cores']} CPU cores:"]
+    for name, r in result["runs"].items():
+        if name == "inprocess":
+            lines.append(f"  in-process: wall {r['wall_seconds']} s (population {r['population_seconds']} s), peak RSS {r['peak_rss_mib']} MiB")
+        else:
+            lines.append(f"  Dask, {r['workers']} worker process(es): wall {r['wall_seconds']} s (population {r['population_seconds']} s), "
+                         f"peak RSS client {r['peak_rss_client_mib']} MiB, workers {r['peak_rss_per_worker_mib']} MiB, "
+                         f"all {r['peak_rss_all_processes_mib']} MiB; identical to in-process: {r['identical_to_inprocess']}")
+    return "\n".join(lines)
+
+
 def format_benchmark(result: dict[str, Any]) -> str:
     """Human-readable figures."""
     a = result["audit"]
@@ -129,4 +241,4 @@ def format_benchmark(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["run_audit_benchmark", "format_benchmark", "peak_rss_mib"]
+__all__ = ["run_audit_benchmark", "format_benchmark", "peak_rss_mib", "run_dask_scaling", "format_dask_scaling", "TreeMemory"]

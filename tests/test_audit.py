@@ -10,12 +10,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from cli import app
 from recourse.audit.exact import exact_recourse
 from recourse.audit.html import SECTIONS
-from recourse.audit.io import AuditInputError, done_chunks, iter_chunks
+from recourse.audit.io import AuditInputError, ChunkSource, done_chunks, iter_chunks
 from recourse.audit.pipeline import run_audit
 from recourse.audit.run import AuditConfig, action_key
 from recourse.audit.stats import MISSING, band_labels, boot_median, group_order, group_values
@@ -242,6 +244,64 @@ def test_dask_engine_matches_in_process(tmp_path, tiny_bundle, tiny_population):
     cols = ["row_id", "denied", "status", "n_changes", "actions", "counterfactual", "exact_status"]
     pd.testing.assert_frame_equal(a[cols], b[cols])
     np.testing.assert_allclose(a["cost"], b["cost"], rtol=1e-6)
+    assert remote.summary["coverage"] == local.summary["coverage"]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.integers(1, 120), size=st.integers(1, 50), group=st.integers(1, 40), fmt=st.sampled_from(["csv", "parquet"]),
+       seed=st.integers(0, 2**16))
+def test_a_worker_reads_exactly_the_chunk_the_streaming_reader_gives(tmp_path, rows, size, group, fmt, seed):
+    """ChunkSource.read(k) (what a Dask worker reads by itself) equals the k-th chunk of iter_chunks."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"id": np.arange(rows), "x": rng.normal(size=rows).round(6),
+                          "level": rng.choice(["a, quoted", "b", "NA", ""], rows), "extra": 1})
+    path = tmp_path / f"pop-{rows}-{size}-{group}-{seed}.{fmt}"
+    if fmt == "csv":
+        frame.to_csv(path, index=False)
+    else:
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=group)
+    columns = ["level", "id", "x"]
+    source = ChunkSource.of(path, size, columns)
+    expected = list(iter_chunks(path, size, columns))
+    assert source.n_chunks == len(expected)
+    for k, chunk in expected:
+        pd.testing.assert_frame_equal(source.read(k), chunk)
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_worker_killed_mid_audit_loses_and_duplicates_no_row(tmp_path, tiny_bundle, tiny_population):
+    """SIGKILL of a worker process after the first part: its tasks run again; the table equals the in-process one."""
+    import os
+    import signal
+
+    from distributed import Client, LocalCluster
+
+    population = tmp_path / "pop.csv"
+    pd.read_csv(tiny_population).head(240).to_csv(population, index=False)
+    config = AuditConfig(group_by=["region"], chunk_size=20, stability_n=0, bootstrap=50)
+    local = run_audit(population, tmp_path / "local", tiny_bundle, config, progress=False)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+            pids = client.run(os.getpid)
+            killed: list[int] = []
+
+            def kill_one(k: int) -> None:
+                if not killed:
+                    victim = sorted(pids.values())[0]
+                    os.kill(victim, signal.SIGKILL)
+                    killed.append(victim)
+
+            remote = run_audit(population, tmp_path / "dask", tiny_bundle, config, progress=False,
+                               engine_kind="dask", scheduler=client, on_chunk=kill_one)
+    assert killed
+    a, b = _table(local), _table(remote)
+    assert len(b) == 240 and b["row_id"].is_unique
+    cols = ["row_id", "denied", "status", "n_changes", "actions", "counterfactual"]
+    pd.testing.assert_frame_equal(a[cols], b[cols])
     assert remote.summary["coverage"] == local.summary["coverage"]
 
 

@@ -1,10 +1,15 @@
-"""The same population run on a Dask cluster: each chunk is one task, processed by a worker.
+"""The same population run on a Dask cluster: each chunk is one task, read and processed by a worker.
 
-The client streams the population (bounded memory: at most ``2 × workers`` chunks in flight),
-each worker loads the bundle once (by path; its hash is checked against the client's) and runs
-exactly :func:`recourse.audit.run.process_chunk`, and the client writes each returned part
-atomically, so resume works as in-process and the per-applicant results are the same.  Workers
-must see the bundle directory at the same path (a shared or copied file system).
+The client sends no rows: it sends each task the chunk's place in the population file (a
+:class:`~recourse.audit.io.ChunkSource`: Parquet row groups, or a CSV byte offset), so the
+workers read their own partitions; at most ``2 × workers`` tasks are in flight.  Each worker
+loads the bundle once (by path; its hash is checked against the client's) and runs exactly
+:func:`recourse.audit.run.process_chunk`; the client writes each returned part atomically, so
+resume works as in-process and the per-applicant results are the same.  A worker that dies
+mid-task loses nothing: the scheduler runs its tasks again elsewhere, and a part is written once
+per chunk index (atomically replaced if it ever came twice), so no row is lost or duplicated.
+Workers must see the bundle directory and the population at the same paths (a shared or copied
+file system).
 """
 from __future__ import annotations
 
@@ -12,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .io import AuditInputError, count_rows, done_chunks, write_part
-from .run import AuditPlan, _progress, pending_chunks, process_chunk
+from .io import AuditInputError, ChunkSource, done_chunks, write_part
+from .run import AuditPlan, _progress, process_chunk
 
 _ENGINES: dict[tuple[str, str, Any], Any] = {}
 
@@ -31,8 +36,9 @@ def _worker_engine(bundle_path: str, bundle_hash: str, config) -> Any:
     return _ENGINES[key]
 
 
-def _task(bundle_path: str, bundle_hash: str, config, chunk, k: int, plan: AuditPlan, source: str):
-    return k, process_chunk(_worker_engine(bundle_path, bundle_hash, config), chunk, k, plan, source)
+def _task(bundle_path: str, bundle_hash: str, config, chunks: ChunkSource, k: int, plan: AuditPlan, source: str):
+    """On a worker: read chunk k from the population file and audit it."""
+    return k, process_chunk(_worker_engine(bundle_path, bundle_hash, config), chunks.read(k), k, plan, source)
 
 
 def run_population_dask(bundle_path: Path, bundle_hash: str, engine_config, population: Path, plan: AuditPlan,
@@ -49,26 +55,24 @@ def run_population_dask(bundle_path: Path, bundle_hash: str, engine_config, popu
     try:
         workers = max(len(client.scheduler_info().get("workers", {})), 1)
         limit = 2 * workers
-        total = count_rows(population)
-        size = plan.config.chunk_size
-        done_rows = sum(min(size, total - k * size) for k in done_chunks(parts) if k * size < total)
+        chunks = ChunkSource.of(population, plan.config.chunk_size, plan.columns)
+        size, total, done = chunks.chunk_size, chunks.rows, done_chunks(parts)
+        done_rows = sum(min(size, total - k * size) for k in done if k * size < total)
         started, processed = time.perf_counter(), 0
-        source = str(population)
         with _progress(total, done_rows, progress) as bar:
             pending = as_completed()
-            chunks = pending_chunks(population, plan, parts)
+            todo = iter([k for k in range(chunks.n_chunks) if k not in done])
             exhausted = False
 
             def submit_more() -> None:
                 nonlocal exhausted
                 while not exhausted and pending.count() < limit:
-                    try:
-                        k, chunk = next(chunks)
-                    except StopIteration:
+                    k = next(todo, None)
+                    if k is None:
                         exhausted = True
                         return
-                    pending.add(client.submit(_task, str(bundle_path), bundle_hash, engine_config, chunk, k, plan,
-                                              source, pure=False, key=f"recourse-audit-{k}-{time.time_ns()}"))
+                    pending.add(client.submit(_task, str(bundle_path), bundle_hash, engine_config, chunks, k, plan,
+                                              str(population), pure=False, key=f"recourse-audit-{k}-{time.time_ns()}"))
 
             submit_more()
             while pending.count():

@@ -8,6 +8,7 @@ is what makes a resumed run skip exactly the chunks already written.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -108,6 +109,84 @@ def iter_chunks(path: Path, chunk_size: int, columns: list[str]) -> Iterator[tup
         raise
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         raise AuditInputError(f"{path}: cannot read the population ({exc.__class__.__name__}: {exc})") from None
+
+
+@dataclass(frozen=True)
+class ChunkSource:
+    """Where chunk k of a population lies in its file, so that a worker reads only its own rows.
+
+    Parquet: the row groups that overlap rows [k·size, (k+1)·size) (from the file's metadata).
+    CSV: ``offsets[k]``, the byte offset of the chunk's first line (one pass over the file, as in
+    :func:`count_rows`; a quoted cell must not hold a line break).  ``read(k)`` gives the same
+    DataFrame as the k-th item of :func:`iter_chunks`.
+    """
+
+    path: str
+    fmt: str
+    columns: tuple[str, ...]
+    chunk_size: int
+    rows: int
+    header: tuple[str, ...] = ()
+    offsets: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, path: Path, chunk_size: int, columns: list[str]) -> "ChunkSource":
+        fmt = population_format(path)
+        rows = count_rows(path)
+        where = str(Path(path).resolve())  # workers resolve no relative path against their own folder
+        if fmt == "parquet":
+            return cls(where, fmt, tuple(columns), chunk_size, rows)
+        return cls(where, fmt, tuple(columns), chunk_size, rows, tuple(read_columns(path)),
+                   tuple(_line_offsets(path, chunk_size)))
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.rows // self.chunk_size)
+
+    def read(self, k: int) -> pd.DataFrame:
+        """Rows [k·size, (k+1)·size) of the columns, read from the file by whoever calls it."""
+        columns = list(self.columns)
+        start = k * self.chunk_size
+        size = min(self.chunk_size, self.rows - start)
+        try:
+            if self.fmt == "csv":
+                with open(self.path, "rb") as fh:
+                    fh.seek(self.offsets[k])
+                    chunk = pd.read_csv(fh, header=None, names=list(self.header), usecols=columns, nrows=size)
+                return chunk[columns].reset_index(drop=True)
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            file = pq.ParquetFile(self.path)
+            meta, first, groups, first_row = file.metadata, 0, [], None
+            for g in range(meta.num_row_groups):
+                n = meta.row_group(g).num_rows
+                if first + n > start and first < start + size:
+                    groups.append(g)
+                    first_row = first if first_row is None else first_row
+                first += n
+            table = file.read_row_groups(groups, columns=columns) if groups else pa.table({c: [] for c in columns})
+            return table.slice(start - (first_row or 0), size).to_pandas()[columns]
+        except (ValueError, OSError, UnicodeDecodeError) as exc:
+            raise AuditInputError(f"{self.path}: cannot read the population ({exc.__class__.__name__}: {exc})") from None
+
+
+def _line_offsets(path: Path, chunk_size: int) -> list[int]:
+    """Byte offsets of data lines 0, size, 2·size, ... of a CSV file (line 0 follows the header)."""
+    offsets, line, position = [], -1, 0  # line -1 is the header
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            start = 0
+            while True:
+                end = block.find(b"\n", start)
+                if end < 0:
+                    break
+                line += 1
+                if line % chunk_size == 0:
+                    offsets.append(position + end + 1)
+                start = end + 1
+            position += len(block)
+    return offsets
 
 
 def _check_file(path: Path) -> None:
