@@ -216,6 +216,7 @@ def train(
     seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Random seed (0 to 2**32 - 1)."),
     family: int = typer.Option(0, "--family", min=0, max=64, help="Also fit K refits of the model (same recipe, bootstrap resamples) for robust requests (explain --robust); mlp and logistic only."),
     as_json: bool = typer.Option(False, "--json", help="Print the bundle's path and metadata as JSON."),
+    progress: bool = typer.Option(True, help="Show a progress bar of the stages (on stderr)."),
 ) -> None:
     """Build a model bundle (schema, weights, densities, metadata) in seconds.
 
@@ -227,7 +228,7 @@ def train(
 
     try:
         bundle = run_train(dataset.value if dataset is not None else None, data, schema, target, out, model.value,
-                           max_changes, seed, family)
+                           max_changes, seed, family, progress=progress)
     except (CommandError, SchemaError, BundleError, DataInputError) as exc:
         fail_with(exc, path="--data")
     meta = bundle.metadata
@@ -291,51 +292,50 @@ log_app = typer.Typer(add_completion=False, rich_markup_mode=None, no_args_is_he
 app.add_typer(log_app, name="log")
 
 
-def _open_log(database: Optional[Path]):
-    from api.log import ExplanationLog
-    from recourse.bundle import recourse_home
-
-    path = database or recourse_home() / "service" / "explanations.sqlite3"
-    if not path.is_file():
-        fail(f"--database {path}: no such file (the service's explanation log)")
-    import sqlite3
+def _open_log(database: Optional[str]):
+    from commands import CommandError
+    from commands.log import open_existing_log
+    from commands.serve import database_target
 
     try:
-        return ExplanationLog(path)
-    except (OSError, sqlite3.Error) as exc:  # not a database, read-only, ...
-        fail(f"--database {path}: cannot use it as the explanation log ({exc})")
-
-
-def _who() -> str:
-    import getpass
-
-    try:
-        return f"command line ({getpass.getuser()})"
-    except (KeyError, OSError):
-        return "command line"
+        return open_existing_log(database_target(database))
+    except CommandError as exc:
+        fail(str(exc))
 
 
 @log_app.command("purge")
 def log_purge(
     older_than: float = typer.Option(..., "--older-than", min=0.0, help="Delete every answer older than this many days."),
-    database: Optional[Path] = typer.Option(None, help="The explanation log (default: $RECOURSE_HOME/service/explanations.sqlite3)."),
+    database: Optional[str] = typer.Option(None, metavar="PATH|URL", help="The explanation log: a file path or a postgresql:// URL (default: $RECOURSE_DATABASE, else $RECOURSE_HOME/service/explanations.sqlite3)."),
 ) -> None:
     """Delete every stored answer older than DAYS for good (a retention limit); the purge is recorded."""
-    count = _open_log(database).purge(older_than, by=_who())
+    from commands.log import who
+
+    log = _open_log(database)
+    try:
+        count = log.purge(older_than, by=who())
+    finally:
+        log.close()
     typer.echo(f"purged {count} answer(s) older than {older_than:g} day(s)")  # also recorded in the log's erasures
 
 
 @log_app.command("erase")
 def log_erase(
     answer_id: str = typer.Argument(..., help="The id of the answer to erase (32 hexadecimal digits)."),
-    database: Optional[Path] = typer.Option(None, help="The explanation log (default: $RECOURSE_HOME/service/explanations.sqlite3)."),
+    database: Optional[str] = typer.Option(None, metavar="PATH|URL", help="The explanation log: a file path or a postgresql:// URL (default: $RECOURSE_DATABASE, else $RECOURSE_HOME/service/explanations.sqlite3)."),
 ) -> None:
     """Erase one stored answer for good (e.g. on the applicant's request); the erasure is recorded."""
     from api.log import ID_DIGITS, is_answer_id
+    from commands.log import who
 
     if not is_answer_id(answer_id):
         fail(f"{answer_id!r} is not an answer id ({ID_DIGITS} hexadecimal digits)")
-    if not _open_log(database).erase(answer_id, by=_who()):
+    log = _open_log(database)
+    try:
+        erased = log.erase(answer_id, by=who())
+    finally:
+        log.close()
+    if not erased:
         fail(f"no answer with id {answer_id} in the log")
     typer.echo(f"erased answer {answer_id}")
 
@@ -347,7 +347,7 @@ app.add_typer(promises_app, name="promises")
 
 @promises_app.command("check")
 def promises_check(
-    log: Path = typer.Option(..., "--log", help="The explanation log (SQLite file) of the service."),
+    log: str = typer.Option(..., "--log", metavar="PATH|URL", help="The service's explanation log: its SQLite file or postgresql:// URL."),
     bundle: Optional[Path] = typer.Option(None, help="The new model bundle (default: the German credit demo bundle)."),
     group_by: Optional[str] = typer.Option(None, "--group-by", help="Comma-separated applicant features to count by, e.g. status_sex,age."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (every promise, kept or broken)."),
@@ -407,7 +407,7 @@ def serve(
     threads: int = typer.Option(16, min=1, help="Request threads per worker (their requests share micro-batched solves)."),
     api_keys: Optional[Path] = typer.Option(None, "--api-keys", help="Key file: one 'NAME [role=auditor|admin] sha256:<hex>' line per key (see `recourse keys new`); a client key reads only its own stored answers."),
     no_auth: bool = typer.Option(False, "--no-auth", help="Accept requests without an API key (local demos only)."),
-    database: Optional[Path] = typer.Option(None, help="SQLite explanation log (default: $RECOURSE_HOME/service/explanations.sqlite3)."),
+    database: Optional[str] = typer.Option(None, metavar="PATH|URL", help="The explanation log: an SQLite file (one machine) or a postgresql://USER@HOST:PORT/DB URL (one log for several instances). Default: $RECOURSE_DATABASE, else $RECOURSE_HOME/service/explanations.sqlite3."),
     max_batch: int = typer.Option(1000, min=1, help="Most applicants per batch request."),
     time_limit: float = typer.Option(5.0, min=0.01, help="Solver seconds per engine call."),
     log_sync: str = typer.Option("full", metavar="full|normal", help="Explanation-log durability: full (survives power loss) or normal (survives a killed process)."),
@@ -443,27 +443,37 @@ def bench_http(
     kill_test: bool = typer.Option(True, help="Also kill -9 the server mid-load and check every returned answer is still stored."),
     burst: bool = typer.Option(False, "--burst", help="Also the overload scenario: 20 clients post 1,000-row batches with 3 alternatives and hang up after 3 s; rows shed and the latency of the next request."),
     log_sync: str = typer.Option("full", metavar="full|normal", help="The server's --log-sync: full or normal."),
+    database: Optional[list[str]] = typer.Option(None, "--database", metavar="sqlite|URL", help="The log's back end: sqlite (a fresh file) or a postgresql:// URL (a fresh schema in that database, dropped afterwards); repeat to measure several in one run (default: sqlite)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Load-test `recourse serve` on loopback: latency per client level, batch throughput, kill -9 durability."""
-    from benchmarks.http import run_load_test
+    from benchmarks.http import SQLITE, run_load_tests
     from commands import CommandError
-    from commands.bench import parse_clients
+    from commands.bench import parse_clients, parse_databases
     from commands.serve import check_log_sync
 
     try:
         levels = parse_clients(clients)
         check_log_sync(log_sync)
+        databases = parse_databases(database or [SQLITE])
     except CommandError as exc:
         fail(str(exc))
-    result = run_load_test(levels, seconds, workers, threads, batch_size, kill_test=kill_test, log_sync=log_sync)
+    results = run_load_tests(databases, levels, seconds, workers, threads, batch_size, kill_test=kill_test, log_sync=log_sync)
     if burst:
         from benchmarks.http import abandoned_burst
 
-        result["abandoned_burst"] = abandoned_burst(workers=workers, threads=threads)
+        results[-1]["abandoned_burst"] = abandoned_burst(workers=workers, threads=threads)
     if as_json:
-        typer.echo(json.dumps(result, indent=2))
+        typer.echo(json.dumps(results[0] if len(results) == 1 else {"runs": results}, indent=2))
         return
+    for result in results:
+        if len(results) > 1:
+            typer.echo(f"log: {result['server']['database']}")
+        _echo_http(result)
+
+
+def _echo_http(result: dict) -> None:
+    """One `bench http` run as a table."""
     typer.echo(f"{'clients':>8} {'requests':>9} {'errors':>7} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
     for lv in result["levels"]:
         typer.echo(f"{lv['clients']:>8} {lv['requests']:>9} {lv['errors']:>7} {lv['p50_ms']:>8} {lv['p99_ms']:>8} {lv['per_second']:>8}")
@@ -534,9 +544,22 @@ def bench_audit(
     gap_n: int = typer.Option(2_000, "--gap-n", min=1, help="Applicants for the MILP-gap part (logistic bundle)."),
     chunk_size: int = typer.Option(2_000, min=1, help="Applicants per chunk."),
     seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Random seed."),
+    dask_workers: Optional[str] = typer.Option(None, "--dask-workers", help="Instead: the same audit in-process and on local Dask clusters of these worker counts, e.g. 1,2 (wall time, peak memory, identical tables)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Audit throughput (applicants/s, wall time, peak RSS) and the APG-vs-MILP optimality gap."""
+    if dask_workers is not None:
+        from benchmarks.audit import format_dask_scaling, run_dask_scaling
+
+        try:
+            counts = tuple(int(w) for w in dask_workers.split(","))
+            if not counts or min(counts) < 1:
+                raise ValueError
+        except ValueError:
+            fail(f"--dask-workers: expected worker counts ≥ 1 separated by commas, e.g. 1,2; got {dask_workers!r}")
+        result = run_dask_scaling(n, counts, chunk_size=chunk_size, seed=seed)
+        typer.echo(json.dumps(result, indent=2) if as_json else format_dask_scaling(result))
+        return
     from benchmarks.audit import format_benchmark, run_audit_benchmark
 
     result = run_audit_benchmark(n, gap_n=gap_n, chunk_size=chunk_size, seed=seed)
@@ -563,6 +586,7 @@ class AttackMethod(str, Enum):
     fbs = "fbs"
     pgd = "pgd"
     fw = "fw"
+    manipulate = "manipulate"
 
 
 class ImageExplainer(str, Enum):
@@ -605,7 +629,7 @@ def _vision_call(fn, **kwargs):
 
 @app.command("attack")
 def attack_cmd(
-    method: AttackMethod = typer.Option(..., "--method", help="gse (group-wise sparse), fbs (forward-backward, prox of λ‖·‖ₚᵖ), pgd, fw (ℓ1-q Frank-Wolfe)."),
+    method: AttackMethod = typer.Option(..., "--method", help="gse (group-wise sparse), fbs (forward-backward, prox of λ‖·‖ₚᵖ), pgd, fw (ℓ1-q Frank-Wolfe), manipulate (the explanation, not the class)."),
     image: Optional[Path] = typer.Option(None, help="An image file (PNG/JPEG, or .npy in the model's value range); default: test images of --dataset."),
     dataset: VisionData = typer.Option(VisionData.mnist, help="Bundled data set and CNN (trained on first use, seconds)."),
     bundle: Optional[Path] = typer.Option(None, help="A vision bundle directory (model.json + model.safetensors)."),
@@ -614,17 +638,25 @@ def attack_cmd(
     target: Optional[int] = typer.Option(None, help="Target class (targeted attack); default: untargeted."),
     p: float = typer.Option(0.5, help="FBS penalty exponent: 0, 0.5, 2/3 or 1."),
     lam: Optional[float] = typer.Option(None, "--lambda", min=0.0, help="Initial λ for gse/fbs."),
-    norm: PgdNorm = typer.Option(PgdNorm.l2, help="PGD norm."),
+    norm: Optional[PgdNorm] = typer.Option(None, help="Norm of the ball: pgd (default l2) and manipulate (default linf)."),
+    explainer: Optional[str] = typer.Option(None, help="manipulate: the explainer attacked: saliency, gradxinput, ig, smoothgrad or gradcam."),
+    target_map: Optional[Path] = typer.Option(None, "--target-map", help="manipulate: a .npy map (H, W) to drive the explanation to."),
+    target_image: Optional[int] = typer.Option(None, "--target-image", help="manipulate: drive the explanation to that of this test image."),
+    eps: Optional[float] = typer.Option(None, help="manipulate: perturbation budget (default 0.1 in linf, 1.0 in l2)."),
     out: Path = typer.Option(Path("attack-out"), help="Directory for the PNG figures and metrics.json."),
     device: Optional[str] = typer.Option(None, help="torch device, e.g. cuda (default: cpu)."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
-    """Attack images: adversarial example, perturbation x5, changed pixels, AXAI segments (PNG) and metrics (JSON)."""
+    """Attack images: adversarial example, perturbation x5, changed pixels, AXAI segments (PNG) and metrics (JSON).
+
+    --method manipulate attacks the explanation instead, keeping the prediction: towards --target-map or the
+    map of --target-image, or (neither) away from itself; writes images and maps (.npy, PNG) and metrics.json."""
     from commands.vision import attack_text, open_vision_bundle, run_attack
 
     vb = _vision_call(open_vision_bundle, bundle=bundle, dataset=dataset.value, device=device)
     report = _vision_call(run_attack, method=method.value, vb=vb, image=image, index=index, n=n, target=target, p=p,
-                          norm=norm.value, lam=lam, out=out, device=device)
+                          norm=norm.value if norm else None, lam=lam, out=out, device=device, explainer=explainer,
+                          target_map=target_map, target_image=target_image, eps=eps)
     typer.echo(json.dumps(report, indent=2, default=float) if as_json else attack_text(report))
 
 
@@ -680,6 +712,39 @@ def bench_vision(
     typer.echo(json.dumps(result, indent=2, default=str) if as_json else format_vision_table(result))
 
 
+@bench_app.command("manipulation")
+def bench_manipulation(
+    dataset: VisionData = typer.Option(VisionData.mnist, help="Bundled data set and CNN (trained on first use)."),
+    n: int = typer.Option(200, min=1, help="Correctly classified test images to attack."),
+    eps: str = typer.Option("0.05,0.1", help="Comma-separated perturbation budgets (radius of the --norm ball)."),
+    norm: PgdNorm = typer.Option(PgdNorm.linf, help="Ball of the perturbation: linf or l2."),
+    steps: int = typer.Option(20, min=1, help="Projected gradient steps per attack."),
+    threshold: float = typer.Option(0.8, min=-1.0, max=1.0, help="Success: Pearson(manipulated map, target map) at least this."),
+    axai: bool = typer.Option(True, help="Also measure AXAI on the perturbations found (transfer)."),
+    defences: bool = typer.Option(True, help="Also attack the softplus-smoothed explanations."),
+    bundle: Optional[Path] = typer.Option(None, help="Vision bundle (default: the data set's CNN, trained on first use)."),
+    out: Optional[Path] = typer.Option(None, help="Folder for the figures (original, target and manipulated maps)."),
+    device: Optional[str] = typer.Option(None, help="torch device (default: cpu)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Explanation manipulation: target-map success and fragility per explainer and budget, defences, AXAI (transfer)."""
+    from recourse.errors import BundleError
+    from benchmarks.manipulation import format_manipulation_table, run_manipulation_benchmark
+    from commands.vision import parse_budgets
+
+    if bundle is not None and not (bundle / "model.json").is_file():
+        fail(f"--bundle: {bundle}: not a vision bundle (no model.json)")
+    budgets = _vision_call(parse_budgets, text=eps)
+    parse_device(device)
+    try:
+        result = run_manipulation_benchmark(n, dataset=dataset.value, bundle=str(bundle) if bundle else None, eps=budgets,
+                                            norm=norm.value, steps=steps, threshold=threshold, with_axai=axai,
+                                            defences=defences, out=out, device=device)
+    except BundleError as exc:
+        fail(f"--bundle: {exc}")
+    typer.echo(json.dumps(result, indent=2, default=str) if as_json else format_manipulation_table(result))
+
+
 def main() -> None:
     """Console-script entry point."""
     try:
@@ -687,6 +752,14 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except ModuleNotFoundError as exc:
+        from recourse.extras import missing_extra_message
+
+        hint = missing_extra_message(exc)
+        if hint is None:
+            raise
+        typer.echo(f"error: {hint}", err=True)
+        sys.exit(BAD_INPUT)
 
 
 if __name__ == "__main__":

@@ -4,14 +4,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class ServiceConfig(BaseModel):
     """Settings of one service instance.
 
     bundle: model bundle directory (None: the German demo bundle, built on first use).
-    database: SQLite file of the explanation log (WAL mode).
+    database: the explanation log: an SQLite file (WAL mode; a single machine) or a
+        ``postgresql://USER@HOST:PORT/DB`` URL (one log shared by several instances); default
+        ``$RECOURSE_DATABASE``, else ``$RECOURSE_HOME/service/explanations.sqlite3`` (:mod:`api.log`).
     api_key_hashes: accepted API keys, stored only as ``sha256:<hex>`` digests.
     api_key_roles: {digest: role} for keys that are not plain clients: ``auditor`` (reads every
         stored answer) or ``admin`` (reads and erases any); a client reads only its own answers.
@@ -26,8 +28,9 @@ class ServiceConfig(BaseModel):
     batch_wait: the micro-batcher's adaptive gathering window, at most this many seconds (and at
         most half the last solve's time); 0 turns it off (see :mod:`api.batching`).
     seed: recorded with every answer (the solver is deterministic; the seed is set before each call).
-    log_sync: SQLite ``synchronous`` level of the log: ``full`` (an answer survives a power cut) or
-        ``normal`` (survives a killed process; faster commits).
+    log_sync: durability of the log's commits: ``full`` (an answer survives a power cut) or
+        ``normal`` (survives a killed process; faster commits): SQLite's ``synchronous``, PostgreSQL's
+        ``synchronous_commit`` (``on``/``off``).
     cors_origins: web origins (``https://app.example``) whose pages may call the API from a browser
         (``*``: any); their preflight requests are answered without a key.  Empty: none.
     """
@@ -35,7 +38,7 @@ class ServiceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     bundle: Path | None = None
-    database: Path = Field(default_factory=lambda: _default_database())
+    database: Path | str = Field(default_factory=lambda: _default_database())
     api_key_hashes: list[str] = Field(default_factory=list)
     api_key_roles: dict[str, Literal["client", "auditor", "admin"]] = Field(default_factory=dict)
     auth_required: bool = True
@@ -50,8 +53,16 @@ class ServiceConfig(BaseModel):
     log_sync: Literal["full", "normal"] = "full"
     cors_origins: list[str] = Field(default_factory=list)
 
+    @field_validator("database", mode="before")
+    @classmethod
+    def _database(cls, value: object) -> Path | str:
+        """A file path (SQLite) or a PostgreSQL URL; a URL of another kind is refused."""
+        from .log import parse_target
 
-def _default_database() -> Path:
-    from recourse.bundle import recourse_home
+        return parse_target(value) if isinstance(value, (str, Path)) else value  # type: ignore[return-value]
 
-    return recourse_home() / "service" / "explanations.sqlite3"
+
+def _default_database() -> Path | str:
+    from .log import default_database
+
+    return default_database()

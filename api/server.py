@@ -5,7 +5,7 @@ in a worker share one micro-batching solver, so concurrent requests are solved t
 more than one worker, Prometheus metrics are aggregated through a multiprocess directory
 (``/tmp/recourse-metrics-*``, removed when the server shuts down).
 
-Settings that cannot work (an unusable ``database``, a ``host`` that does not resolve, a ``port``
+Settings that cannot work (an unusable ``database``: a bad file, a PostgreSQL server that cannot be reached, a ``host`` that does not resolve, a ``port``
 that cannot be bound) are found by :func:`preflight` before gunicorn starts, and reported by
 :func:`serve` in one line naming the ``recourse serve`` option (``--database``, ...); a worker
 that cannot build the app prints the error's message, not a traceback.
@@ -18,7 +18,6 @@ import errno
 import os
 import shutil
 import socket
-import sqlite3
 import sys
 import tempfile
 from pathlib import Path
@@ -94,22 +93,16 @@ def _child_exit(server: Any, worker: Any) -> None:
     multiprocess.mark_process_dead(worker.pid)
 
 
-def check_database(path: Path, sync: str = "full") -> None:
-    """Open (creating if needed) the explanation log at ``path`` once, or raise :class:`ServeError`."""
-    from .log import ExplanationLog
+def check_database(database: Path | str, sync: str = "full") -> None:
+    """Open (creating and migrating if needed) the explanation log ``database`` (a file path or a
+    PostgreSQL URL) once and close it again, or raise :class:`ServeError` (a path that cannot be
+    a database file, a server that cannot be reached, a URL of an unsupported kind, ...)."""
+    from .log import ExplanationLog, LogOpenError
 
-    if path.is_dir():
-        raise ServeError("database", f"{path}: is a directory; give the path of a database file")
     try:
-        ExplanationLog(path, sync=sync)
-    except OSError as exc:
-        why = "part of that path is a file" if exc.errno in (errno.EEXIST, errno.ENOTDIR) else exc.strerror or str(exc)
-        raise ServeError("database", f"{path}: cannot create its folder {path.parent} ({why})") from None
-    except sqlite3.DatabaseError as exc:
-        hint = {"file is not a database": "the file exists and is not an SQLite database",
-                "unable to open database file": "cannot open or create the file (does its folder allow writing?)",
-                "attempt to write a readonly database": "the file is read-only"}.get(str(exc), f"cannot use it as an SQLite database ({exc})")
-        raise ServeError("database", f"{path}: {hint}") from None
+        ExplanationLog(database, sync=sync).close()  # nothing is left open across gunicorn's fork
+    except (LogOpenError, ValueError) as exc:
+        raise ServeError("database", str(exc)) from None
 
 
 def check_address(host: str, port: int) -> None:
@@ -152,7 +145,9 @@ def serve(config: ServiceConfig, host: str = "127.0.0.1", port: int = 8080, work
         print(f"error: {exc.option_message()}", file=sys.stderr)
         raise SystemExit(2) from None
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 address in brackets
-    print(f"recourse service starting on http://{bind} (bundle {config.bundle}, log {config.database}, {workers} workers)",
+    from .log import describe
+
+    print(f"recourse service starting on http://{bind} (bundle {config.bundle}, log {describe(config.database)}, {workers} workers)",
           file=sys.stderr, flush=True)
     options: dict[str, Any] = {
         "bind": bind, "workers": workers, "worker_class": "gthread", "threads": threads,

@@ -7,6 +7,10 @@ thread and one keep-alive connection each) send distinct applicants, resampled w
 German credit and filtered to those the model denies (so no answer comes from the log's reuse of
 earlier answers).  Client and server share this machine's cores, so the client's own CPU use is
 part of every figure.
+
+The log is a fresh SQLite file, or (``database`` a ``postgresql://`` URL) a fresh schema in that
+PostgreSQL database, dropped afterwards; :func:`run_load_tests` measures several back ends in one
+run, on the same applicants, one after the other.
 """
 from __future__ import annotations
 
@@ -20,9 +24,10 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -35,7 +40,8 @@ class Server:
 
     port: int
     key: str
-    database: Path
+    database: Path | str
+    """The log: an SQLite file or a PostgreSQL URL (``--database``)."""
     process: subprocess.Popen | None = None
     args: list[str] = field(default_factory=list)
 
@@ -284,11 +290,44 @@ def abandoned_burst(clients: int = 20, rows: int = 1000, alternatives: int = 3, 
             "answers_logged": int(logged), "next_request_status": status, "next_request_ms": round(next_ms, 1)}
 
 
+SQLITE = "sqlite"
+"""``database`` of the benchmarks: a fresh SQLite file in a temporary folder."""
+
+
+@contextmanager
+def fresh_log(database: str, folder: Path) -> Iterator[Path | str]:
+    """The ``--database`` of a new, empty log: ``sqlite`` → a file in ``folder``; a PostgreSQL URL
+    → that database with a schema of its own (``recourse_bench_*``, dropped afterwards)."""
+    from api.log import parse_target
+
+    if database == SQLITE:
+        yield folder / "log.sqlite3"
+        return
+    if not isinstance(parse_target(database), str):
+        raise ValueError(f"{database}: give {SQLITE} or a postgresql:// URL")
+    from api.log.postgres import scratch_schema
+
+    with scratch_schema(database, prefix="recourse_bench") as url:
+        yield url
+
+
+def run_load_tests(databases: Sequence[str] = (SQLITE,), levels: tuple[int, ...] = (1, 8, 32), seconds: float = 30.0,
+                   workers: int = 2, threads: int = 32, batch_size: int = 500, batch_repeats: int = 5,
+                   kill_test: bool = True, pool_size: int = 60000, log_sync: str = "full") -> list[dict[str, Any]]:
+    """:func:`run_load_test` on each log back end of ``databases`` in turn (same applicants, same settings)."""
+    applicants = denied_applicants(pool_size + batch_size * batch_repeats)
+    return [run_load_test(levels, seconds, workers, threads, batch_size, batch_repeats, kill_test, pool_size, log_sync,
+                          database=database, applicants=applicants) for database in databases]
+
+
 def run_load_test(levels: tuple[int, ...] = (1, 8, 32), seconds: float = 30.0, workers: int = 2, threads: int = 32,
                   batch_size: int = 500, batch_repeats: int = 5, kill_test: bool = True,
-                  pool_size: int = 60000, log_sync: str = "full") -> dict[str, Any]:
-    """Start the server, run every measurement, stop it; returns the figures."""
-    applicants = denied_applicants(pool_size + batch_size * batch_repeats)
+                  pool_size: int = 60000, log_sync: str = "full", database: str = SQLITE,
+                  applicants: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Start the server on a fresh log (:func:`fresh_log`), run every measurement, stop it; returns the figures."""
+    from api.log import describe
+
+    applicants = applicants or denied_applicants(pool_size + batch_size * batch_repeats)
     singles, batches = applicants[:pool_size], applicants[pool_size:]
     counter = iter(range(10**12))
 
@@ -298,11 +337,12 @@ def run_load_test(levels: tuple[int, ...] = (1, 8, 32), seconds: float = 30.0, w
 
     stream = pool()
     key = new_key()
-    with tempfile.TemporaryDirectory() as tmp:
-        server = Server(free_port(), key, Path(tmp) / "log.sqlite3", args=["--workers", str(workers), "--threads", str(threads), "--log-sync", log_sync])
+    with tempfile.TemporaryDirectory() as tmp, fresh_log(database, Path(tmp)) as log:
+        server = Server(free_port(), key, log, args=["--workers", str(workers), "--threads", str(threads), "--log-sync", log_sync])
         server.start()
         try:
             out: dict[str, Any] = {"server": {"workers": workers, "threads": threads, "log_sync": log_sync,
+                                              "database": database if database == SQLITE else describe(database),
                                               "cpu_count": os.cpu_count()},
                                    "pool": {"distinct_applicants": len(singles), "kind": "denied by the model"}}
             run_level(server.port, key, stream, 2, 3.0)  # warm-up, not reported

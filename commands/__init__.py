@@ -2,7 +2,7 @@
 the library calls themselves.  Only the CLI imports this package; it may name flags.
 
 * :mod:`.flags` — library parameter names → flags (:func:`~commands.flags.cli_message`);
-* :mod:`.train`, :mod:`.audit`, :mod:`.serve`, :mod:`.vision` — the commands of those names
+* :mod:`.train`, :mod:`.audit`, :mod:`.serve`, :mod:`.log`, :mod:`.vision` — the commands of those names
   (``vision``: ``attack`` and ``explain-image``).
 """
 from __future__ import annotations

@@ -13,3 +13,17 @@ def parse_clients(text: str) -> tuple[int, ...]:
     if not levels or min(levels) < 1:
         raise CommandError("--clients: give at least one client count of 1 or more")
     return levels
+
+
+def parse_databases(values: list[str]) -> list[str]:
+    """``--database`` of ``bench http`` (repeatable): ``sqlite`` or a ``postgresql://`` URL each."""
+    from api.log import parse_target
+
+    for value in values:
+        try:
+            ok = value == "sqlite" or isinstance(parse_target(value), str)
+        except ValueError as exc:
+            raise CommandError(f"--database {exc}") from None
+        if not ok:
+            raise CommandError(f"--database {value}: give sqlite (a fresh file) or a postgresql://USER@HOST:PORT/DB URL")
+    return list(values)

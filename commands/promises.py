@@ -12,13 +12,16 @@ LISTED = 20
 """Broken promises listed by id in the text output (all of them in ``--json``)."""
 
 
-def run_promise_check(log_path: Path, bundle: Any, group_by: list[str]) -> PromiseReport:
-    """Every stored recourse answer of ``log_path`` re-verified with ``bundle``'s model."""
-    from api.log import ExplanationLog
+def run_promise_check(log: str | Path, bundle: Any, group_by: list[str]) -> PromiseReport:
+    """Every stored recourse answer of the log ``log`` (a file path or a PostgreSQL URL)
+    re-verified with ``bundle``'s model."""
+    from .log import open_existing_log
 
-    if not log_path.is_file():
-        raise CommandError(f"{log_path}: no such explanation log (the SQLite file `recourse serve --database` writes)")
-    promises = ExplanationLog(log_path).promises()
+    opened = open_existing_log(log, "--log")
+    try:
+        promises = opened.promises()
+    finally:
+        opened.close()
     unknown = [g for g in group_by if g not in bundle.schema.names]
     if unknown:
         raise CommandError(f"--group-by: unknown feature '{unknown[0]}'; features: {', '.join(bundle.schema.names)}")

@@ -72,16 +72,27 @@ def resolve_bundle(bundle: Path | None) -> Path:
     return Path(done.stdout.strip().splitlines()[-1])
 
 
-def service_config(bundle: Path | None, digests: list[str], no_auth: bool, database: Path | None, max_batch: int,
+def database_target(database: str | None) -> "Path | str":
+    """``--database``: a file path (SQLite) or a ``postgresql://`` URL; none given:
+    ``$RECOURSE_DATABASE``, else the default file (:func:`api.log.default_database`)."""
+    from api.log import ENVIRONMENT, default_database, parse_target
+
+    try:
+        return parse_target(database) if database is not None else default_database()
+    except ValueError as exc:
+        raise CommandError(f"--database {exc}" if database is not None else f"${ENVIRONMENT} {exc}") from None
+
+
+def service_config(bundle: Path | None, digests: list[str], no_auth: bool, database: str | None, max_batch: int,
                    time_limit: float, log_sync: str, batch_wait_ms: float,
                    roles: dict[str, str] | None = None, cors_origins: list[str] | None = None) -> "ServiceConfig":
     """The service's settings from the ``serve`` options (``digests``: :func:`key_digests`); the
     bundle is loaded first (:func:`resolve_bundle`)."""
     from api.config import ServiceConfig
-    from recourse.bundle import recourse_home
 
+    target = database_target(database)
     path = resolve_bundle(bundle)
-    return ServiceConfig(bundle=path, database=database or recourse_home() / "service" / "explanations.sqlite3",
+    return ServiceConfig(bundle=path, database=target,
                          api_key_hashes=digests, api_key_roles=roles or {}, auth_required=not no_auth,
                          max_batch=max_batch, time_limit=time_limit,
                          log_sync=log_sync, batch_wait=batch_wait_ms / 1000.0, cors_origins=cors_origins or [])

@@ -1,4 +1,5 @@
-"""Shared fixtures: a private RECOURSE_HOME, the German schema/data, a tiny trained bundle, the German demo bundle.
+"""Shared fixtures: a private RECOURSE_HOME, the German schema/data, a tiny trained bundle, the German demo bundle,
+and a fresh explanation log on each back end (SQLite, and PostgreSQL on a throwaway server, tests/pg.py).
 
 Everything that is written (bundles) goes under pytest's ``tmp_path_factory``; ``RECOURSE_HOME`` is
 pointed there for the whole session so nothing lands in the home directory.
@@ -6,7 +7,9 @@ pointed there for the whole session so nothing lands in the home directory.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -106,3 +109,53 @@ def german_bundle(tmp_path_factory):
 @pytest.fixture(scope="session")
 def german_engine(german_bundle):
     return german_bundle.engine()
+
+
+# ---------------------------------------------------------------------- explanation-log back ends
+LOG_BACKENDS = ("sqlite", "postgresql")
+"""The back ends the log tests run on (``-k sqlite`` or ``-k postgresql`` picks one)."""
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """The URL of a throwaway PostgreSQL server started for this test run and stopped after it
+    (:mod:`tests.pg`).  Where none can be started the tests that need it are skipped, unless
+    ``RECOURSE_REQUIRE_POSTGRES=1`` (set by ``.ci/run``): then they fail."""
+    from tests.pg import ThrowawayPostgres, unavailable
+
+    def missing(reason: str) -> None:
+        if os.environ.get("RECOURSE_REQUIRE_POSTGRES") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+    reason = unavailable()
+    if reason:
+        missing(reason)
+    server = ThrowawayPostgres()
+    try:
+        server.start()
+    except (RuntimeError, OSError) as exc:
+        server.stop()
+        missing(f"could not start a throwaway PostgreSQL server: {exc}")
+    yield server.url
+    server.stop()
+
+
+@contextmanager
+def fresh_database(backend: str, request, folder: Path) -> Iterator[Path | str]:
+    """The ``database`` setting of a new, empty log on ``backend``: a file in ``folder``, or a
+    PostgreSQL URL whose connections use a schema of their own (dropped afterwards)."""
+    if backend == "sqlite":
+        yield folder / "log.sqlite3"
+        return
+    from api.log.postgres import scratch_schema
+
+    with scratch_schema(request.getfixturevalue("postgres_url")) as url:
+        yield url
+
+
+@pytest.fixture(params=LOG_BACKENDS)
+def log_database(request, tmp_path) -> Iterator[Path | str]:
+    """A new, empty explanation log's ``database`` setting, once per back end."""
+    with fresh_database(request.param, request, tmp_path) as database:
+        yield database

@@ -14,7 +14,6 @@ from openapi_spec_validator import validate as validate_openapi
 from api import ServiceConfig, create_app
 from api.batching import MicroBatcher
 from api.keys import KeyRing, hash_key, new_key, read_key_file
-from api.log import Entry, ExplanationLog
 from api.schemas import BatchAnswer, PredictAnswer, RecourseAnswer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -279,22 +278,6 @@ def test_key_ring_and_key_file(tmp_path):
         read_key_file(path)
     with pytest.raises(ValueError, match="sha256"):
         KeyRing(["plain-key"])
-
-
-def test_log_is_durable_wal_and_reuses_answers(tmp_path):
-    path = tmp_path / "log.sqlite3"
-    log = ExplanationLog(path)
-    first = log.record("h1", 0, [Entry("recourse", {"a": 1}, {"status": "x", "n": 1})])[0]
-    again = log.record("h1", 0, [Entry("recourse", {"a": 1}, {"status": "y", "n": 2})])[0]
-    other_bundle = log.record("h2", 0, [Entry("recourse", {"a": 1}, {"status": "y", "n": 2})])[0]
-    assert again["answer"]["status"] == "x" and other_bundle["answer"]["status"] == "y"
-    assert json.loads(again["text"]) == {"id": again["id"], "created": json.loads(again["text"])["created"], "status": "x", "n": 1}
-    reopened = ExplanationLog(path)
-    assert reopened.response(first["id"]) == first["text"]
-    assert reopened.connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    row = reopened.row(first["id"])
-    assert row["bundle_hash"] == "h1" and json.loads(row["request"]) == {"a": 1} and row["seed"] == 0
-    assert reopened.count() == 3 and reopened.response("missing") is None
 
 
 def test_micro_batcher_groups_concurrent_jobs():
