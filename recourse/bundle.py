@@ -47,6 +47,7 @@ from .encoding import TabularEncoder, complete_schema
 from .errors import BundleError
 from .model_io import MODEL_JSON, MODEL_TENSORS, check_bundle_json, file_sha256, load_classifier, read_bundle_json, save_classifier
 from .models import TorchClassifier, from_sklearn, get_model_kind
+from .pipelines import is_raw_pipeline, raw_pipeline_model
 from .runtime import parse_device
 from .schema import FeatureSchema
 from .surrogate import distill
@@ -166,6 +167,15 @@ def build_bundle(
     stage("fitting the model")
     if kind is not None and kind.differentiable:
         clf = kind.train(x, y_idx, seed)
+    elif is_raw_pipeline(model):  # a scikit-learn Pipeline on raw records (recourse.pipelines)
+        converted, trees = raw_pipeline_model(model, encoder, train)
+        if trees:
+            verifier = converted
+            clf, fidelity = distill(verifier, x, [fc.slice for fc in encoder.layout], _numeric_columns(encoder), seed=seed)
+            surrogate_info = {"kind": "distilled mlp", **asdict(fidelity)}
+        else:
+            clf = converted
+        model = "raw pipeline: " + " → ".join(type(step).__name__ for _, step in model.steps)
     elif kind is not None or is_tree_model(model):
         estimator = kind.train(x, y_idx, seed) if kind is not None else model
         verifier = tree_classifier(estimator)
@@ -567,7 +577,7 @@ def load_bundle(path: str | Path, device: str | torch.device | None = None) -> B
         with _reading(path, "verifier.json"):
             trees = TreeEnsemble.load(path, "verifier")
             verifier = TorchClassifier(trees, output=trees.output, classes=classifier.classes,
-                                       n_features=trees.n_features).to(device)
+                                       n_features=trees.in_features).to(device)
     family = []
     for k in range(meta.family.size if meta.family is not None else 0):
         with _reading(path, f"family-{k}.json"):

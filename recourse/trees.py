@@ -52,7 +52,56 @@ class TreeEnsemble(nn.Module):
         self.register_buffer("right", right.long())
         self.register_buffer("value", value.double())
         self.register_buffer("init", init.double())
+        self.input_map: dict[str, Tensor] | None = None
         self._build_step_tables()
+
+    # ------------------------------------------------------------------ an input map (raw pipelines)
+    @property
+    def in_features(self) -> int:
+        """Width of the inputs: ``n_features``, or the input map's when the splits read T(x)."""
+        if self.input_map is None:
+            return self.n_features
+        first = self.input_map.get("w1", self.input_map["w2"])
+        return int(first.shape[1])
+
+    def set_input_map(self, mapping: Any) -> None:
+        """Evaluate the splits on T(x) = W2 ReLU(W1 x + b1) + b2 (or W2 x + b2), in float64: a
+        pipeline's preprocessing (:class:`recourse.pipelines.InputMap`) in front of the trees."""
+        tensors = {"w2": mapping.w2, "b2": mapping.b2}
+        if mapping.w1 is not None:
+            tensors.update(w1=mapping.w1, b1=mapping.b1)
+        self._set_map({k: torch.as_tensor(np.asarray(v, dtype=np.float64)) for k, v in tensors.items()})
+
+    def _set_map(self, tensors: dict[str, Tensor]) -> None:
+        if int(tensors["w2"].shape[0]) != self.n_features:
+            raise ValueError(f"input map: gives {int(tensors['w2'].shape[0])} features, the trees read {self.n_features}")
+        for name, value in tensors.items():  # int64 bit patterns, like the thresholds: a dtype cast cannot touch them
+            self.register_buffer(f"map_{name}_bits", value.double().contiguous().view(torch.int64))
+        self.input_map = {name: self._map_tensor(name) for name in tensors}
+
+    def widen_thresholds(self, absolute: Tensor, relative: float) -> None:
+        r"""Move every split on feature f up by ``absolute[f]`` + ``relative``·max(1, |t|).
+
+        With an input map, T(x) is computed in another order than the pipeline's own transform,
+        from inputs that may be float32, and can land just above a threshold that equals a
+        training value (HistGradientBoosting splits at data values); the slack covers that
+        rounding.  Real values closer to a split than the slack do not occur in tabular data (the
+        caller checks the result against the model's own predictions)."""
+        threshold = self.threshold_bits.view(torch.float64)
+        slack = absolute.double()[self.feature.clamp_min(0)] + relative * threshold.abs().clamp_min(1.0)
+        widened = threshold + slack
+        self.threshold_bits = torch.where(self.feature >= 0, widened, threshold).contiguous().view(torch.int64)
+        self._build_step_tables()
+
+    def _map_tensor(self, name: str) -> Tensor:
+        return getattr(self, f"map_{name}_bits").view(torch.float64)
+
+    def _mapped(self, x: Tensor) -> Tensor:
+        m = {name: self._map_tensor(name) for name in self.input_map or {}}
+        if not m:
+            return x
+        hidden = torch.relu(x @ m["w1"].T + m["b1"]) if "w1" in m else x
+        return hidden @ m["w2"].T + m["b2"]
 
     def _build_step_tables(self) -> None:
         r"""Flat traversal tables (not saved; rebuilt from the node arrays).
@@ -90,9 +139,10 @@ class TreeEnsemble(nn.Module):
 
     def leaves(self, x: Tensor) -> Tensor:
         """(B, T) flat node index (tree · M + node) of the leaf each row reaches in each tree."""
-        if x.ndim != 2 or x.shape[1] != self.n_features:
-            raise ValueError(f"expected inputs of shape (B, {self.n_features}), got {tuple(x.shape)}")
-        xs = x.detach().float().double() if self.float32_inputs else x.detach().double()
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            raise ValueError(f"expected inputs of shape (B, {self.in_features}), got {tuple(x.shape)}")
+        xs = self._mapped(x.detach().double())
+        xs = xs.float().double() if self.float32_inputs else xs
         b, d = xs.shape
         t, m = self.feature.shape
         feature, children, is_leaf = self._step_feature, self._children, self._is_leaf
@@ -128,12 +178,16 @@ class TreeEnsemble(nn.Module):
 
     # ------------------------------------------------------------------ persistence
     def config(self) -> dict[str, Any]:
-        return {"format": FORMAT, "kind": self.kind, "scale": self.scale, "depth": self.depth,
-                "n_features": self.n_features, "float32_inputs": self.float32_inputs}
+        config = {"format": FORMAT, "kind": self.kind, "scale": self.scale, "depth": self.depth,
+                  "n_features": self.n_features, "float32_inputs": self.float32_inputs}
+        if self.input_map is not None:
+            config["input_map"] = {"in_features": self.in_features, "hidden": "w1" in self.input_map}
+        return config
 
     def tensors(self) -> dict[str, Tensor]:
         return {"feature": self.feature.cpu(), "threshold": self.threshold_bits.view(torch.float64).cpu(),
-                "left": self.left.cpu(), "right": self.right.cpu(), "value": self.value.cpu(), "init": self.init.cpu()}
+                "left": self.left.cpu(), "right": self.right.cpu(), "value": self.value.cpu(), "init": self.init.cpu(),
+                **{f"map_{name}": self._map_tensor(name).cpu() for name in self.input_map or {}}}
 
     def save(self, directory: str | Path, stem: str = "trees") -> list[Path]:
         directory = Path(directory)
@@ -151,6 +205,12 @@ class TreeEnsemble(nn.Module):
         t = load_file(str(directory / f"{stem}.safetensors"))
         model = cls(config["kind"], t["feature"], t["threshold"], t["left"], t["right"], t["value"], t["init"],
                     config["scale"], config["depth"], config["n_features"], config["float32_inputs"])
+        if "input_map" in config:
+            names = ("w1", "b1", "w2", "b2") if config["input_map"].get("hidden") else ("w2", "b2")
+            missing = [n for n in names if f"map_{n}" not in t]
+            if missing:
+                raise ValueError(f"{directory / stem}.safetensors: the input map lacks {', '.join(missing)}")
+            model._set_map({n: t[f"map_{n}"] for n in names})
         model.validate()
         return model
 
@@ -160,6 +220,14 @@ class TreeEnsemble(nn.Module):
         inner = self.feature >= 0
         if bool((self.feature >= self.n_features).any()):
             raise ValueError("tree arrays: a split feature is out of range")
+        if self.input_map is not None:
+            maps = self.input_map
+            hidden = int(maps["w1"].shape[0]) if "w1" in maps else self.in_features
+            shapes_ok = (maps["w2"].ndim == 2 and tuple(maps["w2"].shape) == (self.n_features, hidden)
+                         and tuple(maps["b2"].shape) == (self.n_features,)
+                         and ("w1" not in maps or (maps["w1"].ndim == 2 and tuple(maps["b1"].shape) == (hidden,))))
+            if not shapes_ok:
+                raise ValueError("tree arrays: the input map's shapes do not fit together")
         for name in ("left", "right"):
             child = getattr(self, name)[inner]
             if bool(((child < 0) | (child >= m)).any()):
