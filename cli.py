@@ -217,6 +217,8 @@ def train(
     family: int = typer.Option(0, "--family", min=0, max=64, help="Also fit K refits of the model (same recipe, bootstrap resamples) for robust requests (explain --robust); mlp and logistic only."),
     as_json: bool = typer.Option(False, "--json", help="Print the bundle's path and metadata as JSON."),
     progress: bool = typer.Option(True, help="Show a progress bar of the stages (on stderr)."),
+    na_value: list[str] = typer.Option([], "--na-value", help="A text that marks a missing cell in --data, e.g. '?' (repeatable; empty cells and NA are missing anyway)."),
+    drop_missing: bool = typer.Option(False, "--drop-missing", help="Leave out the rows of --data with a missing cell (counted in a note) instead of refusing the table."),
 ) -> None:
     """Build a model bundle (schema, weights, densities, metadata) in seconds.
 
@@ -227,10 +229,14 @@ def train(
     from recourse.errors import BundleError, SchemaError
 
     try:
+        notes: list[str] = []
         bundle = run_train(dataset.value if dataset is not None else None, data, schema, target, out, model.value,
-                           max_changes, seed, family, progress=progress)
+                           max_changes, seed, family, progress=progress, na_values=tuple(na_value),
+                           drop_missing=drop_missing, notes=notes)
     except (CommandError, SchemaError, BundleError, DataInputError) as exc:
         fail_with(exc, path="--data")
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
     meta = bundle.metadata
     if as_json:
         typer.echo(json.dumps({"path": str(bundle.path), **{k: meta.get(k) for k in (
@@ -363,6 +369,45 @@ def promises_check(
     except CommandError as exc:
         fail(str(exc))
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else format_promise_report(report))
+
+
+schema_app = typer.Typer(add_completion=False, rich_markup_mode=None, no_args_is_help=True, help="Feature schemas.")
+app.add_typer(schema_app, name="schema")
+
+
+@schema_app.command("infer")
+def schema_infer(
+    table: Path = typer.Argument(..., help="A CSV table, one column per feature (and the target)."),
+    target: Optional[str] = typer.Option(None, help="The column holding the decision (the schema's target)."),
+    out: Optional[Path] = typer.Option(None, help="Write the draft here (a new file); default: print it."),
+    na_value: list[str] = typer.Option(["?"], "--na-value", help="A text that marks a missing cell (repeatable; default '?')."),
+    name: Optional[str] = typer.Option(None, help="The schema's name (default: the table's file name)."),
+) -> None:
+    """Draft a schema from a table for you to review: kinds, ranges, levels, protected-looking
+    columns immutable, a note on every guess; what to review is printed on stderr."""
+    from recourse.data import DataInputError, read_table
+    from recourse.schema_draft import draft_schema
+
+    try:
+        frame = read_table(table, na_value, field="table")
+        if out is not None and out.exists():
+            fail(f"--out {out}: already exists; give a new file name (the draft never overwrites a file)")
+        draft = draft_schema(frame, target, name or table.stem)
+    except DataInputError as exc:
+        fail_with(exc, table="TABLE")
+    except ValueError as exc:
+        fail_with(exc)
+    text = json.dumps(draft.schema, indent=2, ensure_ascii=False) + "\n"
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        try:
+            out.write_text(text)
+        except OSError as exc:
+            fail(f"--out {out}: cannot write ({exc.strerror or exc})")
+        typer.echo(f"draft schema with {len(draft.schema['features'])} features written to {out}", err=True)
+    for note in draft.notes:
+        typer.echo(f"review: {note}", err=True)
 
 
 keys_app = typer.Typer(add_completion=False, rich_markup_mode=None, no_args_is_help=True, help="API keys for the HTTP service.")

@@ -3,6 +3,7 @@ with its schema), check the output directory, build the bundle."""
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -22,15 +23,26 @@ def check_max_changes(schema: "FeatureSchema", value: int) -> int:
 
 
 def run_train(dataset: str | None, data: Path | None, schema: Path | None, target: str | None, out: Path | None,
-              model: str, max_changes: int, seed: int, family: int = 0, progress: bool = False) -> "Bundle":
+              model: str, max_changes: int, seed: int, family: int = 0, progress: bool = False, *,
+              na_values: tuple[str, ...] = (), drop_missing: bool = False, notes: list[str] | None = None) -> "Bundle":
     """Build and write a bundle from the bundled ``dataset``, or from the table ``data`` described
     by ``schema`` into ``out``; returns it.
 
     Bad options raise :class:`CommandError`; the library raises SchemaError, BundleError or
     DataInputError (whose messages name the parameter ``path`` for ``--data``).
     """
+    table = TableOptions(na_values, drop_missing, notes if notes is not None else [])
     with stage_bar(progress) as bar:
-        return _build(dataset, data, schema, target, out, model, max_changes, seed, family, bar)
+        return _build(dataset, data, schema, target, out, model, max_changes, seed, family, bar, table)
+
+
+@dataclass
+class TableOptions:
+    """How ``--data`` is read: extra missing-value markers, and whether rows with a missing cell are left out."""
+
+    na_values: tuple[str, ...] = ()
+    drop_missing: bool = False
+    notes: list[str] = field(default_factory=list)
 
 
 @contextmanager
@@ -51,7 +63,8 @@ def stage_bar(enabled: bool) -> Iterator["StageProgress | None"]:
 
 
 def _build(dataset: str | None, data: Path | None, schema: Path | None, target: str | None, out: Path | None,
-           model: str, max_changes: int, seed: int, family: int, progress: "StageProgress | None") -> "Bundle":
+           model: str, max_changes: int, seed: int, family: int, progress: "StageProgress | None",
+           table: TableOptions) -> "Bundle":
     from recourse.bundle import build_bundle, build_dataset_bundle
     from recourse.data import all_entries_unless, is_bundle_dir, prepare_out_dir, read_training_table
     from recourse.errors import SchemaError
@@ -70,7 +83,8 @@ def _build(dataset: str | None, data: Path | None, schema: Path | None, target: 
             loaded = FeatureSchema.load(schema)
         except SchemaError as exc:
             raise CommandError(f"--schema {exc}") from None
-        frame, labels = read_training_table(data, loaded, target)
+        frame, labels = read_training_table(data, loaded, target, na_values=table.na_values,
+                                            drop_missing=table.drop_missing, notes=table.notes)
         max_changes = check_max_changes(loaded, max_changes)
         prepare_out_dir(out, all_entries_unless(is_bundle_dir), "a bundle's")
         return build_bundle(loaded, frame, labels, out, model=model, max_changes=max_changes, seed=seed, family=family,

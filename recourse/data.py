@@ -16,7 +16,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -183,18 +183,31 @@ def format_row_errors(errors: list[FieldError], source: str, offset: int = 0) ->
     return f"{source}: rows do not fit the schema:\n" + "\n".join(lines)
 
 
-def read_training_table(path: str | Path, schema: FeatureSchema, target: str | None = None) -> tuple[pd.DataFrame, np.ndarray]:
-    """Validated feature rows (schema columns, normalised values) and labels (the schema's class
-    values) of a CSV training table; every problem raises :class:`DataInputError` naming it."""
+def read_table(path: str | Path, na_values: Sequence[str] = (), field: str = "path") -> pd.DataFrame:
+    """A CSV table as people have them: spaces after the separators trimmed, the given missing-value
+    markers (e.g. '?') read as missing beside pandas' own (empty cells, 'NA', 'NaN', ...)."""
     path = Path(path)
     if not path.exists():
-        raise DataInputError(f"`path` {path}: no such file")
+        raise DataInputError(f"`{field}` {path}: no such file")
     if not path.is_file():
-        raise DataInputError(f"`path` {path}: not a file")
+        raise DataInputError(f"`{field}` {path}: not a file")
     try:
-        table = pd.read_csv(path)
+        return pd.read_csv(path, skipinitialspace=True, na_values=list(na_values) or None)
     except Exception as exc:  # pandas raises many kinds for malformed tables
-        raise DataInputError(f"`path` {path}: cannot read the table ({exc.__class__.__name__}: {shorten(str(exc), 200)})") from None
+        raise DataInputError(f"`{field}` {path}: cannot read the table ({exc.__class__.__name__}: {shorten(str(exc), 200)})") from None
+
+
+def read_training_table(path: str | Path, schema: FeatureSchema, target: str | None = None, *,
+                        na_values: Sequence[str] = (), drop_missing: bool = False,
+                        notes: list[str] | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """Validated feature rows (schema columns, normalised values) and labels (the schema's class
+    values) of a CSV training table; every problem raises :class:`DataInputError` naming it.
+
+    ``na_values``: extra missing-value markers; ``drop_missing``: leave out the rows with a missing
+    cell in a schema column or the target (their count is appended to ``notes``) instead of
+    reporting them."""
+    path = Path(path)
+    table = read_table(path, na_values)
     if schema.target is None:
         raise DataInputError("`schema`: the schema names no target (name, classes, favourable); training needs one")
     target = target or schema.target.name
@@ -207,6 +220,14 @@ def read_training_table(path: str | Path, schema: FeatureSchema, target: str | N
                              f"or give `target={schema.target.name!r}`")
     if table.empty:
         raise DataInputError(f"`path` {path}: no data rows (the table has only a header)")
+    if drop_missing:
+        complete = table[schema.names + [target]].notna().all(axis=1)
+        if not complete.all():
+            if notes is not None:
+                notes.append(f"{int((~complete).sum())} of {len(table)} rows with a missing cell left out")
+            table = table[complete].reset_index(drop=True)
+        if table.empty:
+            raise DataInputError(f"`path` {path}: every row has a missing cell in a schema column or the target")
     try:
         records = schema.validate_records(coerce_table(table[schema.names], schema).to_dict(orient="records"))
     except RecordValidationError as exc:
