@@ -406,8 +406,10 @@ def schema_infer(
         except OSError as exc:
             fail(f"--out {out}: cannot write ({exc.strerror or exc})")
         typer.echo(f"draft schema with {len(draft.schema['features'])} features written to {out}", err=True)
+    from commands.flags import cli_message
+
     for note in draft.notes:
-        typer.echo(f"review: {note}", err=True)
+        typer.echo(f"review: {cli_message(ValueError(note))}", err=True)
 
 
 keys_app = typer.Typer(add_completion=False, rich_markup_mode=None, no_args_is_help=True, help="API keys for the HTTP service.")

@@ -34,6 +34,8 @@ FLAGS: dict[str, str] = {
     # train
     "schema": "--schema",
     "family": "--family",
+    "drop_missing": "--drop-missing",
+    "na_values": "--na-value",
     # audit (AuditConfig fields and run_audit parameters)
     "chunk_size": "--chunk-size",
     "exact": "--exact",

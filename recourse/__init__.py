@@ -11,7 +11,7 @@ The names a user needs, importable from the package itself::
 Bundles (:func:`load_bundle`, :func:`demo_bundle`, :func:`build_bundle`), the engine
 (:class:`RecourseEngine`, :class:`SCFEConfig`, :class:`RequestOptions`), the results
 (:class:`Recourse`, :class:`Alternative`, :class:`Action`, :class:`Decision`, :class:`Reason`),
-the schema (:class:`FeatureSchema`) and the errors (:class:`RecourseError` and its kinds).
+the schema (:class:`FeatureSchema`), :func:`answers_frame` (a batch of answers as a DataFrame) and the errors (:class:`RecourseError` and its kinds).
 Names are loaded on first use, so ``import recourse.core`` stays light.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 _PUBLIC = {
     "Bundle": "bundle", "load_bundle": "bundle", "demo_bundle": "bundle", "build_bundle": "bundle",
     "RecourseEngine": "scfe", "SCFEConfig": "config", "RequestOptions": "options",
-    "Recourse": "results", "Alternative": "results", "Action": "results", "Decision": "results", "Reason": "results",
+    "Recourse": "results", "answers_frame": "results", "Alternative": "results", "Action": "results", "Decision": "results", "Reason": "results",
     "FeatureSchema": "schema", "Feature": "schema",
     "RecourseError": "errors", "RecordValidationError": "errors", "OptionsError": "errors",
     "SchemaError": "errors", "BundleError": "errors", "FieldError": "errors",
@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time the names load l
     from .config import SCFEConfig
     from .errors import BundleError, FieldError, OptionsError, RecordValidationError, RecourseError, SchemaError
     from .options import RequestOptions
-    from .results import Action, Alternative, Decision, Reason, Recourse
+    from .results import Action, Alternative, Decision, Reason, Recourse, answers_frame
     from .schema import Feature, FeatureSchema
     from .scfe import RecourseEngine
 

@@ -232,8 +232,10 @@ class TorchClassifier:
     def _check_input(self, x: Tensor) -> Tensor:
         if not isinstance(x, Tensor):
             raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        if x.ndim == 1:  # one row: a batch of one
+            x = x.unsqueeze(0)
         if x.ndim != 2:
-            raise ValueError(f"x must be a (B, D) tensor, got shape {tuple(x.shape)}")
+            raise ValueError(f"x must be a (B, D) tensor or one (D,) row, got shape {tuple(x.shape)}")
         if self.n_features is not None and x.shape[1] != self.n_features:
             raise ValueError(f"x has {x.shape[1]} features but the classifier expects {self.n_features}")
         if x.device != self.device:

@@ -138,6 +138,39 @@ class Recourse:
         """Mean pairwise Jaccard distance between the alternatives' changed-feature sets (None: < 2)."""
         return jaccard_diversity([a.features for a in self.alternatives or []])
 
+    def summary(self) -> dict[str, Any]:
+        """One flat row: status, decision and probability, the new decision's probability, the
+        changed features, the actions in words, ℓ0 and cost (see :func:`answers_frame`)."""
+        return {
+            "status": self.status,
+            "decision": self.decision.label,
+            "probability": self.decision.probability,
+            "new_decision": self.counterfactual_decision.label if self.counterfactual_decision else None,
+            "new_probability": self.counterfactual_decision.probability if self.counterfactual_decision else None,
+            "changed": ", ".join(a.feature for a in self.actions),
+            "actions": "; ".join(a.text for a in self.actions),
+            "l0": self.metrics.get("l0") if self.counterfactual is not None else None,
+            "cost": self.metrics.get("cost") if self.counterfactual is not None else None,
+            "message": self.message,
+        }
+
+    def _repr_html_(self) -> str:
+        """A notebook shows an answer as a small table: the decision, each action, the new decision."""
+        from html import escape
+
+        rows = [("decision", f"{self.decision.label} (probability {self.decision.probability:.2f})"),
+                ("status", self.message or self.status)]
+        rows += [(f"action {i}", a.text) for i, a in enumerate(self.actions, 1)]
+        rows += [("follows", a.text) for a in self.consequences]
+        if self.counterfactual_decision is not None:
+            rows.append(("new decision", f"{self.counterfactual_decision.label} "
+                                         f"(probability {self.counterfactual_decision.probability:.2f}), verified"))
+        if self.counterfactual is not None and self.metrics:
+            rows.append(("changes, cost", f"{self.metrics.get('l0', 0):.0f}, {self.metrics.get('cost', 0):.2f}"))
+        body = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td style='text-align:left'>{escape(str(v))}</td></tr>"
+                       for k, v in rows)
+        return f"<table class='recourse-answer'>{body}</table>"
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "status": self.status,
@@ -162,3 +195,12 @@ class Recourse:
             out["diversity"] = self.diversity
         out["reasons"] = [r.to_dict() for r in self.reasons]
         return to_jsonable(out)
+
+
+def answers_frame(answers: list["Recourse"]) -> "Any":
+    """A batch of answers as a pandas DataFrame, one row per applicant (:meth:`Recourse.summary`):
+    status, decision, probability, new_decision, new_probability, changed, actions, l0, cost, message."""
+    import pandas as pd
+
+    columns = ["status", "decision", "probability", "new_decision", "new_probability", "changed", "actions", "l0", "cost", "message"]
+    return pd.DataFrame([a.summary() for a in answers], columns=columns)

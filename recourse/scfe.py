@@ -210,9 +210,13 @@ class RecourseEngine:
         """The decision for a class index: class value, display label and the given probability."""
         return self.assembler.decision(class_index, probability)
 
-    def predict_proba(self, encoded: np.ndarray) -> np.ndarray:
-        """Model probabilities (N, C) for scaled rows."""
-        return self.verification.predict_proba(encoded)
+    def predict_proba(self, records: dict | Sequence[dict] | pd.DataFrame | np.ndarray) -> np.ndarray:
+        """The deciding model's probabilities (N, C), columns in the schema's class order, for raw
+        records (a dict, a list of dicts or a DataFrame, validated first) or for scaled rows (an
+        (N, D) array of the encoding)."""
+        if isinstance(records, (dict, list, tuple, pd.DataFrame)):
+            records = self.encode(records)
+        return self.verification.predict_proba(np.atleast_2d(records))
 
     def margin(self, encoded: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """Logit margin of the target class per row (> 0: the model picks the target class)."""

@@ -18,7 +18,7 @@ Each column is given a kind by these rules, and every guess is written into the 
   frequent one and must be checked.
 
 Missing cells (empty, NaN, or one of the ``na_values`` markers such as '?') are counted per
-column and reported: training needs a value in every cell (``recourse train --drop-missing``
+column and reported: training needs a value in every cell (``drop_missing``
 leaves such rows out).
 """
 from __future__ import annotations
@@ -165,7 +165,7 @@ def draft_schema(table: pd.DataFrame, target: str | None = None, name: str = "dr
                            f"one ({favourable!r}): set it to the decision your applicants want")
     for column, count in draft.missing.items():
         draft.notes.append(f"column '{column}': {count} missing cells; training needs every cell (fill them, or "
-                           "train with --drop-missing to leave those rows out)")
+                           "train with `drop_missing=True` to leave those rows out)")
     for column, why in draft.left_out.items():
         draft.notes.append(f"column '{column}' left out: {why}")
     immutable = [f["name"] for f in draft.schema["features"] if f.get("immutable")]
