@@ -1,5 +1,6 @@
 r"""Tree ensembles as plain arrays: scikit-learn's RandomForest, GradientBoosting and
-HistGradientBoosting classifiers exported to tensors and evaluated in batched torch.
+HistGradientBoosting classifiers (and XGBoost's and LightGBM's, :mod:`recourse.boosters`)
+exported to tensors and evaluated in batched torch.
 
 Every tree is stored as padded arrays over its nodes (``feature``, ``threshold``, ``left``,
 ``right``, leaf ``value``); all trees of all rows are traversed together, one level per step:
@@ -70,9 +71,10 @@ class TreeEnsemble(nn.Module):
         tensors = {"w2": mapping.w2, "b2": mapping.b2}
         if mapping.w1 is not None:
             tensors.update(w1=mapping.w1, b1=mapping.b1)
-        self._set_map({k: torch.as_tensor(np.asarray(v, dtype=np.float64)) for k, v in tensors.items()})
+        self.set_input_map_tensors({k: torch.as_tensor(np.asarray(v, dtype=np.float64)) for k, v in tensors.items()})
 
-    def _set_map(self, tensors: dict[str, Tensor]) -> None:
+    def set_input_map_tensors(self, tensors: dict[str, Tensor]) -> None:
+        """:meth:`set_input_map` from the tensors ``w2``, ``b2`` (and ``w1``, ``b1`` with a hidden layer)."""
         if int(tensors["w2"].shape[0]) != self.n_features:
             raise ValueError(f"input map: gives {int(tensors['w2'].shape[0])} features, the trees read {self.n_features}")
         for name, value in tensors.items():  # int64 bit patterns, like the thresholds: a dtype cast cannot touch them
@@ -80,7 +82,8 @@ class TreeEnsemble(nn.Module):
         self.input_map = {name: self._map_tensor(name) for name in tensors}
 
     def widen_thresholds(self, absolute: Tensor, relative: float) -> None:
-        r"""Move every split on feature f up by ``absolute[f]`` + ``relative``·max(1, |t|).
+        r"""Move every split on feature f up by ``absolute[f]`` + ``relative``·max(1, |t|) (down when
+        both are negative: for a model whose own rule is x < c, a value at the split goes right).
 
         With an input map, T(x) is computed in another order than the pipeline's own transform,
         from inputs that may be float32, and can land just above a threshold that equals a
@@ -210,7 +213,7 @@ class TreeEnsemble(nn.Module):
             missing = [n for n in names if f"map_{n}" not in t]
             if missing:
                 raise ValueError(f"{directory / stem}.safetensors: the input map lacks {', '.join(missing)}")
-            model._set_map({n: t[f"map_{n}"] for n in names})
+            model.set_input_map_tensors({n: t[f"map_{n}"] for n in names})
         model.validate()
         return model
 
@@ -335,12 +338,27 @@ def _set_init(model: TreeEnsemble, estimator: Any) -> None:
     model.init = torch.as_tensor(init[0], dtype=torch.float64)
 
 
+def export_trees(estimator: Any) -> TreeEnsemble:
+    """Export any supported tree ensemble: scikit-learn's (:func:`from_sklearn_trees`), XGBoost's or
+    LightGBM's (:mod:`recourse.boosters`, read from their own JSON model dumps)."""
+    from .boosters import export_booster, is_booster
+
+    return export_booster(estimator) if is_booster(estimator) else from_sklearn_trees(estimator)
+
+
+def tree_classes(estimator: Any) -> list[Any]:
+    """The class labels of an exported ensemble's columns (0..C−1 for a bare XGBoost/LightGBM Booster)."""
+    from .boosters import booster_classes, is_booster
+
+    return booster_classes(estimator) if is_booster(estimator) else list(estimator.classes_)
+
+
 def tree_classifier(estimator: Any) -> Any:
     """A :class:`~recourse.models.TorchClassifier` that evaluates the exported ensemble exactly."""
     from .models import TorchClassifier
 
-    module = from_sklearn_trees(estimator)
-    return TorchClassifier(module, output=module.output, classes=list(estimator.classes_), n_features=module.n_features)
+    module = export_trees(estimator)
+    return TorchClassifier(module, output=module.output, classes=tree_classes(estimator), n_features=module.n_features)
 
 
 @register_model_kind("gbm", differentiable=False, about="GradientBoosting, 200 trees of depth 3")
@@ -377,9 +395,12 @@ def train_tree_model(kind: str, x: np.ndarray, y: np.ndarray, seed: int = 0) -> 
 
 
 def is_tree_model(model: Any) -> bool:
-    """A fitted scikit-learn tree ensemble classifier that :func:`from_sklearn_trees` can export."""
+    """A fitted tree ensemble for :func:`export_trees`: a scikit-learn tree ensemble classifier, or any
+    XGBoost or LightGBM model (whose export refuses objectives that are not classification)."""
     from sklearn.ensemble import (ExtraTreesClassifier, GradientBoostingClassifier, HistGradientBoostingClassifier,
                                   RandomForestClassifier)
 
-    return isinstance(model, (RandomForestClassifier, ExtraTreesClassifier, GradientBoostingClassifier,
-                              HistGradientBoostingClassifier))
+    from .boosters import is_booster
+
+    return is_booster(model) or isinstance(model, (RandomForestClassifier, ExtraTreesClassifier,
+                                                   GradientBoostingClassifier, HistGradientBoostingClassifier))
