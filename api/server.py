@@ -9,8 +9,8 @@ Settings that cannot work (an unusable ``database``: a bad file, a PostgreSQL se
 that cannot be bound) are found by :func:`preflight` before gunicorn starts, and reported by
 :func:`serve` in one line naming the ``recourse serve`` option (``--database``, ...); a worker
 that cannot build the app prints the error's message, not a traceback.
-Requests whose request line is longer than gunicorn's ``limit_request_line`` (4094 bytes) are
-refused by gunicorn itself (414, an HTML page) before the app sees them.
+Requests that gunicorn refuses before the app sees them (a request line over 4,094 bytes, too
+many or too large headers, malformed framing) get problem details too (:mod:`api.worker`).
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.errors import AppImportError
 
 from .config import ServiceConfig
+from .worker import WORKER_CLASS
 
 
 class ServeError(ValueError):
@@ -150,7 +151,7 @@ def serve(config: ServiceConfig, host: str = "127.0.0.1", port: int = 8080, work
     print(f"recourse service starting on http://{bind} (bundle {config.bundle}, log {describe(config.database)}, {workers} workers)",
           file=sys.stderr, flush=True)
     options: dict[str, Any] = {
-        "bind": bind, "workers": workers, "worker_class": "gthread", "threads": threads,
+        "bind": bind, "workers": workers, "worker_class": WORKER_CLASS, "threads": threads,
         "timeout": timeout, "graceful_timeout": 30, "keepalive": 30, "accesslog": None, "errorlog": "-",
         "loglevel": "warning", "preload_app": False, "when_ready": _when_ready, "post_worker_init": _post_worker_init,
         "on_exit": _on_exit,

@@ -60,9 +60,52 @@ def test_chunked_body_over_the_limit_is_413_and_long_ids_are_json_404(server):
         assert request(server.port, "GET", "/healthz", None, server.key)[0] == 200
     finally:
         conn.close()
-    # ids up to gunicorn's request-line limit (4094 bytes) reach the app: JSON 404; longer lines get gunicorn's own 414
+    # ids up to gunicorn's request-line limit (4094 bytes) reach the app: JSON 404; longer lines get 414 (below)
     status, text = request(server.port, "GET", "/v1/recourse/" + "a" * 4000, None, server.key)
     assert status == 404 and "32 hexadecimal digits" in json.loads(text)["detail"]
+
+
+def raw_exchange(port: int, payload: bytes) -> tuple[int, str, bytes]:
+    """Send bytes as they are; (status, content type, body) of the answer."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.sendall(payload)
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    return int(lines[0].split()[1]), headers.get("Content-Type", ""), body
+
+
+BAD_FRAMES = {
+    "request line over 4,094 bytes": (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    "a header over 8,190 bytes": (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431),
+    "more than 100 headers": (b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(120)) + b"\r\n", 431),
+    "a NUL byte in a header": (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n", 400),
+    "obsolete line folding": (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n", 400),
+    "a negative Content-Length": (b"POST /v1/recourse HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400),
+    "Content-Length and Transfer-Encoding": (b"POST /v1/recourse HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+                                             b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    "two Content-Length headers": (b"POST /v1/recourse HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_requests_refused_before_the_app_get_problem_details_not_html(server):
+    for what, (payload, expected) in BAD_FRAMES.items():
+        status, content_type, body = raw_exchange(server.port, payload)
+        assert status == expected, what
+        assert content_type == "application/problem+json", (what, content_type, body[:80])
+        problem = json.loads(body)
+        assert problem["status"] == expected and problem["type"].startswith("urn:recourse:problem:") and problem["detail"], what
+    assert request(server.port, "GET", "/healthz", None, server.key)[0] == 200
 
 
 @pytest.mark.slow
