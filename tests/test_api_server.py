@@ -162,3 +162,48 @@ def test_start_and_stop_say_so_promptly(german_bundle, tmp_path):
     assert "recourse service starting on http://127.0.0.1" in text
     assert "listening on http://127.0.0.1" in text and text.count("ready: worker") == 2
     assert text.rstrip().endswith("recourse service stopped") and seconds < 10, (seconds, text)
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_forty_slow_clients_for_forty_seconds_do_not_slow_a_normal_client(server):
+    """40 connections that send one byte every 2 s (half in the head, half in a body), reopened
+    whenever the server closes them: /healthz and POST /v1/recourse still answer within 1 s."""
+    import socket
+    import threading
+    import time
+
+    stop = threading.Event()
+
+    def slow(head: bytes, filler: bytes) -> None:
+        while not stop.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                    sock.sendall(head)
+                    for byte in filler:
+                        if stop.wait(2):
+                            break
+                        sock.send(bytes([byte]))
+            except OSError:
+                pass  # closed by the server (408 after its read timeout): open another
+
+    heads = [(b"POST /v1/recourse HTTP/1.1\r\nHost: x\r\n", b"X-Slow: " + b"a" * 100),
+             (b"POST /v1/recourse HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n",
+              b"a" * 1000)]
+    threads = [threading.Thread(target=slow, args=heads[i % 2], daemon=True) for i in range(40)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(2)
+        worst, rounds, end = 0.0, 0, time.monotonic() + 40
+        while time.monotonic() < end:
+            for method, path, body in (("GET", "/healthz", None), ("POST", "/v1/recourse", {"applicant": DENIED})):
+                started = time.perf_counter()
+                status, _ = request(server.port, method, path, body, server.key)
+                worst = max(worst, time.perf_counter() - started)
+                assert status == 200, (method, path, status)
+            rounds += 1
+            time.sleep(0.5)
+    finally:
+        stop.set()
+    assert rounds >= 40 and worst < 1.0, (rounds, worst)
