@@ -180,7 +180,7 @@ def build_bundle(
         estimator = kind.train(x, y_idx, seed) if kind is not None else model
         verifier = tree_classifier(estimator)
         clf, fidelity = distill(verifier, x, [fc.slice for fc in encoder.layout], _numeric_columns(encoder),
-                                seed=seed, teacher=estimator.predict_proba)
+                                seed=seed, teacher=getattr(estimator, "predict_proba", None))  # a bare Booster has none
         surrogate_info = {"kind": "distilled mlp", **asdict(fidelity)}
         model = model if isinstance(model, str) else type(model).__name__
     else:

@@ -1,7 +1,8 @@
 """Optional parts of the package and the packages each needs (``pyproject.toml``'s extras).
 
-The core install (``pip install recourse``) explains and trains; the service, audits, images
-and peer benchmarks are extras.  A missing package is reported with the extra that brings it.
+The core install (``pip install recourse``) explains and trains; the service, audits, images,
+peer benchmarks and XGBoost/LightGBM models are extras.  A missing package is reported with the
+extra that brings it.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "audit": ("pyarrow", "dask", "distributed", "matplotlib"),
     "vision": ("skimage", "mlxtend", "captum", "PIL", "matplotlib"),
     "bench": ("dice_ml",),
+    "boosters": ("xgboost", "lightgbm"),
 }
 """Extra name → the top-level modules it installs (a module may come with more than one extra)."""
 

@@ -24,7 +24,8 @@ training rows).  Each g_j is then written in z:
 So :math:`T(z) = W_2\,\mathrm{ReLU}(W_1 z + b_1) + b_2` (the pass-through units are
 :math:`\mathrm{ReLU}(z + 1) − 1`, which is z with slope 1 everywhere on the box), or simply
 :math:`T(z) = A z + b` when no ordinal needs knots.  A linear or MLP estimator's first layer
-absorbs :math:`W_2` (or A); a tree ensemble evaluates its splits on T(z).  The result is checked
+absorbs :math:`W_2` (or A); a tree ensemble (scikit-learn's, XGBoost's or LightGBM's,
+:func:`recourse.trees.export_trees`) evaluates its splits on T(z).  The result is checked
 against ``pipeline.predict_proba`` on the training rows: a pipeline whose preprocessing is not of
 this form (interactions, a log transform, binning of a continuous feature) is refused with the
 reason, and can still be used as a black box (:mod:`recourse.blackbox`).
@@ -241,17 +242,25 @@ def raw_pipeline_model(pipeline: Any, encoder: TabularEncoder, train: pd.DataFra
     ensemble becomes a :class:`~recourse.trees.TreeEnsemble` whose splits read T(z).  Either is
     checked against ``pipeline.predict_proba`` on the training rows."""
     from .models import TorchClassifier, _final_layers
-    from .trees import from_sklearn_trees, is_tree_model
+    from .boosters import strict_splits
+    from .trees import export_trees, is_tree_model, tree_classes
 
     pre, estimator = split_pipeline(pipeline)
     mapping = input_map(pre, encoder, train)
     if is_tree_model(estimator):
-        module = from_sklearn_trees(estimator)
+        try:
+            module = export_trees(estimator)
+        except (TypeError, ValueError) as exc:
+            raise BundleError(f"the pipeline's estimator: {exc}") from None
+        _check_sparse_zeros(pre, estimator, encoder, train)
         if module.n_features != mapping.out_features:
             raise BundleError(f"the estimator reads {module.n_features} features, the preprocessing gives {mapping.out_features}")
         module.set_input_map(mapping)
-        module.widen_thresholds(torch.as_tensor(mapping.rounding_bound()), THRESHOLD_SLACK)
-        model = TorchClassifier(module, output=module.output, classes=list(estimator.classes_), n_features=encoder.n_columns)
+        # XGBoost sends x < c left: a value at a split (its cuts are data values) goes right, so its
+        # splits move down by the slack; the others (x ≤ t) move up
+        sign = -1.0 if strict_splits(estimator) else 1.0
+        module.widen_thresholds(sign * torch.as_tensor(mapping.rounding_bound()), sign * THRESHOLD_SLACK)
+        model = TorchClassifier(module, output=module.output, classes=tree_classes(estimator), n_features=encoder.n_columns)
         trees = True
     else:
         try:
@@ -267,6 +276,24 @@ def raw_pipeline_model(pipeline: Any, encoder: TabularEncoder, train: pd.DataFra
         trees = False
     _check_against_pipeline(model, pipeline, encoder, train)
     return model, trees
+
+
+def _check_sparse_zeros(pre: Any, estimator: Any, encoder: TabularEncoder, train: pd.DataFrame) -> None:
+    """XGBoost reads a scipy sparse matrix's absent entries (its zeros) as missing values: refuse a
+    sparse preprocessing in front of an XGBoost model with splits that send 0 elsewhere than missing."""
+    from .boosters import strict_splits, xgboost_zero_conflicts
+
+    if not strict_splits(estimator):  # XGBoost's
+        return
+    columns = list(getattr(pre, "feature_names_in_", [])) or []
+    frame = encoder.frame_from_codes(encoder.to_codes(train.head(5)))
+    if not hasattr(pre.transform(frame[columns] if columns else frame), "toarray"):
+        return
+    conflicts = xgboost_zero_conflicts(estimator)
+    if conflicts:
+        raise BundleError(f"the preprocessing gives sparse matrices, which XGBoost reads with every zero as a missing "
+                          f"value, and {conflicts} of the model's splits send missing values elsewhere than 0; set "
+                          "sparse_threshold=0 on the ColumnTransformer (dense output) and fit the pipeline again")
 
 
 def _check_against_pipeline(model: Any, pipeline: Any, encoder: TabularEncoder, train: pd.DataFrame) -> None:
