@@ -12,7 +12,7 @@ from typing import Any, Iterable, Sequence
 
 from pydantic.json_schema import models_json_schema
 
-from recourse.options import NO_DENSITY
+from recourse.options import MAX_ALTERNATIVES, NO_DENSITY
 from recourse.schema import COST_WEIGHT_RANGE, Feature, FeatureSchema
 
 from .bodies import MAX_INT_DIGITS
@@ -52,15 +52,19 @@ def _limit_ends(feat: Feature) -> dict[str, Any]:
 
 
 def option_schemas(schema: FeatureSchema, classes: Sequence[Any] | None = None,
-                   densities: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
-    """Strict JSON Schemas (without null) of the options that depend on the bundle, by option name.
+                   densities: Iterable[str] | None = None, robust: bool = True) -> dict[str, dict[str, Any]]:
+    """Strict JSON Schemas (without null) of the options, by option name, as strict as the service.
 
     ``classes``: the model's classes as ``GET /v1/models`` lists them (JSON types kept);
     ``densities``: the fitted density names (``"none"`` is added).  Either None: left as generated.
+    ``robust``: whether the bundle has refits to verify with (without: only ``false`` is accepted).
     """
     names = schema.names
     low, high = COST_WEIGHT_RANGE
     out: dict[str, dict[str, Any]] = {
+        "max_changes": {"type": "integer", "minimum": 1},
+        "alternatives": {"type": "integer", "minimum": 1, "maximum": MAX_ALTERNATIVES},
+        "robust": {"type": "boolean"} if robust else {"const": False, "description": "this bundle has no refits"},
         "cost_weights": {"type": "object", "propertyNames": {"enum": names},
                          "additionalProperties": {"type": "number", "minimum": low, "maximum": high}},
         "fixed": {"type": "array", "items": {"enum": names}},
@@ -146,7 +150,7 @@ def _with_example(response: dict[str, Any], value: Any, media: str = "applicatio
 
 
 def openapi_document(schema: FeatureSchema, config: ServiceConfig, model: dict[str, Any] | None = None,
-                     densities: Iterable[str] | None = None) -> dict[str, Any]:
+                     densities: Iterable[str] | None = None, robust: bool = True) -> dict[str, Any]:
     """A complete, valid OpenAPI 3.1 document for this service and bundle.
 
     ``model``: the model as ``GET /v1/models`` lists it (its ``classes`` become the ``target`` enum;
@@ -162,7 +166,7 @@ def openapi_document(schema: FeatureSchema, config: ServiceConfig, model: dict[s
     batch = components["BatchRequest"]["properties"]["applicants"]
     batch["items"] = {"$ref": REF.format(model="Applicant")}
     batch["maxItems"] = config.max_batch
-    strict = option_schemas(schema, classes, densities)
+    strict = option_schemas(schema, classes, densities, robust)
     for name in OPTION_MODELS:
         props = components[name]["properties"]
         for option, body in strict.items():
@@ -193,7 +197,7 @@ def openapi_document(schema: FeatureSchema, config: ServiceConfig, model: dict[s
         return out
 
     answer_id = {"name": "answer_id", "in": "path", "required": True, "description": f"An answer's id ({ID_DIGITS} hexadecimal digits)",
-                 "schema": {"type": "string"}, "example": "0123456789abcdef" * (ID_DIGITS // 16)}
+                 "schema": {"type": "string", "pattern": f"^[0-9a-f]{{{ID_DIGITS}}}$"}, "example": "0123456789abcdef" * (ID_DIGITS // 16)}
     short_schema = schema.model_copy(update={"features": schema.features[:2]}).model_dump(mode="json", exclude_none=True)
     listed = {k: v for k, v in (model or {}).items() if k not in ("training", "created")}
     paths = {

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictBool, StrictFloat, StrictInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, StrictBool, StrictFloat, StrictInt
 from pydantic_core import PydanticCustomError
 
 from recourse.options import MAX_ALTERNATIVES, RequestOptions
@@ -13,8 +13,20 @@ from .problems import MAX_ERRORS, MAX_TEXT, describe
 Status = Literal["recourse_found", "no_recourse_found", "already_favourable"]
 
 
+def _whole(value: Any) -> Any:
+    """A JSON number without a fraction as an int (JSON Schema's "integer" includes 2.0); anything else unchanged."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[StrictInt, BeforeValidator(_whole)]
+"""An integer as JSON Schema means it: 3 or 3.0, never true, "3" or 3.5."""
+
+
 def _one_class(value: Any) -> str | int | None:
     """A class as JSON gives it: a string or an integer (never true/false, a fraction, an array or an object)."""
+    value = _whole(value)
     if value is None or isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
         return value
     note = "; one target applies to every applicant (per-applicant targets are not supported)" if isinstance(value, list) else ""
@@ -34,10 +46,10 @@ class Options(BaseModel):
     :class:`recourse.options.RequestOptions` (strict JSON types here; the rules are the library's)."""
 
     model_config = ConfigDict(extra="forbid")
-    max_changes: StrictInt | None = Field(default=None, ge=1, description=_OPTIONS["max_changes"].description)
+    max_changes: Annotated[JsonInt, Field(ge=1)] | None = Field(default=None, description=_OPTIONS["max_changes"].description)
     density: str | None = Field(default=None, description="Plausibility term: one of the bundle's densities (kde, gmm, knn) or 'none'.")
     target: ClassName = Field(default=None, description="Class to reach, exactly as listed in GET /v1/models (default: the favourable class); one for all applicants of a batch.")
-    alternatives: StrictInt | None = Field(default=None, ge=1, le=MAX_ALTERNATIVES, description=_OPTIONS["alternatives"].description)
+    alternatives: Annotated[JsonInt, Field(ge=1, le=MAX_ALTERNATIVES)] | None = Field(default=None, description=_OPTIONS["alternatives"].description)
     min_probability: StrictFloat | None = Field(default=None, gt=0.0, lt=1.0, description=_OPTIONS["min_probability"].description)
     robust: StrictBool | None = Field(default=None, description=_OPTIONS["robust"].description)
     fixed: list[str] | None = Field(default=None, description=_OPTIONS["fixed"].description)

@@ -38,5 +38,5 @@ def metrics() -> Response:
 def openapi() -> Response:
     service = current_app.extensions["recourse"]
     document = openapi_document(service.engine.schema, service.config, model=model_info(service),
-                                densities=service.engine.densities)
+                                densities=service.engine.densities, robust=bool(service.engine.family))
     return Response(json.dumps(document), mimetype="application/json")
