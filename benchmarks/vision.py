@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks.common import correct_test_images
 from recourse.vision.attacks import fbs_attack, gse_attack, pgd_attack
 from recourse.vision.counterfactual import knn_gravity, lof_scores, scfe_images_cheapest, top_other_classes
 from recourse.vision.metrics import (NUS, adversarial_saliency_map, attack_summary, brightening_share, interpretability_score,
@@ -42,14 +43,9 @@ def run_vision_benchmark(n: int = 1000, *, dataset: str = "mnist", bundle: str |
                          lime_samples: int = 1000, search_steps: int = 6, max_iter: int = 200, scfe: bool = True,
                          peers: bool = True, device: str | None = None, seed: int = 0) -> dict[str, Any]:
     """Run the benchmark; returns a JSON-able dict (see :func:`format_vision_table`)."""
-    torch.manual_seed(seed)
     vb = load_bundle(bundle, device=device) if bundle else demo_vision_bundle(dataset, device=device)
     ad = vb.adapter(device)
-    split = vb.split()
-    x_all = torch.as_tensor(split.x_test, device=ad.device)
-    y_all = torch.as_tensor(split.y_test, device=ad.device)
-    correct = (ad.predict(x_all) == y_all).nonzero().squeeze(1)[:n]
-    x, y = x_all[correct], y_all[correct]
+    split, x, y = correct_test_images(vb, ad, n, seed)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     targets = ((y.cpu() + torch.randint(1, 10, (len(y),), generator=gen)) % 10).to(ad.device)
     asm = adversarial_saliency_map(ad.model, x, y, targets)

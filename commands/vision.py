@@ -2,7 +2,7 @@
 
 Output folder (``--out``): created with its parents when missing.  An existing folder is used
 only when everything in it is a file these commands write (``metrics.json`` with a report of
-ours, ``NNN_*.png``, ``classC_*.png``), i.e. a new or empty folder or the output of an earlier
+ours, ``NNN_*.png``, ``NNN_*.npy``, ``classC_*.png``), i.e. a new or empty folder or the output of an earlier
 run, whose files of the same names are replaced; a folder holding anything else is refused, so
 a user's own files are never overwritten.
 """
@@ -29,7 +29,7 @@ from . import CommandError
 FBS_P = (0.0, 0.5, 2.0 / 3.0, 1.0)
 DEFAULT_P = 0.5
 """FBS's default exponent; GSE's penalty is always ℓ½."""
-OWN_OUTPUT = re.compile(r"metrics\.json|(\d{3,}|class\d+)_[a-z0-9_]+\.png")
+OWN_OUTPUT = re.compile(r"metrics\.json|(\d{3,}|class\d+)_[a-z0-9_]+\.(png|npy)")
 """Names of the files the two commands write into ``--out``."""
 
 
@@ -148,6 +148,8 @@ def _image_name(entry: dict[str, Any]) -> str:
 
 def attack_text(report: dict[str, Any]) -> str:
     """The text the ``attack`` command prints for a :func:`run_attack` report."""
+    if report["method"].startswith("manipulate"):
+        return manipulate_text(report)
     m = report["metrics"]
     lines = [f"{report['method']}: ASR {100 * m['asr']:.0f} %, changed pixels {m['acp']:.1f}, clusters {m['anc']:.2f}, "
              f"l2 {m['l2']:.3f}, d20 {m['d20']:.1f}, {1000 * m['seconds_per_image']:.0f} ms/image"]
@@ -174,21 +176,30 @@ def _check_class(name: str, value: int | None) -> None:
 
 
 def run_attack(method: str, *, vb: VisionBundle, image: Path | None, index: int, n: int, target: int | None,
-               p: float | None, norm: str, lam: float | None, out: Path, device: str | None) -> dict[str, Any]:
+               p: float | None, norm: str | None, lam: float | None, out: Path, device: str | None,
+               explainer: str | None = None, target_map: Path | None = None, target_image: int | None = None,
+               eps: float | None = None) -> dict[str, Any]:
     """Attack the images, write the figures and ``metrics.json`` into ``out``; returns the report.
 
     ``p`` (FBS only; default 0.5) and ``lam`` (GSE and FBS only) given to another method are
-    ignored with a note in the report's ``notes``.
+    ignored with a note in the report's ``notes``.  ``manipulate`` attacks an explanation
+    instead (:func:`run_manipulate`); ``norm`` defaults to l2 for pgd, linf for manipulate.
     """
+    if method == "manipulate":
+        return run_manipulate(vb=vb, image=image, index=index, n=n, explainer=explainer, target_map=target_map,
+                              target_image=target_image, eps=eps, norm=norm, out=out, device=device)
+    norm = norm or "l2"
+    unused = [flag for flag, v in (("--explainer", explainer), ("--target-map", target_map), ("--target-image", target_image),
+                                   ("--eps", eps)) if v is not None]
     from recourse.vision.attacks import fbs_attack, fw_attack, gse_attack, pgd_attack
     from recourse.vision.explain import axai
     from recourse.vision.figures import save_attack_figures
     from recourse.vision.metrics import attack_summary, default_patch
 
     if method not in ("gse", "fbs", "pgd", "fw"):
-        raise CommandError(f"--method: unknown attack {method!r}; expected gse, fbs, pgd or fw")
+        raise CommandError(f"--method: unknown attack {method!r}; expected gse, fbs, pgd, fw or manipulate")
     _check_class("--target", target)
-    notes: list[str] = []
+    notes: list[str] = [f"{', '.join(unused)} ignored: only --method manipulate takes {'it' if len(unused) == 1 else 'them'}"] if unused else []
     if method == "fbs" and p is not None and not any(abs(p - v) < 1e-6 for v in FBS_P):
         raise CommandError(f"--p: must be 0, 0.5, 2/3 or 1, got {p:g}")
     if method != "fbs" and p is not None and p != DEFAULT_P:
@@ -291,3 +302,146 @@ def run_explain(method: str, *, vb: VisionBundle, image: Path | None, index: int
         report["figures"] = figures
     (out / "metrics.json").write_text(json.dumps(report, indent=2, default=float))
     return report
+
+
+def parse_budgets(text: str) -> tuple[float, ...]:
+    """``--eps``: comma-separated positive budgets."""
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise CommandError(f"--eps: expected comma-separated positive numbers, got {text!r}") from None
+    if not values or min(values) <= 0 or not all(np.isfinite(values)):
+        raise CommandError(f"--eps: give at least one positive, finite budget, got {text!r}")
+    return values
+
+
+MANIPULATE_EPS = {"linf": 0.1, "l2": 1.0}
+"""Default budget of ``--method manipulate`` per norm (pixels in [0, 1])."""
+
+
+def _target_map_file(path: Path, hw: tuple[int, int]) -> torch.Tensor:
+    """``--target-map``: a .npy array (H, W) or (1, H, W), finite, not all zero; its absolute value is used."""
+    if not path.is_file():
+        raise CommandError(f"--target-map: {path}: no such file")
+    if path.suffix.lower() != ".npy":
+        raise CommandError(f"--target-map: {path}: expected a .npy array of shape {hw}")
+    try:
+        arr = np.load(path, allow_pickle=False).astype(np.float32)
+    except (ValueError, TypeError, OSError) as exc:
+        raise CommandError(f"--target-map: {path}: cannot read the array ({exc})") from None
+    arr = arr[0] if arr.ndim == 3 and arr.shape[0] == 1 else arr
+    if arr.shape != hw:
+        raise CommandError(f"--target-map: {path}: shape {arr.shape} does not fit the images' {hw}")
+    if not np.isfinite(arr).all():
+        raise CommandError(f"--target-map: {path}: contains NaN or infinite values")
+    if not np.abs(arr).sum() > 0:
+        raise CommandError(f"--target-map: {path}: the map is all zero")
+    return torch.as_tensor(np.abs(arr))
+
+
+def run_manipulate(*, vb: VisionBundle, image: Path | None, index: int, n: int, explainer: str | None,
+                   target_map: Path | None, target_image: int | None, eps: float | None, norm: str | None,
+                   out: Path, device: str | None) -> dict[str, Any]:
+    """``attack --method manipulate``: drive the explanation to a target map (``target_map`` file or
+    the map of test image ``target_image``) or, with neither, away from itself (top-k fragility
+    attack), keeping the predicted class; writes images, maps (.npy + PNG) and ``metrics.json``."""
+    from recourse.vision.explain import gradient_attribution
+    from recourse.vision.figures import save_image_png, save_map_png
+    from recourse.vision.manipulation import EXPLAINERS, default_k, fragility_attack, target_map_attack
+    from recourse.vision.map_metrics import fragility, similarity, to_map
+
+    names = ", ".join(EXPLAINERS)
+    if explainer is None:
+        raise CommandError(f"--explainer: --method manipulate needs the explainer to attack: {names}")
+    if explainer == "axai":
+        raise CommandError("--explainer: AXAI is not differentiable and cannot be attacked directly; "
+                           "`recourse bench manipulation` measures it on the perturbations found against the gradient explainers")
+    if explainer not in EXPLAINERS:
+        raise CommandError(f"--explainer: unknown explainer {explainer!r}; expected one of {names}")
+    if target_map is not None and target_image is not None:
+        raise CommandError("--target-map and --target-image: give one of them, not both")
+    norm = norm or "linf"
+    eps = MANIPULATE_EPS[norm] if eps is None else eps
+    if not (eps > 0 and np.isfinite(eps)):
+        raise CommandError(f"--eps: must be a positive number, got {eps:g}")
+    ad = vb.adapter(check_device(device))
+    notes: list[str] = []
+    x, labels = pick_images(vb, image, index, n, notes)
+    hw = tuple(vb.meta["input_shape"][1:])
+    mt = None
+    if target_map is not None:
+        mt = _target_map_file(target_map, hw).to(ad.device)
+    elif target_image is not None:
+        split = vb.split()
+        if not 0 <= target_image < len(split.y_test):
+            raise CommandError(f"--target-image: {target_image} is outside the test set [0, {len(split.y_test) - 1}]")
+        xt = torch.as_tensor(split.x_test[target_image:target_image + 1], device=ad.device)
+        mt = to_map(gradient_attribution(ad, xt, explainer, ad.predict(xt)))[0]
+    prepare_out(out)
+    x = x.to(ad.device)
+    pred = ad.predict(x)
+
+    def report_map(imgs: torch.Tensor) -> torch.Tensor:
+        torch.manual_seed(0)
+        return to_map(gradient_attribution(ad, imgs, explainer, pred))
+
+    if mt is None:
+        res = fragility_attack(ad, x, explainer, eps=eps, norm=norm)
+    else:
+        res = target_map_attack(ad, x, mt, explainer, eps=eps, norm=norm)
+    m0, m1 = report_map(x), report_map(res.x_adv)
+    k = default_k(hw)
+    frag = fragility(m0, m1, k)
+    sim_t = similarity(m1, mt.expand_as(m1)) if mt is not None else None
+    sim_t0 = similarity(m0, mt.expand_as(m0)) if mt is not None else None
+    lo, hi = vb.value_range
+    figures: list[str] = []
+    images = []
+    for i, where in enumerate(_image_entries(image, index, len(x))):
+        files = {"original.png": save_image_png(out / f"{i:03d}_original.png", x[i], lo, hi),
+                 "manipulated.png": save_image_png(out / f"{i:03d}_manipulated.png", res.x_adv[i], lo, hi),
+                 "original_map.png": save_map_png(out / f"{i:03d}_original_map.png", m0[i]),
+                 "manipulated_map.png": save_map_png(out / f"{i:03d}_manipulated_map.png", m1[i])}
+        arrays = {"manipulated": res.x_adv[i], "original_map": m0[i], "manipulated_map": m1[i]}
+        if mt is not None:
+            files["target_map.png"] = save_map_png(out / f"{i:03d}_target_map.png", mt)
+            arrays["target_map"] = mt
+        for name, arr in arrays.items():
+            np.save(out / f"{i:03d}_{name}.npy", arr.detach().cpu().numpy())
+            figures.append(f"{i:03d}_{name}.npy")
+        figures += [f.name for f in files.values()]
+        entry = {**where, "prediction": int(pred[i]), "manipulated_prediction": int(res.pred_after[i]),
+                 "prediction_kept": bool(res.kept[i]), "linf": float((res.x_adv[i] - x[i]).abs().max()),
+                 "l2": float((res.x_adv[i] - x[i]).norm()), **{f"{key}": float(v[i]) for key, v in frag.items()}}
+        if labels is not None:
+            entry["label"] = int(labels[i])
+        if sim_t is not None and sim_t0 is not None:
+            entry.update({f"to_target_{key}": float(v[i]) for key, v in sim_t.items()})
+            entry.update({f"to_target_{key}_before": float(v[i]) for key, v in sim_t0.items()})
+        images.append(entry)
+    mode = "fragility (top-k)" if mt is None else ("target map from --target-map" if target_map is not None else
+                                                  f"target map of test image {target_image}")
+    summary = {key: float(v.mean()) for key, v in frag.items()}
+    if sim_t is not None and sim_t0 is not None:
+        summary.update({f"to_target_{key}": float(v.mean()) for key, v in sim_t.items()})
+        summary.update({f"to_target_{key}_before": float(v.mean()) for key, v in sim_t0.items()})
+    summary["prediction_kept"] = float(res.kept.float().mean())
+    report = {"method": f"manipulate-{explainer}", "explainer": explainer, "mode": mode, "params": res.params, "k": k,
+              "metrics": summary, "seconds": res.seconds, "n_images": len(x), "images": images, "notes": notes,
+              "out": str(out), "figures": figures,
+              "maps": "captum on the real network; the attack differentiates a softplus copy of it"}
+    (out / "metrics.json").write_text(json.dumps(report, indent=2, default=float))
+    return report
+
+
+def manipulate_text(report: dict[str, Any]) -> str:
+    """The text ``attack --method manipulate`` prints."""
+    m = report["metrics"]
+    p = report["params"]
+    line = (f"{report['method']} ({report['mode']}, {p['norm']} eps {p['eps']:g}): prediction kept {100 * m['prediction_kept']:.0f} %, "
+            f"top-k overlap {m['topk']:.2f}, Spearman {m['spearman']:.2f}, centre-of-mass shift {m['com_shift']:.2f} px")
+    if "to_target_pearson" in m:
+        line += f", Pearson to the target {m['to_target_pearson_before']:.2f} -> {m['to_target_pearson']:.2f}"
+    lines = [line] + [f"note: {note}" for note in report.get("notes", [])]
+    lines.append(f"images, maps (.npy, PNG) and metrics.json in {report['out']}")
+    return "\n".join(lines)

@@ -8,7 +8,7 @@ r"""Attack-based explainers (AXAI, ℓ1-q concept probing) and gradient baseline
   :math:`|S_x|/|S|`; the K densest segments are the explanation.
 * :func:`concept_probe` (seed 003): label-targeted ℓ1-q Frank–Wolfe from a min–max scaled
   Gaussian noise image toward a class.
-* :func:`gradient_attribution`: saliency, SmoothGrad, Integrated Gradients and Grad-CAM taken
+* :func:`gradient_attribution`: saliency, gradient × input, SmoothGrad, Integrated Gradients and Grad-CAM taken
   from captum (optional dependency, ``pip install 'recourse[vision]'``); not re-implemented.
 * :func:`captum_surrogate`: captum's Lime and KernelShap on the same segments, for timing peers.
 """
@@ -30,7 +30,7 @@ from .adapter import ImageAdapter
 from .attacks import AttackResult, fw_attack
 
 SEGMENTERS = ("slic", "quickshift", "grid")
-GRADIENT_METHODS = ("saliency", "smoothgrad", "ig", "gradcam")
+GRADIENT_METHODS = ("saliency", "gradxinput", "smoothgrad", "ig", "gradcam")
 
 
 class MissingDependency(ImportError):
@@ -176,7 +176,7 @@ def last_conv(model: nn.Module) -> nn.Module:
 
 def gradient_attribution(adapter: ImageAdapter, x: Tensor, method: str, target: Tensor | None = None, *,
                          nt_samples: int = 20, stdevs: float = 0.15, ig_steps: int = 32) -> Tensor:
-    """captum attribution maps (B, C, H, W) for ``saliency``, ``smoothgrad``, ``ig`` or ``gradcam``.
+    """captum attribution maps (B, C, H, W) for ``saliency``, ``gradxinput``, ``smoothgrad``, ``ig`` or ``gradcam``.
 
     ``target``: classes to explain (default: the predictions).  IG integrates from the lower
     pixel bound; Grad-CAM uses the last Conv2d layer, upsampled bilinearly to the input size.
@@ -189,6 +189,8 @@ def gradient_attribution(adapter: ImageAdapter, x: Tensor, method: str, target: 
     with torch.enable_grad():
         if method == "saliency":
             out = attr.Saliency(model).attribute(x, target=target, abs=True)
+        elif method == "gradxinput":
+            out = attr.InputXGradient(model).attribute(x, target=target)
         elif method == "smoothgrad":
             out = attr.NoiseTunnel(attr.Saliency(model)).attribute(
                 x, nt_type="smoothgrad", nt_samples=nt_samples, stdevs=stdevs, target=target, abs=True)

@@ -82,3 +82,45 @@ def save_attack_figures(out: Path, x: Tensor, x_adv: Tensor, lo: float, hi: floa
 def save_map_figure(out: Path, name: str, x: Tensor, attr: Tensor, lo: float, hi: float, scale: int = 8) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
     return [_save(out / "original.png", _hwc(x, lo, hi), scale).name, _save(out / f"{name}.png", heat_rgb(attr), scale).name]
+
+
+def save_manipulation_grid(path: Path, x: Tensor, x_adv: Tensor, original: Tensor, target: Tensor, manipulated: Tensor,
+                           lo: float, hi: float, title: str = "") -> Path:
+    """One row per image (at most the first 6): image, its map, the target map, the manipulated
+    image and its map (maps (B, H, W), each shown on its own 0..max scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = min(6, len(x))
+    heads = ("image", "original map", "target map", "manipulated image", "manipulated map")
+    fig, axes = plt.subplots(rows, 5, figsize=(7.5, 1.6 * rows + 0.4), squeeze=False)
+    for i in range(rows):
+        panels = (_hwc(x[i], lo, hi), original[i], target[i], _hwc(x_adv[i], lo, hi), manipulated[i])
+        for j, p in enumerate(panels):
+            ax = axes[i][j]
+            if isinstance(p, np.ndarray):
+                ax.imshow(p)
+            else:
+                ax.imshow(p.detach().cpu().float().numpy(), cmap="hot", vmin=0)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(heads[j], fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def save_image_png(path: Path, img: Tensor, lo: float, hi: float, scale: int = 8) -> Path:
+    """One image (C, H, W) in the value range [lo, hi], upscaled ×scale."""
+    return _save(path, _hwc(img, lo, hi), scale)
+
+
+def save_map_png(path: Path, m: Tensor, scale: int = 8) -> Path:
+    """One attribution map (H, W) or (C, H, W) with the diverging colour map of :func:`heat_rgb`."""
+    return _save(path, heat_rgb(m[None] if m.dim() == 2 else m), scale)
