@@ -219,6 +219,8 @@ def train(
     progress: bool = typer.Option(True, help="Show a progress bar of the stages (on stderr)."),
     na_value: list[str] = typer.Option([], "--na-value", help="A text that marks a missing cell in --data, e.g. '?' (repeatable; empty cells and NA are missing anyway)."),
     drop_missing: bool = typer.Option(False, "--drop-missing", help="Leave out the rows of --data with a missing cell (counted in a note) instead of refusing the table."),
+    hidden: Optional[str] = typer.Option(None, "--hidden", help="Hidden layer sizes of the mlp, e.g. 32,16 (default 20,20)."),
+    force: bool = typer.Option(False, "--force", help="Write the bundle even when its held-out accuracy is no better than always answering the most frequent class."),
 ) -> None:
     """Build a model bundle (schema, weights, densities, metadata) in seconds.
 
@@ -230,9 +232,17 @@ def train(
 
     try:
         notes: list[str] = []
+        options: dict = {}
+        if hidden is not None:
+            if model is not ModelKind.mlp:
+                fail("--hidden: sets the sizes of the mlp's hidden layers; give it with --model mlp")
+            try:
+                options["hidden"] = [int(h) for h in hidden.split(",")]
+            except ValueError:
+                fail(f"--hidden: expected whole numbers separated by commas, e.g. 32,16; got {hidden!r}")
         bundle = run_train(dataset.value if dataset is not None else None, data, schema, target, out, model.value,
                            max_changes, seed, family, progress=progress, na_values=tuple(na_value),
-                           drop_missing=drop_missing, notes=notes)
+                           drop_missing=drop_missing, notes=notes, model_options=options, force=force)
     except (CommandError, SchemaError, BundleError, DataInputError) as exc:
         fail_with(exc, path="--data")
     for note in notes:
@@ -245,11 +255,14 @@ def train(
     typer.echo(f"bundle written to {bundle.path}")
     typer.echo(f"  model {meta['model']}, classes {meta['classes']}, densities {', '.join(meta['densities'])}")
     training = meta["training"]
-    typer.echo(f"  training accuracy {training['accuracy']}"
-               + (f", test accuracy {training['test_accuracy']}" if "test_accuracy" in training else "")
-               + (f", held-out accuracy {training['holdout_accuracy']} (the recipe refitted on 80 % of the rows, scored "
-                  f"on the other {training['holdout_rows']})" if "holdout_accuracy" in training else "")
-               + f", built in {meta['training']['seconds']} s")
+    typer.echo(f"  training accuracy {training['accuracy']}, built in {training['seconds']} s")
+    for split, words in (("test", f"on the {training.get('test_rows')} test rows"),
+                         ("holdout", f"the recipe refitted on 80 % of the rows, scored on the other {training.get('holdout_rows')}")):
+        if f"{split}_accuracy" in training:
+            auc = training.get(f"{split}_auc")
+            typer.echo(f"  {'test' if split == 'test' else 'held-out'}: accuracy {training[f'{split}_accuracy']} "
+                       f"(most frequent class alone: {training.get(f'{split}_majority')}), AUC {auc if auc is not None else 'n/a'}, "
+                       f"Brier {training.get(f'{split}_brier')} ({words})")
     if meta.get("family"):
         typer.echo(f"  family of {meta['family']['size']} refits for robust requests")
     typer.echo(f"  hash {meta['hash']}")
@@ -783,12 +796,16 @@ def bench_manipulation(
         fail(f"--bundle: {bundle}: not a vision bundle (no model.json)")
     budgets = _vision_call(parse_budgets, text=eps)
     parse_device(device)
+    from recourse.vision.explain import MissingDependency
+
     try:
         result = run_manipulation_benchmark(n, dataset=dataset.value, bundle=str(bundle) if bundle else None, eps=budgets,
                                             norm=norm.value, steps=steps, threshold=threshold, with_axai=axai,
                                             defences=defences, out=out, device=device)
     except BundleError as exc:
         fail(f"--bundle: {exc}")
+    except MissingDependency as exc:  # the maps are scored with captum
+        fail(str(exc), code=1)
     typer.echo(json.dumps(result, indent=2, default=str) if as_json else format_manipulation_table(result))
 
 

@@ -24,14 +24,15 @@ def check_max_changes(schema: "FeatureSchema", value: int) -> int:
 
 def run_train(dataset: str | None, data: Path | None, schema: Path | None, target: str | None, out: Path | None,
               model: str, max_changes: int, seed: int, family: int = 0, progress: bool = False, *,
-              na_values: tuple[str, ...] = (), drop_missing: bool = False, notes: list[str] | None = None) -> "Bundle":
+              na_values: tuple[str, ...] = (), drop_missing: bool = False, notes: list[str] | None = None,
+              model_options: dict | None = None, force: bool = False) -> "Bundle":
     """Build and write a bundle from the bundled ``dataset``, or from the table ``data`` described
     by ``schema`` into ``out``; returns it.
 
     Bad options raise :class:`CommandError`; the library raises SchemaError, BundleError or
     DataInputError (whose messages name the parameter ``path`` for ``--data``).
     """
-    table = TableOptions(na_values, drop_missing, notes if notes is not None else [])
+    table = TableOptions(na_values, drop_missing, notes if notes is not None else [], model_options or {}, force)
     with stage_bar(progress) as bar:
         return _build(dataset, data, schema, target, out, model, max_changes, seed, family, bar, table)
 
@@ -43,6 +44,8 @@ class TableOptions:
     na_values: tuple[str, ...] = ()
     drop_missing: bool = False
     notes: list[str] = field(default_factory=list)
+    model_options: dict = field(default_factory=dict)
+    force: bool = False
 
 
 @contextmanager
@@ -76,7 +79,8 @@ def _build(dataset: str | None, data: Path | None, schema: Path | None, target: 
                 raise CommandError("give either a data set name or --data with --schema, not both")
             if out is not None:
                 prepare_out_dir(out, all_entries_unless(is_bundle_dir), "a bundle's")
-            return build_dataset_bundle(dataset, out, model=model, seed=seed, family=family, progress=progress)
+            return build_dataset_bundle(dataset, out, model=model, seed=seed, family=family, progress=progress,
+                                        model_options=table.model_options, force=table.force)
         if data is None or schema is None or out is None:
             raise CommandError("give a data set name (german, wine) or all of --data TABLE.csv --schema SCHEMA.json --out DIR")
         try:
@@ -88,6 +92,6 @@ def _build(dataset: str | None, data: Path | None, schema: Path | None, target: 
         max_changes = check_max_changes(loaded, max_changes)
         prepare_out_dir(out, all_entries_unless(is_bundle_dir), "a bundle's")
         return build_bundle(loaded, frame, labels, out, model=model, max_changes=max_changes, seed=seed, family=family,
-                            progress=progress)
+                            progress=progress, model_options=table.model_options, force=table.force)
     except OSError as exc:  # writing the bundle (disk full, permissions changed meanwhile)
         raise CommandError(f"--out: cannot write the bundle to {out or 'the demo location'} ({exc.strerror or exc})") from None

@@ -133,6 +133,8 @@ def build_bundle(
     external_model: str | None = None,
     family: int = 0,
     progress: StageProgress | None = None,
+    model_options: dict[str, Any] | None = None,
+    force: bool = False,
 ) -> Bundle:
     """Fit (or wrap) a model and the densities on ``train`` and save a bundle to ``out``.
 
@@ -141,6 +143,10 @@ def build_bundle(
     ``family``: also fit this many refits of the model (the same recipe on bootstrap resamples of
     ``train``, seeds ``FAMILY_SEED + k``) for ``robust`` requests; a registered differentiable
     model kind only (the recipe of a model trained elsewhere is not known).
+    ``model_options``: recipe options of a registered model kind (``{"hidden": [32, 16]}`` for
+    ``mlp``, ``{"C": 0.5}`` for ``logistic``), used for the refits and the held-out refit too.
+    ``force``: write the bundle even when its held-out (or test) accuracy is no better than always
+    answering the most frequent class (refused otherwise: such a model has learned nothing to explain).
     ``progress``: called as ``progress(done, total, stage)`` before each stage (model, each density,
     each refit, the held-out refit, saving) and once at the end with ``done == total``.
     """
@@ -161,6 +167,14 @@ def build_bundle(
     started = time.perf_counter()
     verifier, surrogate_info = None, None
     kind = get_model_kind(model) if isinstance(model, str) else None  # the registry (recourse.models)
+    if model_options:
+        if kind is None:
+            raise BundleError("model_options: recipe options apply to a registered model kind (mlp, logistic, ...), "
+                              "not to a model trained elsewhere")
+        try:
+            kind = kind.configured(**model_options)
+        except ValueError as exc:
+            raise BundleError(str(exc)) from None
     holdout = test is None and kind is not None and len(x) >= 50
     refits = family if isinstance(family, int) and family > 0 else 0
     stage = _Stages(progress, 2 + len(densities) + refits + int(holdout))
@@ -206,6 +220,7 @@ def build_bundle(
                      "min_probability": min_probability},
         "training": {"rows": len(train), "seconds": round(seconds, 3), "seed": seed,
                      "accuracy": _accuracy(verifier or clf, x, y_idx)},
+        **({"recipe": dict(kind.options)} if kind is not None and kind.options else {}),
     }
     if verifier is not None:
         metadata["verifier"] = {"format": "recourse-trees/1", "output": verifier.output}
@@ -220,7 +235,9 @@ def build_bundle(
         metadata["training"].update(_holdout(kind, x, y_idx, seed, verifier is not None))
     if test is not None:
         metadata["training"]["test_rows"] = len(test[0])
-        metadata["training"]["test_accuracy"] = _accuracy(verifier or clf, encoder.encode(test[0]), np.array([index[str(v)] for v in test[1]]))
+        scores = _scores(verifier or clf, encoder.encode(test[0]), np.array([index[str(v)] for v in test[1]]))
+        metadata["training"].update({f"test_{k}": v for k, v in scores.items()})
+    _check_better_than_majority(metadata["training"], force)
     bundle = Bundle(None, schema, clf, fitted, x, y_idx, metadata, verifier, members)
     stage("saving")
     save_bundle(bundle, out)
@@ -263,7 +280,7 @@ def _holdout(kind: Any, x: np.ndarray, y_idx: np.ndarray, seed: int, trees: bool
     model = kind.train(x[fit], y_idx[fit], seed)
     if trees:
         model = tree_classifier(model)
-    return {"holdout_rows": int(len(held)), "holdout_accuracy": _accuracy(model, x[held], y_idx[held])}
+    return {"holdout_rows": int(len(held)), **{f"holdout_{k}": v for k, v in _scores(model, x[held], y_idx[held]).items()}}
 
 
 FAMILY_SEED = 50_000
@@ -312,7 +329,8 @@ def _same_rules(a: FeatureSchema, b: FeatureSchema) -> bool:
 
 
 def build_dataset_bundle(name: str, out: str | Path | None = None, model: str = "mlp", seed: int = 0,
-                         family: int = 0, progress: StageProgress | None = None) -> Bundle:
+                         family: int = 0, progress: StageProgress | None = None,
+                         model_options: dict[str, Any] | None = None, force: bool = False) -> Bundle:
     """Bundle for a bundled data set ("german" or "wine"), trained on its seeded training split
     (``family``: refits for robust requests, see :func:`build_bundle`)."""
     data: Dataset = load_dataset(name)
@@ -320,7 +338,7 @@ def build_dataset_bundle(name: str, out: str | Path | None = None, model: str = 
     out = Path(out) if out is not None else recourse_home() / "bundles" / (name if model == "mlp" else f"{name}-{model}")
     return build_bundle(data.schema, train, y_train, out, model=model, test=(test, y_test),
                         max_changes=DEFAULT_MAX_CHANGES.get(data.schema.name, 3), seed=seed, dataset=name,
-                        family=family, progress=progress)
+                        family=family, progress=progress, model_options=model_options, force=force)
 
 
 def _numeric_columns(encoder: TabularEncoder) -> np.ndarray:
@@ -330,6 +348,39 @@ def _numeric_columns(encoder: TabularEncoder) -> np.ndarray:
         if fc.feature.kind in ("continuous", "integer", "ordinal"):
             mask[fc.slice] = True
     return mask
+
+
+def _scores(clf: TorchClassifier, x: np.ndarray, y_idx: np.ndarray) -> dict[str, float | None]:
+    r"""Accuracy, ROC AUC (binary; one-vs-rest macro for more classes; None when a class is missing),
+    Brier score :math:`\frac1N \sum_i \sum_c (p_{ic} - [y_i = c])^2` and the share of the most frequent class."""
+    from sklearn.metrics import roc_auc_score
+
+    with torch.no_grad():
+        proba = clf.predict_proba(torch.as_tensor(x, dtype=clf.dtype, device=clf.device)).double().cpu().numpy()
+    onehot = np.eye(proba.shape[1])[y_idx]
+    present = np.unique(y_idx)
+    try:
+        if proba.shape[1] == 2:
+            auc = roc_auc_score(y_idx, proba[:, 1]) if len(present) == 2 else None
+        else:
+            auc = roc_auc_score(y_idx, proba, multi_class="ovr") if len(present) == proba.shape[1] else None
+    except ValueError:
+        auc = None
+    majority = float(np.bincount(y_idx).max() / len(y_idx)) if len(y_idx) else 0.0
+    return {"accuracy": round(float((proba.argmax(1) == y_idx).mean()), 4),
+            "auc": None if auc is None else round(float(auc), 4),
+            "brier": round(float(((proba - onehot) ** 2).sum(1).mean()), 4),
+            "majority": round(majority, 4)}
+
+
+def _check_better_than_majority(training: dict[str, Any], force: bool) -> None:
+    """Refuse a model whose held-out (or test) accuracy does not beat always answering the majority class."""
+    for split in ("test", "holdout"):
+        accuracy, majority = training.get(f"{split}_accuracy"), training.get(f"{split}_majority")
+        if accuracy is not None and majority is not None and accuracy <= majority and not force:
+            raise BundleError(f"the model's {'test' if split == 'test' else 'held-out'} accuracy {accuracy:.3f} is no better "
+                              f"than always answering the most frequent class ({majority:.3f}): it has learned nothing "
+                              "to explain; improve the data or the recipe, or pass `force=True` to write it anyway")
 
 
 def _accuracy(clf: TorchClassifier, x: np.ndarray, y_idx: np.ndarray) -> float:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .errors import RecourseError
+from .errors import BundleError, RecourseError
 
 __all__ = [
     "Affine",
@@ -568,6 +568,27 @@ class ModelKind:
     train: Callable[[np.ndarray, np.ndarray, int], Any]
     differentiable: bool
     about: str = ""
+    options: tuple[tuple[str, Any], ...] = ()
+    """Recipe options bound by :meth:`configured` (e.g. the MLP's ``hidden`` sizes)."""
+
+    def configured(self, **options: Any) -> "ModelKind":
+        """This kind with recipe options bound (``hidden=(32, 16)`` for ``mlp``, ``C=0.5`` for
+        ``logistic``); an option the trainer does not take raises ``ValueError`` naming it."""
+        if not options:
+            return self
+        import inspect
+
+        accepted = set(inspect.signature(self.train).parameters) - {"x", "y", "seed"}
+        unknown = sorted(set(options) - accepted)
+        if unknown:
+            raise ValueError(f"model_options: the {self.name} recipe takes {', '.join(sorted(accepted)) or 'no options'}, "
+                             f"not {', '.join(unknown)}")
+        base = self.train
+
+        def train(x: np.ndarray, y: np.ndarray, seed: int = 0) -> Any:
+            return base(x, y, seed, **options)
+
+        return ModelKind(self.name, train, self.differentiable, self.about, tuple(sorted(options.items())))
 
 
 class UnknownModelKindError(RecourseError):
@@ -617,11 +638,13 @@ def get_model_kind(name: str) -> ModelKind:
         raise UnknownModelKindError(name) from None
 
 
-@register_model_kind("mlp", differentiable=True, about="d→20→20→1 ReLU network (torch, Adam)")
-def _train_mlp_kind(x: np.ndarray, y: np.ndarray, seed: int = 0) -> TorchClassifier:
-    return train_mlp(x, y, seed=seed)
+@register_model_kind("mlp", differentiable=True, about="d→20→20→1 ReLU network (torch, Adam); hidden sizes can be set")
+def _train_mlp_kind(x: np.ndarray, y: np.ndarray, seed: int = 0, hidden: Sequence[int] = (20, 20)) -> TorchClassifier:
+    if isinstance(hidden, (str, bytes)) or not hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
+        raise BundleError(f"model_options: hidden must be one or more whole numbers ≥ 1, got {hidden!r}")
+    return train_mlp(x, y, hidden=tuple(hidden), seed=seed)
 
 
 @register_model_kind("logistic", differentiable=True, about="L2 logistic regression (scikit-learn, lbfgs)")
-def _train_logistic_kind(x: np.ndarray, y: np.ndarray, seed: int = 0) -> TorchClassifier:
-    return train_logistic(x, y, seed=seed)
+def _train_logistic_kind(x: np.ndarray, y: np.ndarray, seed: int = 0, C: float = 1.0) -> TorchClassifier:
+    return train_logistic(x, y, C=C, seed=seed)
