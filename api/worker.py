@@ -35,7 +35,8 @@ from gunicorn.workers.gthread import TConn, ThreadWorker
 from .problems import PROBLEM_TYPE, clip
 
 SLUGS = {400: "malformed-request", 403: "forbidden", 408: "request-timeout", 414: "request-line-too-long",
-         417: "expectation-failed", 431: "headers-too-large", 500: "internal-error", 501: "not-implemented"}
+         417: "expectation-failed", 431: "headers-too-large", 500: "internal-error", 501: "not-implemented",
+         503: "unavailable"}
 READ_TIMEOUT = 10.0
 """Seconds a request may take to arrive completely, from its first byte."""
 BUFFER_LIMIT = 8 * 1024 * 1024
@@ -181,9 +182,14 @@ class ProblemWorker(ThreadWorker):
         conn.close()
 
     def murder_pending(self) -> None:
-        """Also answer 408 to the requests that did not arrive in time, and close them."""
+        """Also answer 408 to the requests that did not arrive in time, and close them; when the
+        worker is stopping, close every connection whose request has not arrived (503)."""
         super().murder_pending()
         now = time.monotonic()
+        if not self.alive:
+            for conn in list(self.reading):
+                self._drop(conn, problem_bytes(503, "Service Unavailable", "the server is shutting down"))
+            return
         late = [conn for conn, state in self.reading.items() if state[1] <= now]
         for conn in late:
             self._drop(conn, problem_bytes(408, "Request Timeout",
