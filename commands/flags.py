@@ -35,6 +35,7 @@ FLAGS: dict[str, str] = {
     "schema": "--schema",
     "family": "--family",
     "drop_missing": "--drop-missing",
+    "force": "--force",
     "na_values": "--na-value",
     # audit (AuditConfig fields and run_audit parameters)
     "chunk_size": "--chunk-size",

@@ -192,8 +192,9 @@ def test_input_validation_and_dtype_following() -> None:
     assert out.dtype == torch.float64 and out.shape == (2, 4)
     with pytest.raises(ValueError, match="features"):
         clf.logits(torch.zeros(2, 5))
+    assert clf.logits(torch.zeros(3)).shape == (1, 4)  # one unbatched row: a batch of one
     with pytest.raises(ValueError, match=r"\(B, D\)"):
-        clf.logits(torch.zeros(3))
+        clf.logits(torch.zeros(1, 2, 3))
     with pytest.raises(TypeError, match="torch.Tensor"):
         clf.logits(np.zeros((2, 3)))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="output must be"):

@@ -35,9 +35,14 @@ def test_the_german_table_drafts_a_schema_that_trains_without_edits(tmp_path):
     assert draft["target"] == {"name": "credit", "classes": [1, 2], "favourable": 1}
     assert "favourable class is guessed" in done.output
     trained = run(["train", "--data", str(tmp_path / "german.csv"), "--schema", str(tmp_path / "draft.json"),
-                   "--target", "credit", "--out", str(tmp_path / "bundle"), "--no-progress", "--json"])
+                   "--target", "credit", "--out", str(tmp_path / "bundle"), "--no-progress", "--json", "--model", "logistic"])
     assert trained.exit_code == 0, trained.output
     assert json.loads(trained.stdout)["training"]["rows"] == 1000
+    # the default MLP overfits this table: its held-out accuracy does not beat the majority class, so it is refused
+    refused = run(["train", "--data", str(tmp_path / "german.csv"), "--schema", str(tmp_path / "draft.json"),
+                   "--target", "credit", "--out", str(tmp_path / "mlp"), "--no-progress"])
+    assert refused.exit_code == 2 and "no better than always answering the most frequent class" in refused.output
+    assert "--force" in refused.output
 
 
 def messy_table(n: int = 120, seed: int = 0) -> str:
