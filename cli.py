@@ -326,6 +326,7 @@ def _open_log(database: Optional[str]):
 def log_purge(
     older_than: float = typer.Option(..., "--older-than", min=0.0, help="Delete every answer older than this many days."),
     database: Optional[str] = typer.Option(None, metavar="PATH|URL", help="The explanation log: a file path or a postgresql:// URL (default: $RECOURSE_DATABASE, else $RECOURSE_HOME/service/explanations.sqlite3)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Delete every stored answer older than DAYS for good (a retention limit); the purge is recorded."""
     from commands.log import who
@@ -335,13 +336,17 @@ def log_purge(
         count = log.purge(older_than, by=who())
     finally:
         log.close()
-    typer.echo(f"purged {count} answer(s) older than {older_than:g} day(s)")  # also recorded in the log's erasures
+    if as_json:  # also recorded in the log's erasures
+        typer.echo(json.dumps({"purged": count, "older_than_days": older_than}))
+    else:
+        typer.echo(f"purged {count} answer(s) older than {older_than:g} day(s)")
 
 
 @log_app.command("erase")
 def log_erase(
     answer_id: str = typer.Argument(..., help="The id of the answer to erase (32 hexadecimal digits)."),
     database: Optional[str] = typer.Option(None, metavar="PATH|URL", help="The explanation log: a file path or a postgresql:// URL (default: $RECOURSE_DATABASE, else $RECOURSE_HOME/service/explanations.sqlite3)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Erase one stored answer for good (e.g. on the applicant's request); the erasure is recorded."""
     from api.log import ID_DIGITS, is_answer_id
@@ -356,7 +361,7 @@ def log_erase(
         log.close()
     if not erased:
         fail(f"no answer with id {answer_id} in the log")
-    typer.echo(f"erased answer {answer_id}")
+    typer.echo(json.dumps({"erased": answer_id}) if as_json else f"erased answer {answer_id}")
 
 
 promises_app = typer.Typer(add_completion=False, rich_markup_mode=None, no_args_is_help=True,

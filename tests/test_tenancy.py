@@ -109,10 +109,13 @@ def test_purge_and_erase_from_the_command_line(log_database, tmp_path):
     done = runner.invoke(cli.app, ["log", "purge", "--older-than", "30", "--database", str(db)])
     assert done.exit_code == 0 and "purged 3 answer(s) older than 30 day(s)" in done.stdout
     assert [log.row(i) is None for i in ids] == [True, True, True, False, False]
-    done = runner.invoke(cli.app, ["log", "erase", ids[3], "--database", str(db)])
+    done = runner.invoke(cli.app, ["log", "erase", ids[3], "--database", str(db), "--json"])
     assert done.exit_code == 0 and log.row(ids[3]) is None and log.row(ids[4]) is not None
+    assert json.loads(done.stdout) == {"erased": ids[3]}
+    done = runner.invoke(cli.app, ["log", "purge", "--older-than", "30", "--database", str(db), "--json"])
+    assert done.exit_code == 0 and json.loads(done.stdout) == {"purged": 0, "older_than_days": 30.0}
     kinds = [(e["kind"], e["count"]) for e in log.erasures()]
-    assert kinds == [("purge", 3), ("erase", 1)] and all(e["by"].startswith("command line") for e in log.erasures())
+    assert kinds == [("purge", 3), ("erase", 1), ("purge", 0)] and all(e["by"].startswith("command line") for e in log.erasures())
     if isinstance(db, Path):
         assert os.stat(db).st_mode & 0o777 == 0o600
     for args, message in [(["log", "erase", "nope", "--database", str(db)], "is not an answer id"),
