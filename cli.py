@@ -140,17 +140,64 @@ def explain(
                                  fixed=list(fix) if fix else None, limits=_parse_limits(limit or []) or None,
                                  min_probability=min_probability, robust=robust or None)
         engine = loaded.engine()
-        results = engine.explain(payload, options=options)
+        bad: dict[int, list] = {}
+        try:
+            results = engine.explain(payload, options=options)
+        except RecordValidationError as exc:
+            bad = _bad_rows(exc, payload)
+            if not bad or len(bad) == len(payload):
+                raise
+            good = [row for i, row in enumerate(payload) if i not in bad]
+            answered = iter(engine.explain(good, options=options))
+            results = [None if i in bad else next(answered) for i in range(len(payload))]
     except OptionsError as exc:
         fail(options_problem(exc.errors))
     except RecordValidationError as exc:
-        lines = "\n".join(f"  - {shorten(e.field)}: {e.message}" for e in exc.errors)
+        lines = "\n".join(f"  - {_row_field(e.field, file)}: {e.message}" for e in exc.errors)
         fail(f"invalid applicant in {file}:\n{lines}")
+    where = (lambda i: f"row {i + 1}") if file.suffix.lower() == ".csv" else (lambda i: f"item {i}")
     if as_json:
-        data = [r.to_dict() for r in results]
+        data = [r.to_dict() if r is not None else
+                {"status": "invalid", "row": i + 1 if file.suffix.lower() == ".csv" else i,
+                 "errors": [{"field": e.field.split(".", 1)[1] if "." in e.field else e.field, "message": e.message} for e in bad[i]]}
+                for i, r in enumerate(results)]
         typer.echo(json.dumps(data[0] if isinstance(payload, dict) else data, indent=2))
     else:
-        typer.echo("\n\n".join(format_recourse(r, engine.schema) for r in results))
+        typer.echo("\n\n".join(format_recourse(r, engine.schema) if r is not None else
+                                f"{where(i)}: invalid, not explained:\n" + "\n".join(f"  - {shorten(e.field.split('.', 1)[-1])}: {e.message}" for e in bad[i])
+                                for i, r in enumerate(results)))
+    if bad:
+        rows = ", ".join(where(i) for i in sorted(bad))
+        typer.echo(f"error: {len(bad)} of {len(payload)} applicants in {file} are invalid and were not explained ({rows}); "
+                   "the others were", err=True)
+        raise typer.Exit(PARTIAL)
+
+
+PARTIAL = 3
+"""Exit code of ``explain`` when some applicants of a batch were invalid (the others were answered)."""
+
+
+def _bad_rows(exc: Any, payload: Any) -> dict[int, list]:
+    """Errors by row index of a batch (fields ``"3.age"``); empty for a single applicant."""
+    if not isinstance(payload, list):
+        return {}
+    rows: dict[int, list] = {}
+    for e in exc.errors:
+        head = e.field.split(".", 1)[0]
+        if not head.isdigit():
+            return {}
+        rows.setdefault(int(head), []).append(e)
+    return rows
+
+
+def _row_field(field: str, file: Path) -> str:
+    """``3.age`` as the reader counts: 'row 4, age' for a CSV table (rows from 1), the field otherwise."""
+    from recourse.schema import shorten
+
+    head, sep, rest = field.partition(".")
+    if file.suffix.lower() == ".csv" and head.isdigit():
+        return f"row {int(head) + 1}" + (f", {shorten(rest)}" if sep else "")
+    return shorten(field)
 
 
 def _parse_limits(items: list[str]) -> dict[str, list[Any]]:

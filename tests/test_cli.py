@@ -209,3 +209,32 @@ def test_explain_reads_a_csv_table_and_leaves_the_past_decision_out(tmp_path):
     (tmp_path / "c.txt").write_text("status,duration\n")
     done = CliRunner().invoke(cli.app, ["explain", str(tmp_path / "c.txt")])
     assert done.exit_code == 2 and "or as a table in a .csv file" in done.output
+
+
+def test_a_batch_answers_its_good_rows_and_reports_the_bad_ones(tmp_path):
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    import cli
+
+    example = json.loads((Path(__file__).resolve().parent.parent / "datasets/german_credit/examples/denied_applicant.json").read_text())
+    rows = [dict(example), dict(example, age="old"), dict(example, age=30)]
+    (tmp_path / "batch.json").write_text(json.dumps(rows))
+    pd.DataFrame(rows).to_csv(tmp_path / "batch.csv", index=False)
+    runner = CliRunner()
+    done = runner.invoke(cli.app, ["explain", str(tmp_path / "batch.json"), "--json"])
+    assert done.exit_code == cli.PARTIAL == 3
+    answers = json.loads(done.stdout)
+    assert [a["status"] for a in answers] == ["recourse_found", "invalid", "recourse_found"]
+    assert answers[1] == {"status": "invalid", "row": 1, "errors": [{"field": "age", "message": 'wrong type: expected a number, got "old"'}]}
+    assert "1 of 3 applicants" in done.output and "(item 1)" in done.output
+    done = runner.invoke(cli.app, ["explain", str(tmp_path / "batch.csv")])
+    assert done.exit_code == 3 and "row 2: invalid, not explained" in done.stdout and "(row 2)" in done.output
+    assert done.stdout.count("Decision: denied") == 2
+    everything_bad = [dict(example, age="old"), dict(example, duration="long")]
+    pd.DataFrame(everything_bad).to_csv(tmp_path / "bad.csv", index=False)
+    done = runner.invoke(cli.app, ["explain", str(tmp_path / "bad.csv")])
+    assert done.exit_code == 2 and "row 1, age" in done.output and "row 2, duration" in done.output
