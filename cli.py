@@ -101,7 +101,7 @@ def open_bundle(bundle: Optional[Path]):
 
 @app.command()
 def explain(
-    file: Path = typer.Argument(..., help="Applicants: a JSON object of feature values or a list of them, or a .csv table (one per row); a column holding the past decision is left out."),
+    file: Path = typer.Argument(..., help="Applicants: a JSON object of feature values or a list of them, or a .csv or .parquet table (one per row); a column holding the past decision is left out."),
     bundle: Optional[Path] = typer.Option(None, help="Model bundle directory (default: the German credit demo bundle, built on first use)."),
     max_changes: Optional[int] = typer.Option(None, "--max-changes", "-m", help="Most features the recourse may change; more than the number of features means no limit (default: the bundle's)."),
     density: Optional[DensityName] = typer.Option(None, help="Plausibility term (default: the bundle's)."),
@@ -155,10 +155,10 @@ def explain(
     except RecordValidationError as exc:
         lines = "\n".join(f"  - {_row_field(e.field, file)}: {e.message}" for e in exc.errors)
         fail(f"invalid applicant in {file}:\n{lines}")
-    where = (lambda i: f"row {i + 1}") if file.suffix.lower() == ".csv" else (lambda i: f"item {i}")
+    where = (lambda i: f"row {i + 1}") if _is_table(file) else (lambda i: f"item {i}")
     if as_json:
         data = [r.to_dict() if r is not None else
-                {"status": "invalid", "row": i + 1 if file.suffix.lower() == ".csv" else i,
+                {"status": "invalid", "row": i + 1 if _is_table(file) else i,
                  "errors": [{"field": e.field.split(".", 1)[1] if "." in e.field else e.field, "message": e.message} for e in bad[i]]}
                 for i, r in enumerate(results)]
         typer.echo(json.dumps(data[0] if isinstance(payload, dict) else data, indent=2))
@@ -190,12 +190,17 @@ def _bad_rows(exc: Any, payload: Any) -> dict[int, list]:
     return rows
 
 
+def _is_table(file: Path) -> bool:
+    """A CSV or Parquet table (rows counted from 1), not a JSON list (items counted from 0)."""
+    return file.suffix.lower() in (".csv", ".parquet", ".pq")
+
+
 def _row_field(field: str, file: Path) -> str:
     """``3.age`` as the reader counts: 'row 4, age' for a CSV table (rows from 1), the field otherwise."""
     from recourse.schema import shorten
 
     head, sep, rest = field.partition(".")
-    if file.suffix.lower() == ".csv" and head.isdigit():
+    if _is_table(file) and head.isdigit():
         return f"row {int(head) + 1}" + (f", {shorten(rest)}" if sep else "")
     return shorten(field)
 

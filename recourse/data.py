@@ -238,8 +238,8 @@ def read_training_table(path: str | Path, schema: FeatureSchema, target: str | N
 
 
 def read_applicants(path: str | Path, schema: FeatureSchema) -> tuple[dict | list, list[str]]:
-    """Applicants from a JSON file (one object, or a list of them) or a CSV table (one per row,
-    spaces after the commas trimmed, cells converted as in :func:`coerce_table`), and notes for the
+    """Applicants from a JSON file (one object, or a list of them) or a table, CSV or Parquet (one per
+    row; CSV: spaces after the commas trimmed; cells converted as in :func:`coerce_table`), and notes for the
     reader.  A column or key holding the schema's target (the past decision) is left out: the
     decision to explain is the model's.  Problems raise :class:`DataInputError` naming the file."""
     from .schema import read_json_file
@@ -247,12 +247,14 @@ def read_applicants(path: str | Path, schema: FeatureSchema) -> tuple[dict | lis
     path = Path(path)
     notes: list[str] = []
     target = schema.target.name if schema.target is not None else None
-    if path.suffix.lower() == ".csv":
+    if path.suffix.lower() in (".csv", ".parquet", ".pq"):
         if not path.is_file():
             raise DataInputError(f"{path}: no such file")
         try:
-            table = pd.read_csv(path, skipinitialspace=True)
-        except Exception as exc:  # pandas raises many kinds for malformed tables
+            table = pd.read_csv(path, skipinitialspace=True) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
+        except ImportError:
+            raise
+        except Exception as exc:  # pandas / pyarrow raise many kinds for malformed tables
             raise DataInputError(f"{path}: cannot read the table ({exc.__class__.__name__}: {shorten(str(exc), 200)})") from None
         if table.empty:
             raise DataInputError(f"{path}: no data rows (the table has only a header)")

@@ -238,3 +238,20 @@ def test_a_batch_answers_its_good_rows_and_reports_the_bad_ones(tmp_path):
     pd.DataFrame(everything_bad).to_csv(tmp_path / "bad.csv", index=False)
     done = runner.invoke(cli.app, ["explain", str(tmp_path / "bad.csv")])
     assert done.exit_code == 2 and "row 1, age" in done.output and "row 2, duration" in done.output
+
+
+def test_explain_reads_a_parquet_table(tmp_path):
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    import cli
+
+    example = json.loads((Path(__file__).resolve().parent.parent / "datasets/german_credit/examples/denied_applicant.json").read_text())
+    pd.DataFrame([example, dict(example, age=200)]).to_parquet(tmp_path / "a.parquet")  # age out of range in row 2
+    done = CliRunner().invoke(cli.app, ["explain", str(tmp_path / "a.parquet"), "--json"])
+    assert done.exit_code == 3, done.output
+    answers = json.loads(done.stdout)
+    assert answers[0]["status"] == "recourse_found" and answers[1] == {**answers[1], "status": "invalid", "row": 2}
