@@ -155,16 +155,16 @@ def explain(
     except RecordValidationError as exc:
         lines = "\n".join(f"  - {_row_field(e.field, file)}: {e.message}" for e in exc.errors)
         fail(f"invalid applicant in {file}:\n{lines}")
-    where = (lambda i: f"row {i + 1}") if _is_table(file) else (lambda i: f"item {i}")
+    number = (lambda i: i + 1) if _is_table(file) else (lambda i: i)  # table rows from 1, list items from 0
+    where = (lambda i: f"row {number(i)}") if _is_table(file) else (lambda i: f"item {i}")
     if as_json:
         data = [r.to_dict() if r is not None else
-                {"status": "invalid", "row": i + 1 if _is_table(file) else i,
-                 "errors": [{"field": e.field.split(".", 1)[1] if "." in e.field else e.field, "message": e.message} for e in bad[i]]}
+                {"status": "invalid", "row": number(i), "errors": [{"field": f, "message": m} for f, m in bad[i]]}
                 for i, r in enumerate(results)]
         typer.echo(json.dumps(data[0] if isinstance(payload, dict) else data, indent=2))
     else:
         typer.echo("\n\n".join(format_recourse(r, engine.schema) if r is not None else
-                                f"{where(i)}: invalid, not explained:\n" + "\n".join(f"  - {shorten(e.field.split('.', 1)[-1])}: {e.message}" for e in bad[i])
+                                f"{where(i)}: invalid, not explained:\n" + "\n".join(f"  - {shorten(f)}: {m}" for f, m in bad[i])
                                 for i, r in enumerate(results)))
     if bad:
         rows = ", ".join(where(i) for i in sorted(bad))
@@ -177,16 +177,17 @@ PARTIAL = 3
 """Exit code of ``explain`` when some applicants of a batch were invalid (the others were answered)."""
 
 
-def _bad_rows(exc: Any, payload: Any) -> dict[int, list]:
-    """Errors by row index of a batch (fields ``"3.age"``); empty for a single applicant."""
+def _bad_rows(exc: Any, payload: Any) -> dict[int, list[tuple[str, str]]]:
+    """(field, message) errors by row index of a batch (fields ``"3.age"`` → row 3, ``"age"``);
+    empty for a single applicant or an error that names no row."""
     if not isinstance(payload, list):
         return {}
-    rows: dict[int, list] = {}
+    rows: dict[int, list[tuple[str, str]]] = {}
     for e in exc.errors:
-        head = e.field.split(".", 1)[0]
+        head, _, rest = e.field.partition(".")
         if not head.isdigit():
             return {}
-        rows.setdefault(int(head), []).append(e)
+        rows.setdefault(int(head), []).append((rest or head, e.message))
     return rows
 
 
@@ -744,6 +745,14 @@ def _vision_call(fn, **kwargs):
         fail(str(exc), code=1)
 
 
+def _vision_bundle_path(bundle: Optional[Path]) -> Optional[str]:
+    """--bundle of a vision benchmark as a path string (None: the default bundle); exits 2 when it
+    is not a vision bundle."""
+    if bundle is not None and not (bundle / "model.json").is_file():
+        fail(f"--bundle: {bundle}: not a vision bundle (no model.json)")
+    return str(bundle) if bundle is not None else None
+
+
 @app.command("attack")
 def attack_cmd(
     method: AttackMethod = typer.Option(..., "--method", help="gse (group-wise sparse), fbs (forward-backward, prox of λ‖·‖ₚᵖ), pgd, fw (ℓ1-q Frank-Wolfe), manipulate (the explanation, not the class)."),
@@ -818,12 +827,11 @@ def bench_vision(
     from recourse.errors import BundleError
     from benchmarks.vision import format_vision_table, run_vision_benchmark
 
-    if bundle is not None and not (bundle / "model.json").is_file():
-        fail(f"--bundle: {bundle}: not a vision bundle (no model.json)")
+    bundle_path = _vision_bundle_path(bundle)
     parse_device(device)  # refuse an unusable --device before any work
     try:
         result = run_vision_benchmark(n, n_explain=n_explain, lime_samples=lime_samples, search_steps=search_steps, max_iter=max_iter,
-                                      scfe=scfe, peers=peers, bundle=str(bundle) if bundle else None, device=device)
+                                      scfe=scfe, peers=peers, bundle=bundle_path, device=device)
     except BundleError as exc:
         fail(f"--bundle: {exc}")
     typer.echo(json.dumps(result, indent=2, default=str) if as_json else format_vision_table(result))
@@ -849,20 +857,15 @@ def bench_manipulation(
     from benchmarks.manipulation import format_manipulation_table, run_manipulation_benchmark
     from commands.vision import parse_budgets
 
-    if bundle is not None and not (bundle / "model.json").is_file():
-        fail(f"--bundle: {bundle}: not a vision bundle (no model.json)")
+    bundle_path = _vision_bundle_path(bundle)
     budgets = _vision_call(parse_budgets, text=eps)
     parse_device(device)
-    from recourse.vision.explain import MissingDependency
-
-    try:
-        result = run_manipulation_benchmark(n, dataset=dataset.value, bundle=str(bundle) if bundle else None, eps=budgets,
-                                            norm=norm.value, steps=steps, threshold=threshold, with_axai=axai,
-                                            defences=defences, out=out, device=device)
+    try:  # missing captum (the maps are scored with it) is reported by _vision_call
+        result = _vision_call(run_manipulation_benchmark, n=n, dataset=dataset.value, bundle=bundle_path, eps=budgets,
+                              norm=norm.value, steps=steps, threshold=threshold, with_axai=axai,
+                              defences=defences, out=out, device=device)
     except BundleError as exc:
         fail(f"--bundle: {exc}")
-    except MissingDependency as exc:  # the maps are scored with captum
-        fail(str(exc), code=1)
     typer.echo(json.dumps(result, indent=2, default=str) if as_json else format_manipulation_table(result))
 
 

@@ -149,15 +149,16 @@ class ProblemWorker(ThreadWorker):
             return
         state[0] += data
         buffer = bytes(state[0])
-        if not state[2] and _EXPECT.search(buffer[: buffer.find(b"\r\n\r\n") + 4 or len(buffer)]) \
-                and buffer.find(b"\r\n\r\n") >= 0 and not request_complete(buffer):
-            state[2] = True
-            self._send(conn, b"HTTP/1.1 100 Continue\r\n\r\n")
-        if request_complete(buffer):
-            if state[2]:  # answered here: gunicorn must not answer it again
-                head_end = buffer.find(b"\r\n\r\n") + 4
-                buffer = _EXPECT.sub(b"", buffer[:head_end], count=1) + buffer[head_end:]
-            self._hand_off(conn, buffer)
+        head_end = buffer.find(b"\r\n\r\n") + 4  # 3: the head has not ended yet
+        complete = request_complete(buffer)
+        if not complete:
+            if not state[2] and head_end > 3 and _EXPECT.search(buffer[:head_end]):
+                state[2] = True
+                self._send(conn, b"HTTP/1.1 100 Continue\r\n\r\n")
+            return
+        if state[2]:  # answered here: gunicorn must not answer it again
+            buffer = _EXPECT.sub(b"", buffer[:head_end], count=1) + buffer[head_end:]
+        self._hand_off(conn, buffer)
 
     def _hand_off(self, conn: TConn, buffer: bytes) -> None:
         self.poller.unregister(conn.sock)

@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import os
 import resource
 import tempfile
 import time
@@ -190,7 +191,7 @@ def run_dask_scaling(n: int = 100_000, workers: tuple[int, ...] = (1, 2), chunk_
                     result = run_audit(pop_path, work / f"dask-{k}", bundle, config, progress=False, fresh=True,
                                        engine_kind="dask", scheduler=client)
                     wall = time.perf_counter() - started
-                worker_pids = set(client.run(lambda: __import__("os").getpid()).values())
+                worker_pids = set(client.run(os.getpid).values())
             table = pd.read_parquet(result.table_path).sort_values("row_id").reset_index(drop=True)
             identical = bool(len(table) == len(ref) and table[COMPARED].equals(ref[COMPARED])
                              and np.allclose(table["cost"].fillna(-1), ref["cost"].fillna(-1), rtol=1e-9))
@@ -202,7 +203,7 @@ def run_dask_scaling(n: int = 100_000, workers: tuple[int, ...] = (1, 2), chunk_
                 "peak_rss_all_processes_mib": round(memory.peak_total, 1),
                 "identical_to_inprocess": identical, "coverage_equal": result.summary["coverage"] == reference.summary["coverage"],
             }
-        return {"applicants": n, "chunk_size": chunk_size, "cpu_cores": __import__("os").cpu_count(), "runs": runs}
+        return {"applicants": n, "chunk_size": chunk_size, "cpu_cores": os.cpu_count(), "runs": runs}
     finally:
         if tmp is not None:
             tmp.cleanup()

@@ -297,9 +297,7 @@ def _check_sparse_zeros(pre: Any, estimator: Any, encoder: TabularEncoder, train
 
 
 def _check_against_pipeline(model: Any, pipeline: Any, encoder: TabularEncoder, train: pd.DataFrame) -> None:
-    columns = list(getattr(pipeline, "feature_names_in_", [])) or encoder.schema.names
-    frame = encoder.frame_from_codes(encoder.to_codes(train))[columns]
-    expected = np.asarray(pipeline.predict_proba(frame), dtype=np.float64)
+    expected = predict_proba_raw(pipeline, encoder, train).astype(np.float64)
     with torch.no_grad():
         got = model.predict_proba(torch.as_tensor(encoder.encode(train), dtype=model.dtype)).double().numpy()
     worst = float(np.abs(got - expected).max()) if len(got) else 0.0

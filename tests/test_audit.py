@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from cli import app
 from recourse.audit.exact import exact_recourse
 from recourse.audit.html import SECTIONS
-from recourse.audit.io import AuditInputError, ChunkSource, done_chunks, iter_chunks
+from recourse.audit.io import AuditInputError, ChunkSource, count_rows, done_chunks, iter_chunks
 from recourse.audit.pipeline import run_audit
 from recourse.audit.run import AuditConfig, action_key
 from recourse.audit.stats import MISSING, band_labels, boot_median, group_order, group_values
@@ -266,7 +266,7 @@ def test_a_worker_reads_exactly_the_chunk_the_streaming_reader_gives(tmp_path, r
     columns = ["level", "id", "x"]
     source = ChunkSource.of(path, size, columns)
     expected = list(iter_chunks(path, size, columns))
-    assert source.n_chunks == len(expected)
+    assert source.n_chunks == len(expected) and source.rows == count_rows(path)
     for k, chunk in expected:
         pd.testing.assert_frame_equal(source.read(k), chunk)
 

@@ -132,12 +132,11 @@ class ChunkSource:
     @classmethod
     def of(cls, path: Path, chunk_size: int, columns: list[str]) -> "ChunkSource":
         fmt = population_format(path)
-        rows = count_rows(path)
         where = str(Path(path).resolve())  # workers resolve no relative path against their own folder
         if fmt == "parquet":
-            return cls(where, fmt, tuple(columns), chunk_size, rows)
-        return cls(where, fmt, tuple(columns), chunk_size, rows, tuple(read_columns(path)),
-                   tuple(_line_offsets(path, chunk_size)))
+            return cls(where, fmt, tuple(columns), chunk_size, count_rows(path))
+        offsets, rows = _line_offsets(path, chunk_size)  # one pass: the offsets and the row count
+        return cls(where, fmt, tuple(columns), chunk_size, rows, tuple(read_columns(path)), tuple(offsets))
 
     @property
     def n_chunks(self) -> int:
@@ -171,11 +170,13 @@ class ChunkSource:
             raise AuditInputError(f"{self.path}: cannot read the population ({exc.__class__.__name__}: {exc})") from None
 
 
-def _line_offsets(path: Path, chunk_size: int) -> list[int]:
-    """Byte offsets of data lines 0, size, 2·size, ... of a CSV file (line 0 follows the header)."""
-    offsets, line, position = [], -1, 0  # line -1 is the header
+def _line_offsets(path: Path, chunk_size: int) -> tuple[list[int], int]:
+    """Byte offsets of data lines 0, size, 2·size, ... of a CSV file (line 0 follows the header), and
+    its number of data rows (as :func:`count_rows` counts them)."""
+    offsets, line, position, last = [], -1, 0, b"\n"  # line -1 is the header
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
+            last = block[-1:]
             start = 0
             while True:
                 end = block.find(b"\n", start)
@@ -186,7 +187,7 @@ def _line_offsets(path: Path, chunk_size: int) -> list[int]:
                     offsets.append(position + end + 1)
                 start = end + 1
             position += len(block)
-    return offsets
+    return offsets, max(line + (last != b"\n"), 0)
 
 
 def _check_file(path: Path) -> None:
