@@ -52,6 +52,7 @@ class ModelKind(str, Enum):
 class DatasetName(str, Enum):
     german = "german"
     wine = "wine"
+    adult = "adult"
 
 
 class KeyRole(str, Enum):
@@ -259,7 +260,7 @@ def _parse_cost_weights(items: list[str]) -> dict[str, float]:
 
 @app.command()
 def train(
-    dataset: Optional[DatasetName] = typer.Argument(None, help="A bundled data set: german or wine."),
+    dataset: Optional[DatasetName] = typer.Argument(None, help="A bundled data set: german, wine or adult."),
     data: Optional[Path] = typer.Option(None, help="Your own table (CSV) with one column per schema feature and the target column."),
     schema: Optional[Path] = typer.Option(None, help="Feature schema JSON for --data."),
     target: Optional[str] = typer.Option(None, help="Target column in --data (default: the schema's target name)."),
@@ -323,10 +324,10 @@ def train(
 
 @bench_app.command("scfe")
 def bench_scfe(
-    dataset: DatasetName = typer.Option(DatasetName.german, help="wine (100 held-out rows, each pushed to the other class) or german (denied test applicants)."),
+    dataset: DatasetName = typer.Option(DatasetName.german, help="wine (100 held-out rows, each pushed to the other class) or german, adult (denied test applicants)."),
     density: DensityName = typer.Option(DensityName.kde, help="Plausibility term."),
     n: int = typer.Option(100, min=1, help="Number of query points."),
-    max_changes: Optional[int] = typer.Option(None, "--max-changes", "-m", min=1, max=MAX_CHANGES_LIMIT, help="m (default 2 for wine, 3 for german)."),
+    max_changes: Optional[int] = typer.Option(None, "--max-changes", "-m", min=1, max=MAX_CHANGES_LIMIT, help="m (default 2 for wine, 3 otherwise)."),
     peers: bool = typer.Option(True, help="Also run DiCE random and genetic on the same model and points when dice-ml is installed."),
     device: Optional[str] = typer.Option(None, help="torch device, e.g. cuda (default: cpu)."),
     model: ModelKind = typer.Option(ModelKind.mlp, help="Bundle model: mlp, logistic, or a tree ensemble gbm, hgb, forest (built under $RECOURSE_HOME on first use)."),
@@ -346,7 +347,7 @@ def bench_scfe(
 
 @bench_app.command("robustness")
 def bench_robustness(
-    dataset: DatasetName = typer.Option(DatasetName.german, help="The bench scfe points of german or wine."),
+    dataset: DatasetName = typer.Option(DatasetName.german, help="The bench scfe points of german, wine or adult."),
     refits: int = typer.Option(10, min=1, max=100, help="Refits of the bundle's model on bootstrap resamples (new seeds)."),
     n: int = typer.Option(100, min=1, help="Number of query points."),
     family: int = typer.Option(8, "--family", min=0, max=64, help="Refits in the robust mode's committee (fitted with other seeds than the judging refits; 0: no robust mode)."),
@@ -357,6 +358,22 @@ def bench_robustness(
 
     result = run_robustness_benchmark(dataset.value, refits=refits, n=n, family=family)
     typer.echo(json.dumps(result, indent=2) if as_json else format_robustness_table(result))
+
+
+@bench_app.command("exact")
+def bench_exact(
+    dataset: DatasetName = typer.Option(DatasetName.german, help="The bench scfe points of german, adult or wine."),
+    model: ModelKind = typer.Option(ModelKind.logistic, help="Bundle model (logistic: also compared with the exact MILP optimum)."),
+    n: int = typer.Option(200, min=1, help="Number of query points."),
+    density: DensityName = typer.Option(DensityName.kde, help="Plausibility term."),
+    max_changes: Optional[int] = typer.Option(None, "--max-changes", "-m", min=1, max=MAX_CHANGES_LIMIT, help="m (default 2 for wine, 3 otherwise)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """How close to the optimum, and is every "no recourse" proven? The engine with and without its exact step."""
+    from benchmarks.exact import format_exact_table, run_exact_benchmark
+
+    result = run_exact_benchmark(dataset.value, model=model.value, n=n, density=density.value, max_changes=max_changes)
+    typer.echo(json.dumps(result, indent=2) if as_json else format_exact_table(result))
 
 
 log_app = typer.Typer(add_completion=False, rich_markup_mode=None, no_args_is_help=True,

@@ -95,7 +95,7 @@ def _kappa_gap(bundle, table_path: Path, max_changes: int) -> dict[str, Any]:
 
     Shows how much of the fair gap (exact at margin > 0) is the κ safety margin of the search.
     """
-    from recourse.audit.exact import exact_recourse
+    from recourse.milp import exact_recourse
 
     engine = bundle.engine()
     table = pd.read_parquet(table_path)

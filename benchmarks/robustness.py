@@ -37,12 +37,13 @@ ROBUST_LEVELS = (0.6,)
 
 
 def refit_models(dataset: str, bundle: Any, refits: int, seed: int = 1) -> list[Any]:
-    """``refits`` models of the bundle's kind, each fitted on a bootstrap resample of its training split."""
+    """``refits`` models of the bundle's kind and recipe (its options, and the choices it made on
+    validation rows, e.g. the MLP's weight decay), each fitted on a bootstrap resample of its training split."""
     data = load_dataset(dataset)
     train, labels, _, _ = data.split()
     engine = bundle.engine()
     x = engine.encoder.encode(engine.validate(train))
-    kind = get_model_kind(str(bundle.metadata.get("model", "mlp")))
+    kind = get_model_kind(str(bundle.metadata.get("model", "mlp"))).configured(**bundle.metadata.get("recipe", {}))
     rng = np.random.default_rng(seed)
     models = []
     for k in range(refits):

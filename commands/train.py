@@ -82,7 +82,7 @@ def _build(dataset: str | None, data: Path | None, schema: Path | None, target: 
             return build_dataset_bundle(dataset, out, model=model, seed=seed, family=family, progress=progress,
                                         model_options=table.model_options, force=table.force)
         if data is None or schema is None or out is None:
-            raise CommandError("give a data set name (german, wine) or all of --data TABLE.csv --schema SCHEMA.json --out DIR")
+            raise CommandError("give a data set name (german, wine, adult) or all of --data TABLE.csv --schema SCHEMA.json --out DIR")
         try:
             loaded = FeatureSchema.load(schema)
         except SchemaError as exc:

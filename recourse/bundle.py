@@ -57,7 +57,7 @@ from .scfe import RecourseEngine, SCFEConfig
 
 FORMAT = "recourse-bundle/1"
 EXTERNAL = "external"
-DEFAULT_MAX_CHANGES = {"german_credit": 3, "wine": 2}
+DEFAULT_MAX_CHANGES = {"german_credit": 3, "wine": 2, "adult": 3}
 DEFAULT_MIN_PROBABILITY: float | None = 0.6
 """The confidence a new bundle asks of every answer (``defaults.min_probability``): no answer sits
 on the decision boundary.  Measured with ``recourse bench scfe`` and ``bench robustness`` (README):
@@ -181,6 +181,9 @@ def build_bundle(
     stage("fitting the model")
     if kind is not None and kind.differentiable:
         clf = kind.train(x, y_idx, seed)
+        chosen = getattr(clf, "recipe", None)  # choices made on validation rows: refits reuse them
+        if chosen:
+            kind = kind.configured(**chosen)
     elif is_raw_pipeline(model):  # a scikit-learn Pipeline on raw records (recourse.pipelines)
         converted, trees = raw_pipeline_model(model, encoder, train)
         if trees:
@@ -331,7 +334,7 @@ def _same_rules(a: FeatureSchema, b: FeatureSchema) -> bool:
 def build_dataset_bundle(name: str, out: str | Path | None = None, model: str = "mlp", seed: int = 0,
                          family: int = 0, progress: StageProgress | None = None,
                          model_options: dict[str, Any] | None = None, force: bool = False) -> Bundle:
-    """Bundle for a bundled data set ("german" or "wine"), trained on its seeded training split
+    """Bundle for a bundled data set ("german", "wine" or "adult"), trained on its seeded training split
     (``family``: refits for robust requests, see :func:`build_bundle`)."""
     data: Dataset = load_dataset(name)
     train, y_train, test, y_test = data.split()

@@ -45,6 +45,9 @@ class SCFEConfig:
     class); checked by the gate as a margin threshold, see :func:`margin_threshold`.
     robust: verify (and steer) with the committee of the model and its stored refits
     (:mod:`recourse.committee`): every member must give the target with the confidence above.
+    exact_limit: for tree models, the most combinations the exact search over the model's split
+    values (:mod:`recourse.lattice`) checks per applicant the sparse search missed (0: no exact
+    search); within it an answer is a cheapest one and "no recourse" is certified.
     """
 
     max_changes: int = 3
@@ -62,6 +65,8 @@ class SCFEConfig:
     cost_weights: tuple[float, ...] | None = None
     min_probability: float | None = None
     robust: bool = False
+    exact_limit: int = 200_000
+    linear_exact: bool = True
 
     def __post_init__(self) -> None:
         errors: list[FieldError] = []
@@ -82,6 +87,8 @@ class SCFEConfig:
             check(name, ok, f"must be a finite number {'>' if strict else '≥'} {low:g}" + (" or None" if optional else ""))
 
         whole("max_changes"), whole("search_steps"), whole("max_iter")
+        check("exact_limit", isinstance(self.exact_limit, int) and not isinstance(self.exact_limit, bool)
+              and self.exact_limit >= 0, "must be a whole number ≥ 0")
         number("density_weight", 0.0, optional=True), number("margin", 0.0)
         number("initial_weight", 0.0, strict=True), number("max_weight", 0.0, strict=True)
         number("tol", 0.0, strict=True), number("time_limit", 0.0, strict=True, optional=True)
@@ -92,6 +99,7 @@ class SCFEConfig:
         check("diagnose", isinstance(self.diagnose, bool), "must be true or false")
         check("polish", isinstance(self.polish, bool), "must be true or false")
         check("robust", isinstance(self.robust, bool), "must be true or false")
+        check("linear_exact", isinstance(self.linear_exact, bool), "must be true or false")
         if self.density is not None:
             from .density import available_densities
 

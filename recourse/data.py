@@ -1,8 +1,9 @@
 """Tabular data: the bundled data sets and user tables.
 
-The bundled data sets are German credit (shipped under ``datasets/``) and Wine (scikit-learn's
-copy).  Each loader returns a :class:`Dataset`: the schema, a DataFrame of raw feature values
-(levels by name) and the labels.  Splits are seeded and reproducible.
+The bundled data sets are German credit and Adult (census income; both shipped under
+``datasets/``) and Wine (scikit-learn's copy).  Each loader returns a :class:`Dataset`: the
+schema, a DataFrame of raw feature values (levels by name) and the labels.  Splits are seeded
+and reproducible.
 
 User tables (training tables, audit populations) go through one conversion,
 :func:`coerce_table` (numbers parsed cell by cell, so only unparseable cells are reported), and
@@ -35,8 +36,8 @@ class DataInputError(RecourseError):
     backticks, e.g. `` `path` ``), file, row or column."""
 
 DATASETS_DIR = Path(os.environ.get("RECOURSE_DATASETS", Path(__file__).resolve().parent.parent / "datasets"))
-DATASETS = ("german", "wine")
-DIRECTORIES = {"german": "german_credit", "german_credit": "german_credit", "wine": "wine"}
+DATASETS = ("german", "wine", "adult")
+DIRECTORIES = {"german": "german_credit", "german_credit": "german_credit", "wine": "wine", "adult": "adult"}
 """The folder of each bundled data set under :data:`DATASETS_DIR`."""
 
 
@@ -66,11 +67,13 @@ class Dataset:
 
 
 def load_dataset(name: str) -> Dataset:
-    """Load a bundled data set by name ("german" or "wine")."""
+    """Load a bundled data set by name: "german" (or "german_credit"), "wine" or "adult"."""
     if name in ("german", "german_credit"):
         return load_german()
     if name == "wine":
         return load_wine()
+    if name == "adult":
+        return load_adult()
     raise ValueError(f"unknown data set {name!r}; bundled: {', '.join(DATASETS)}")
 
 
@@ -110,6 +113,35 @@ def load_wine(directory: Path | None = None) -> Dataset:
     frame = pd.DataFrame(np.round(bunch.data, 2), columns=schema.names)
     labels = (bunch.target != 0).astype(int)
     return Dataset(schema, frame, labels, test_size=100)
+
+
+def load_adult(directory: Path | None = None) -> Dataset:
+    """Adult (census income): the shipped sample of 6,000 rows, levels by name as in the source,
+    labels the schema's classes ('<=50K' / '>50K'); 1,000 held-out rows."""
+    directory = directory or DATASETS_DIR / DIRECTORIES["adult"]
+    schema = FeatureSchema.load(directory / "schema.json")
+    raw = pd.read_csv(directory / "adult.csv", skipinitialspace=True, dtype=str)
+    missing = [c for c in schema.names + [schema.target.name] if c not in raw.columns]
+    if missing:
+        raise SchemaError(f"adult.csv: missing columns {missing}")
+    raw = raw.apply(lambda col: col.str.strip())
+    frame = pd.DataFrame(index=raw.index)
+    for feat in schema.features:
+        col = raw[feat.name]
+        if feat.is_numeric:
+            frame[feat.name] = col.astype(int if feat.kind == "integer" else float)
+        else:
+            unknown = ~col.isin(feat.level_names)
+            if unknown.any():
+                raise SchemaError(f"adult.csv: unknown value {col[unknown].iloc[0]!r} for '{feat.name}'")
+            frame[feat.name] = col
+    by_key = {str(c): c for c in schema.target.classes}
+    target = raw[schema.target.name].str.rstrip(".")  # the source's test file writes '>50K.'
+    unknown = ~target.isin(list(by_key))
+    if unknown.any():
+        raise SchemaError(f"adult.csv: unknown label {target[unknown].iloc[0]!r}; classes: {list(by_key)}")
+    labels = np.array([by_key[v] for v in target], dtype=object)
+    return Dataset(schema, frame, labels, test_size=1000)
 
 
 # ---------------------------------------------------------------------- user tables

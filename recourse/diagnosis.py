@@ -1,10 +1,18 @@
-"""Why rows have no recourse: the time limit, too few changes allowed, or no reachable target at all.
+"""Why rows have no recourse, and whether that is proven: the time limit, too few changes allowed,
+or no reachable target at all.
+
+"No recourse exists" is said only with a certificate: the exact search over a tree model's split
+values (:mod:`recourse.lattice`, carried by the search's :class:`~recourse.verify.BatchSolution`)
+or the MILP of a linear model (:mod:`recourse.milp`, through ``certify``).  Without one the
+answer says that none was *found*, that this is no proof, and why the search could not be exact.
 
 A row without a verified answer is searched once more with every mutable feature allowed
 (``max_changes`` = the number of mutable features): an answer there that changes more than m
-features means "allow more changes"; none means "not reachable within the constraints".
+features means "allow more changes".
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import numpy as np
 
@@ -13,12 +21,20 @@ from .config import SCFEConfig
 from .search import SparseSearch, past
 from .verify import BatchSolution
 
+Certify = Callable[[np.ndarray, int], "np.ndarray | None"]
+"""``certify(rows, max_changes)``: per row (indices into the call's rows) whether an exact method
+proves that no recourse with at most ``max_changes`` changes exists; None when it has none."""
+
+NO_PROOF = ("the search is local and, for this kind of model, no exact method can prove "
+            "that none exists")
+
 
 def explain_failures(search: SparseSearch, x: np.ndarray, codes: np.ndarray, targets: np.ndarray,
                      solution: BatchSolution, config: SCFEConfig, deadline: float | None = None,
-                     actions: ActionSet | None = None) -> dict[int, str]:
+                     actions: ActionSet | None = None, certify: Certify | None = None) -> dict[int, str]:
     """A message per row of ``solution`` without a verified answer (by position); ``actions``: the
-    call's action set (default the schema's)."""
+    call's action set (default the schema's); ``certify``: an exact check for models the search
+    cannot certify itself (see :data:`Certify`)."""
     actions = search.encoder.action_set if actions is None else actions
     goal = "" if config.min_probability is None else f" with a probability of at least {config.min_probability:.0%}"
     failed = np.flatnonzero(~solution.found)
@@ -37,9 +53,22 @@ def explain_failures(search: SparseSearch, x: np.ndarray, codes: np.ndarray, tar
         out.update({int(i): "No feature may change (each is fixed or cannot be acted on), so nothing can change "
                             "the decision." for i in failed})
         return out
+    proven = _proven(solution, failed, config.max_changes, certify)
+    within = f"changing at most {config.max_changes} of the {mutable} mutable features" \
+        if config.max_changes < mutable else f"changing the {mutable} mutable features"
+
+    def unproven(i: int, notes: dict[int, str], what: str = within) -> str:
+        why = notes.get(i, NO_PROOF)
+        return (f"No recourse found: the search did not reach the target decision{goal} by {what} within "
+                f"their ranges and allowed directions. This does not prove that none exists: {why}.")
+
+    def none_exists(what: str) -> str:
+        return (f"No recourse exists within these constraints: an exact check proved that no change of "
+                f"{what} within their ranges and allowed directions reaches the target decision{goal}.")
+
     if not config.diagnose or config.max_changes >= mutable:
-        out.update({int(i): (f"No change of the {mutable} mutable features within their ranges and allowed "
-                             f"directions reached the target decision{goal}.") for i in failed})
+        for j, i in enumerate(failed):
+            out[int(i)] = none_exists(within.removeprefix("changing ")) if proven[j] else unproven(int(i), solution.notes)
         return out
     if past(deadline):
         out.update({int(i): ("No recourse found within these constraints (the time limit left no time to "
@@ -49,9 +78,13 @@ def explain_failures(search: SparseSearch, x: np.ndarray, codes: np.ndarray, tar
                            config.with_(max_changes=mutable, diagnose=False), deadline, actions=actions)
     changed = search.encoder.changed_codes(codes[failed], relaxed.codes).sum(1)
     relaxed_cut = relaxed.cut if relaxed.cut.size else np.zeros(len(failed), dtype=bool)
+    relaxed_proven = _proven(relaxed, np.arange(len(failed)), mutable,
+                             None if certify is None else (lambda rows, m: certify(failed[rows], m)))
+    everything = f"any of the {mutable} mutable features"
     for j, i in enumerate(failed):
         if relaxed.found[j] and changed[j] > config.max_changes:
-            out[int(i)] = (f"No recourse with at most {config.max_changes} changes; the closest found "
+            proof = " exists (an exact check proved it)" if proven[j] else ""
+            out[int(i)] = (f"No recourse with at most {config.max_changes} changes{proof}; the closest found "
                            f"needs {int(changed[j])} changes. Allow more changes to see it.")
         elif relaxed.found[j]:
             out[int(i)] = (f"No verified recourse with at most {config.max_changes} changes was found by the "
@@ -59,7 +92,24 @@ def explain_failures(search: SparseSearch, x: np.ndarray, codes: np.ndarray, tar
         elif relaxed_cut[j]:
             out[int(i)] = ("No recourse found within these constraints (the time limit stopped the check "
                            "whether more changes would help).")
+        elif relaxed_proven[j]:
+            out[int(i)] = none_exists(everything)
+        elif proven[j]:
+            out[int(i)] = (f"No recourse with at most {config.max_changes} changes exists (an exact check proved it); "
+                           f"changing more features did not reach the target decision{goal} either, though that "
+                           f"search was not exhaustive: {relaxed.notes.get(j, NO_PROOF)}.")
         else:
-            out[int(i)] = (f"No recourse found within these constraints: even changing all {mutable} mutable "
-                           f"features within their ranges and allowed directions did not reach the target decision{goal}.")
+            out[int(i)] = unproven(int(i), {int(i): relaxed.notes[j]} if j in relaxed.notes else solution.notes,
+                                   f"changing any of the {mutable} mutable features")
     return out
+
+
+def _proven(solution: BatchSolution, rows: np.ndarray, max_changes: int, certify: Certify | None) -> np.ndarray:
+    """Per row of ``rows`` (indices into ``solution``) whether "no recourse" is certified: by the
+    search's own exact check, else by ``certify``."""
+    certified = solution.certified[rows] if solution.certified.size else np.zeros(len(rows), dtype=bool)
+    if certify is not None and not certified.all():
+        other = certify(rows, max_changes)
+        if other is not None:
+            certified = certified | other
+    return certified

@@ -30,6 +30,7 @@ from .committee import Committee
 from .config import SCFEConfig
 from .diagnosis import explain_failures
 from .encoding import TabularEncoder
+from .exact_linear import linear_polish
 from .errors import FieldError, RecordValidationError
 from .metrics import lof_scores
 from .options import NO_DENSITY, RequestOptions, ResolvedOptions
@@ -154,16 +155,42 @@ class RecourseEngine:
             actions = resolved.actions  # the request's personal limits (None: the schema's rules alone)
             search = self.search_for(config)
             solution = search.solve(x[need], codes[need], targets[need], config, deadline, actions=actions)
+            if config.linear_exact and not config.robust and actions is None and config.cost_weights is None:
+                threshold = config.margin_threshold(len(self.classes))
+                polished = linear_polish(self, search.verification.confident(threshold), codes[need], targets[need],
+                                         solution, config.max_changes, threshold, guard=config.density is not None)
+                solution = solution if polished is None else polished
             alts = None
             if resolved.alternatives is not None:
                 alts = find_alternatives(search, x[need], codes[need], targets[need], solution, config, deadline,
                                          resolved.alternatives, actions)
+            certify = None if config.robust or actions is not None else self._milp_certificate(codes[need],
+                                                                                                 targets[need], config)
             failures = explain_failures(search, x[need], codes[need], targets[need], solution, config, deadline,
-                                        actions)
+                                        actions, certify)
             results = self.assembler.assemble(batch, solution, config, failures, alts)
             for result, reasons in zip(results, principal_reasons(self, results)):
                 result.reasons = reasons
             return results
+
+    def _milp_certificate(self, codes: np.ndarray, targets: np.ndarray, config: SCFEConfig):
+        """For a linear binary model and the schema's own rules, ``certify(rows, m)``: whether the
+        exact MILP (:mod:`recourse.milp`) proves that rows ``rows`` have no recourse with at most m
+        changes at the call's confidence (None for other models)."""
+        def certify(rows: np.ndarray, max_changes: int) -> np.ndarray | None:
+            from .milp import EPSILON, exact_recourse
+
+            out = np.zeros(len(rows), dtype=bool)
+            epsilon = config.margin_threshold(len(self.classes)) + EPSILON
+            for target in np.unique(targets[rows]):
+                pick = np.flatnonzero(targets[rows] == target)
+                frame = self.encoder.frame_from_codes(codes[rows[pick]])
+                result = exact_recourse(self, frame, max_changes, target=int(target), epsilon=epsilon)
+                if result is None:
+                    return None
+                out[pick] = result.certified_none
+            return out
+        return certify
 
     def resolve(self, options: RequestOptions) -> ResolvedOptions:
         """The settings of a call: this engine's configuration with the request's options (checked)."""

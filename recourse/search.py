@@ -27,6 +27,7 @@ from .config import SCFEConfig
 from .core.apg import apg
 from .core.projections import group_sums, simplex_layout
 from .encoding import TabularEncoder
+from .lattice import TreeLattice
 from .objective import MarginGradient, RowData, SCFEProblem
 from .polish import CostPolish, polish_solution
 from .repair import DiscreteRepair
@@ -77,6 +78,8 @@ class SparseSearch:
         self.device, self.dtype = verification.device, verification.dtype
         self.densities = densities
         self.lof = lof
+        self.lattice = TreeLattice.of(encoder, verification.model)
+        """The exact search over a tree model's split values (None for other models)."""
         self._groups = torch.as_tensor(encoder.groups, device=self.device, dtype=torch.long)
         self._base_proximity = encoder.proximity_weights()
         self._proximity_default = self._proximity_tensor(verification.cost_weights)
@@ -139,7 +142,21 @@ class SparseSearch:
             found, encoded = polish_solution(gate, x, codes, targets, found, encoded, config.max_changes,
                                              weights=weights, frozen=pinned, plausibility=self.lof,
                                              polish=self._polish if default else None, actions=actions)
-        return gate.finish(x, codes, targets, found, encoded, config, cut & ~found, weights, actions)
+        exact = None
+        missed = np.flatnonzero(~found & ~cut)
+        if self.lattice is not None and config.exact_limit and missed.size and not past(deadline):
+            exact = self.lattice.search(gate, codes[missed], targets[missed], config.max_changes, weights, actions,
+                                        None if pinned is None else pinned[missed], config.exact_limit, deadline)
+            hit = missed[exact.found]
+            found[hit] = True
+            encoded[hit] = self.encoder.encode_codes(exact.codes[exact.found])
+        solution = gate.finish(x, codes, targets, found, encoded, config, cut & ~found, weights, actions)
+        solution.certified = np.zeros(n, dtype=bool)
+        if exact is not None:
+            solution.certified[missed] = exact.exhaustive & ~solution.found[missed]
+            solution.notes = {int(i): why for i, why, hit in zip(missed, exact.reason, solution.found[missed])
+                              if why is not None and not hit}
+        return solution
 
     def base_weight(self, rows: SearchRows, config: SCFEConfig, threshold: float = 0.0) -> np.ndarray:
         r"""Per row, the loss weight at which a linearised problem just reaches the margin κ.

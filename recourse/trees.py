@@ -140,12 +140,33 @@ class TreeEnsemble(nn.Module):
             return "proba"
         return "logit" if self.value.shape[-1] == 1 else "logits"
 
+    def transform(self, x: Tensor) -> Tensor:
+        """T(x) in float64: the input map's output (x itself without one)."""
+        return self._mapped(x.detach().double())
+
+    def split_inputs(self, x: Tensor) -> Tensor:
+        """(B, n_features) the values the splits compare: T(x) with an input map, x otherwise, in
+        float64 (rounded through float32 first where the model compares float32 inputs)."""
+        xs = self._mapped(x.detach().double())
+        return xs.float().double() if self.float32_inputs else xs
+
+    def splits(self) -> tuple[Tensor, Tensor]:
+        """The internal nodes of every tree: the feature each reads (S,) and its threshold (S,),
+        float64; a row goes right at a node when its :meth:`split_inputs` value exceeds the threshold."""
+        inner = self.feature >= 0
+        return self.feature[inner], self.threshold_bits.view(torch.float64)[inner]
+
+    def split_outcomes(self, x: Tensor) -> Tensor:
+        """(B, S) bool: which way every row goes at every internal node (True: right), the order of
+        :meth:`splits`.  Rows with equal outcomes reach the same leaves in every tree."""
+        feature, threshold = self.splits()
+        return self.split_inputs(x)[:, feature] > threshold
+
     def leaves(self, x: Tensor) -> Tensor:
         """(B, T) flat node index (tree · M + node) of the leaf each row reaches in each tree."""
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise ValueError(f"expected inputs of shape (B, {self.in_features}), got {tuple(x.shape)}")
-        xs = self._mapped(x.detach().double())
-        xs = xs.float().double() if self.float32_inputs else xs
+        xs = self.split_inputs(x)
         b, d = xs.shape
         t, m = self.feature.shape
         feature, children, is_leaf = self._step_feature, self._children, self._is_leaf

@@ -40,6 +40,10 @@ class BatchSolution:
     cost: np.ndarray
     probability: np.ndarray
     cut: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    certified: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    """Rows without an answer for which an exact search proved that none exists (:mod:`recourse.lattice`)."""
+    notes: dict[int, str] = field(default_factory=dict)
+    """Per row without an answer where an exact search ran but could not be exhaustive: why."""
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from strategies import codes_for, schemas
 
 from recourse.actionset import CHECKS, ActionSet
-from recourse.audit.exact import ExactSolver, LinearMargin
+from recourse.milp import ExactSolver, LinearMargin
 from recourse.constraints import admissible, violations
 from recourse.encoding import TabularEncoder
 from recourse.polish import CostPolish

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from cli import app
-from recourse.audit.exact import exact_recourse
+from recourse.milp import exact_recourse
 from recourse.audit.html import SECTIONS
 from recourse.audit.io import AuditInputError, ChunkSource, count_rows, done_chunks, iter_chunks
 from recourse.audit.pipeline import run_audit

@@ -312,7 +312,7 @@ def test_exact_milp_models_consequences_against_brute_force():
     the cheapest of all interventions (brute force over the lattice) whose counterfactual clears the margin."""
     from torch import nn
 
-    from recourse.audit.exact import EPSILON, exact_recourse, linear_consequences
+    from recourse.milp import EPSILON, exact_recourse, linear_consequences
 
     schema = FeatureSchema.from_dict({
         "name": "milp", "target": {"name": "y", "classes": [0, 1], "favourable": 1},

@@ -7,7 +7,7 @@ Modules, one job each:
   in-process run;  :mod:`.dask_engine` — the same run on a Dask cluster;
 * :mod:`.stats` — coverage, fairness by group with bootstrap intervals, actions, plausibility, probe, MILP gap;
 * :mod:`.stability` — recourse for x and for x plus noise;  :mod:`.probe` — the direct-discrimination probe;
-* :mod:`.exact` — exact minimal-cost recourse for linear models by MILP (certifies "no recourse");
+* the exact MILP reference for linear models lives in :mod:`recourse.milp` (the engine certifies "no recourse" with it too);
 * :mod:`.html` / :mod:`.text` — the report and the terminal summary;  :mod:`.pipeline` — all of it.
 
     from recourse.audit import AuditConfig, run_audit

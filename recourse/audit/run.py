@@ -143,7 +143,7 @@ def make_plan(engine, population: Path | None, columns: list[str], config: Audit
     favourable = engine.classes.index(schema.target.favourable) if schema.target else 1
     exact = False
     if config.exact != "off":
-        from .exact import linear_consequences, linear_margin
+        from ..milp import linear_consequences, linear_margin
 
         exact = linear_margin(engine, favourable) is not None
         if config.exact == "on" and not exact:
@@ -242,7 +242,7 @@ def group_column(plan_features: list[str], name: str) -> str:
 
 
 def _add_exact(engine, frame: pd.DataFrame, out: pd.DataFrame, rows: np.ndarray, plan: AuditPlan) -> None:
-    from .exact import exact_recourse
+    from ..milp import exact_recourse
 
     limit = plan.config.exact_limit
     if limit is not None:  # exact answers for the denied applicants among the first `limit` rows

@@ -53,7 +53,7 @@ import pandas as pd
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import csr_matrix
 
-from ..encoding import TabularEncoder
+from .encoding import TabularEncoder
 
 EPSILON = 1e-4
 LINEARITY_TOL = 1e-3

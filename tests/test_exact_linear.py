@@ -1,0 +1,50 @@
+"""Linear models: the MILP as the last step (recourse/exact_linear.py) gives the cheapest answer
+when it is no less plausible, fills what the search missed and certifies "no recourse"."""
+from __future__ import annotations
+
+import numpy as np
+
+from conftest import tiny_frame
+from recourse.milp import exact_recourse
+
+
+def denied(engine, n: int = 200, seed: int = 5):
+    frame, _ = tiny_frame(n, seed=seed)
+    return frame[engine.predict_proba(frame).argmax(1) == 0].reset_index(drop=True)
+
+
+def test_answers_are_the_milp_optimum_or_more_plausible(tiny_engine):
+    rows = denied(tiny_engine)
+    answers = tiny_engine.explain(rows, max_changes=2)
+    threshold = tiny_engine.config.margin_threshold(2)
+    exact = exact_recourse(tiny_engine.with_config(max_changes=2), rows, 2, target=1)
+    assert exact is not None
+    found = np.array([a.found for a in answers])
+    optimal = exact.status == "optimal"
+    np.testing.assert_array_equal(found, optimal)  # none missed, none found where the MILP proves none
+    cost = np.array([a.metrics["cost"] if a.found else np.nan for a in answers])
+    gap = (cost[optimal] - exact.cost[optimal]) / exact.cost[optimal]
+    assert (gap >= -1e-6).all()  # nothing beats the optimum
+    assert np.mean(gap <= 0.05 + 1e-9) >= 0.95, np.sort(gap)[-5:]
+    assert threshold > 0
+    for a in answers:
+        if not a.found:
+            assert "an exact check proved" in a.message, a.message
+
+
+def test_without_the_milp_the_search_alone_answers(tiny_engine):
+    rows = denied(tiny_engine).head(10)
+    plain = tiny_engine.with_config(linear_exact=False).explain(rows, max_changes=2)
+    exact = tiny_engine.explain(rows, max_changes=2)
+    for a, b in zip(plain, exact):
+        if a.found and b.found:
+            assert b.metrics["cost"] <= a.metrics["cost"] + 1e-9 or b.metrics["lof"] <= a.metrics["lof"] + 0.1
+
+
+def test_personal_limits_keep_the_searchs_answers(tiny_engine):
+    """The MILP encodes the schema's rules only: a request that fixes a feature is never given a MILP
+    answer that moves it."""
+    rows = denied(tiny_engine).head(15)
+    for answer in tiny_engine.explain(rows, max_changes=2, fixed=["income"]):
+        if answer.found:
+            assert answer.counterfactual["income"] == answer.applicant["income"]
