@@ -113,9 +113,12 @@ def explain(
     min_probability: Optional[float] = typer.Option(None, "--min-probability", help="The least probability of the favourable decision every answer must have, 0 to 1 exclusive (default: the bundle's)."),
     limit: Optional[list[str]] = typer.Option(None, "--limit", help="FEATURE=LOW:HIGH: the values the applicant can reach (repeatable; numbers, or level names of an ordinal; an empty end is open), e.g. credit_amount=1000: or savings=:'500 to 1000 DM'."),
     robust: bool = typer.Option(False, "--robust", help="Verify every answer with the model and each of its stored refits, so that it survives retraining (a bundle trained with --family)."),
+    progress: bool = typer.Option(True, help="Show a progress bar over the applicants of a large batch (on stderr, when it is a terminal; RECOURSE_PROGRESS=1 shows it anyway)."),
 ) -> None:
     """Explain a decision and find the recourse: what to change to obtain the favourable decision."""
+    from commands.explain import explain_rows, is_chunked
     from commands.flags import options_problem
+    from commands.progress import progress_bar
     from recourse.errors import OptionsError, RecordValidationError
     from recourse.options import RequestOptions
     from recourse.report import format_recourse
@@ -142,15 +145,16 @@ def explain(
                                  min_probability=min_probability, robust=robust or None)
         engine = loaded.engine()
         bad: dict[int, list] = {}
-        try:
-            results = engine.explain(payload, options=options)
-        except RecordValidationError as exc:
-            bad = _bad_rows(exc, payload)
-            if not bad or len(bad) == len(payload):
-                raise
-            good = [row for i, row in enumerate(payload) if i not in bad]
-            answered = iter(engine.explain(good, options=options))
-            results = [None if i in bad else next(answered) for i in range(len(payload))]
+        with progress_bar(progress and is_chunked(payload), "explain", unit="applicant") as bar:
+            try:  # a large batch in chunks (commands/explain.py), answered as by one call
+                results = explain_rows(engine, payload, options, progress=bar)
+            except RecordValidationError as exc:
+                bad = _bad_rows(exc, payload)
+                if not bad or len(bad) == len(payload):
+                    raise
+                good = [row for i, row in enumerate(payload) if i not in bad]
+                answered = iter(explain_rows(engine, good, options, progress=bar))
+                results = [None if i in bad else next(answered) for i in range(len(payload))]
     except OptionsError as exc:
         fail(options_problem(exc.errors))
     except RecordValidationError as exc:
@@ -335,13 +339,17 @@ def bench_scfe(
     alternatives: Optional[int] = typer.Option(None, "--alternatives", min=1, help="Also measure explain --alternatives K on the same points (share with >= 2, diversity)."),
     min_probability: Optional[float] = typer.Option(None, "--min-probability", min=0.0, max=1.0, help="Confidence every answer must reach (default: the bundle's)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    progress: bool = typer.Option(True, help="Show a progress bar (on stderr, when it is a terminal; RECOURSE_PROGRESS=1 shows it anyway)."),
 ) -> None:
     """S-CFE on Wine or German credit: validity, sparsity, proximity, plausibility, violations, time."""
     from benchmarks.scfe import format_table, run_scfe_benchmark
+    from commands.progress import progress_bar
 
-    result = run_scfe_benchmark(dataset.value, density=density.value, n=n, max_changes=max_changes, peers=peers, device=parse_device(device),
-                                model=model.value, gradient=gradient.value, alternatives=alternatives,
-                                min_probability=min_probability)
+    dev = parse_device(device)
+    with progress_bar(progress, "bench scfe") as bar:
+        result = run_scfe_benchmark(dataset.value, density=density.value, n=n, max_changes=max_changes, peers=peers,
+                                    device=dev, model=model.value, gradient=gradient.value,
+                                    alternatives=alternatives, min_probability=min_probability, progress=bar)
     typer.echo(json.dumps(result, indent=2) if as_json else format_table(result))
 
 
@@ -352,11 +360,14 @@ def bench_robustness(
     n: int = typer.Option(100, min=1, help="Number of query points."),
     family: int = typer.Option(8, "--family", min=0, max=64, help="Refits in the robust mode's committee (fitted with other seeds than the judging refits; 0: no robust mode)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    progress: bool = typer.Option(True, help="Show a progress bar (on stderr, when it is a terminal; RECOURSE_PROGRESS=1 shows it anyway)."),
 ) -> None:
     """Do answers survive a retraining of the model? Invalidation on refits per mode and confidence level."""
     from benchmarks.robustness import format_robustness_table, run_robustness_benchmark
+    from commands.progress import progress_bar
 
-    result = run_robustness_benchmark(dataset.value, refits=refits, n=n, family=family)
+    with progress_bar(progress, "bench robustness") as bar:
+        result = run_robustness_benchmark(dataset.value, refits=refits, n=n, family=family, progress=bar)
     typer.echo(json.dumps(result, indent=2) if as_json else format_robustness_table(result))
 
 
@@ -368,11 +379,15 @@ def bench_exact(
     density: DensityName = typer.Option(DensityName.kde, help="Plausibility term."),
     max_changes: Optional[int] = typer.Option(None, "--max-changes", "-m", min=1, max=MAX_CHANGES_LIMIT, help="m (default 2 for wine, 3 otherwise)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    progress: bool = typer.Option(True, help="Show a progress bar (on stderr, when it is a terminal; RECOURSE_PROGRESS=1 shows it anyway)."),
 ) -> None:
     """How close to the optimum, and is every "no recourse" proven? The engine with and without its exact step."""
     from benchmarks.exact import format_exact_table, run_exact_benchmark
+    from commands.progress import progress_bar
 
-    result = run_exact_benchmark(dataset.value, model=model.value, n=n, density=density.value, max_changes=max_changes)
+    with progress_bar(progress, "bench exact") as bar:
+        result = run_exact_benchmark(dataset.value, model=model.value, n=n, density=density.value, max_changes=max_changes,
+                                     progress=bar)
     typer.echo(json.dumps(result, indent=2) if as_json else format_exact_table(result))
 
 
@@ -580,11 +595,13 @@ def bench_http(
     log_sync: str = typer.Option("full", metavar="full|normal", help="The server's --log-sync: full or normal."),
     database: Optional[list[str]] = typer.Option(None, "--database", metavar="sqlite|URL", help="The log's back end: sqlite (a fresh file) or a postgresql:// URL (a fresh schema in that database, dropped afterwards); repeat to measure several in one run (default: sqlite)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    progress: bool = typer.Option(True, help="Show a progress bar (on stderr, when it is a terminal; RECOURSE_PROGRESS=1 shows it anyway)."),
 ) -> None:
     """Load-test `recourse serve` on loopback: latency per client level, batch throughput, kill -9 durability."""
     from benchmarks.http import SQLITE, run_load_tests
     from commands import CommandError
     from commands.bench import parse_clients, parse_databases
+    from commands.progress import progress_bar
     from commands.serve import check_log_sync
 
     try:
@@ -593,11 +610,13 @@ def bench_http(
         databases = parse_databases(database or [SQLITE])
     except CommandError as exc:
         fail(str(exc))
-    results = run_load_tests(databases, levels, seconds, workers, threads, batch_size, kill_test=kill_test, log_sync=log_sync)
-    if burst:
-        from benchmarks.http import abandoned_burst
+    with progress_bar(progress, "bench http") as bar:
+        results = run_load_tests(databases, levels, seconds, workers, threads, batch_size, kill_test=kill_test,
+                                 log_sync=log_sync, progress=bar)
+        if burst:
+            from benchmarks.http import abandoned_burst
 
-        results[-1]["abandoned_burst"] = abandoned_burst(workers=workers, threads=threads)
+            results[-1]["abandoned_burst"] = abandoned_burst(workers=workers, threads=threads, progress=bar)
     if as_json:
         typer.echo(json.dumps(results[0] if len(results) == 1 else {"runs": results}, indent=2))
         return
@@ -681,8 +700,12 @@ def bench_audit(
     seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Random seed."),
     dask_workers: Optional[str] = typer.Option(None, "--dask-workers", help="Instead: the same audit in-process and on local Dask clusters of these worker counts, e.g. 1,2 (wall time, peak memory, identical tables)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    progress: bool = typer.Option(True, help="Show each audit's progress bar (on stderr, when it is a terminal; RECOURSE_PROGRESS=1 shows it anyway)."),
 ) -> None:
     """Audit throughput (applicants/s, wall time, peak RSS) and the APG-vs-MILP optimality gap."""
+    from commands.progress import progress_enabled
+
+    show = progress_enabled(progress)
     if dask_workers is not None:
         from benchmarks.audit import format_dask_scaling, run_dask_scaling
 
@@ -692,12 +715,12 @@ def bench_audit(
                 raise ValueError
         except ValueError:
             fail(f"--dask-workers: expected worker counts ≥ 1 separated by commas, e.g. 1,2; got {dask_workers!r}")
-        result = run_dask_scaling(n, counts, chunk_size=chunk_size, seed=seed)
+        result = run_dask_scaling(n, counts, chunk_size=chunk_size, seed=seed, progress=show)
         typer.echo(json.dumps(result, indent=2) if as_json else format_dask_scaling(result))
         return
     from benchmarks.audit import format_benchmark, run_audit_benchmark
 
-    result = run_audit_benchmark(n, gap_n=gap_n, chunk_size=chunk_size, seed=seed)
+    result = run_audit_benchmark(n, gap_n=gap_n, chunk_size=chunk_size, seed=seed, progress=show)
     typer.echo(json.dumps(result, indent=2) if as_json else format_benchmark(result))
 
 
@@ -708,11 +731,16 @@ def bench_engine(
     repeats: Optional[int] = typer.Option(None, min=1, help="Timed calls per batch size (default 30/30/10/5)."),
     device: Optional[str] = typer.Option(None, help="torch device, e.g. cuda (default: cpu)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    progress: bool = typer.Option(True, help="Show a progress bar (on stderr, when it is a terminal; RECOURSE_PROGRESS=1 shows it anyway)."),
 ) -> None:
     """Latency and throughput of engine.explain on German credit: batches of 1, 8, 100 and 500 denied applicants."""
     from benchmarks.engine import format_engine_table, run_engine_benchmark
+    from commands.progress import progress_bar
 
-    result = run_engine_benchmark(density=density.value, max_changes=max_changes, repeats=repeats, device=parse_device(device))
+    dev = parse_device(device)
+    with progress_bar(progress, "bench engine", unit="call") as bar:
+        result = run_engine_benchmark(density=density.value, max_changes=max_changes, repeats=repeats, device=dev,
+                                      progress=bar)
     typer.echo(json.dumps(result, indent=2) if as_json else format_engine_table(result))
 
 
@@ -789,17 +817,20 @@ def attack_cmd(
     out: Path = typer.Option(Path("attack-out"), help="Directory for the PNG figures and metrics.json."),
     device: Optional[str] = typer.Option(None, help="torch device, e.g. cuda (default: cpu)."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+    progress: bool = typer.Option(True, help="Show a progress bar over the images (on stderr, when it is a terminal; RECOURSE_PROGRESS=1 shows it anyway)."),
 ) -> None:
     """Attack images: adversarial example, perturbation x5, changed pixels, AXAI segments (PNG) and metrics (JSON).
 
     --method manipulate attacks the explanation instead, keeping the prediction: towards --target-map or the
     map of --target-image, or (neither) away from itself; writes images and maps (.npy, PNG) and metrics.json."""
+    from commands.progress import progress_bar
     from commands.vision import attack_text, open_vision_bundle, run_attack
 
     vb = _vision_call(open_vision_bundle, bundle=bundle, dataset=dataset.value, device=device)
-    report = _vision_call(run_attack, method=method.value, vb=vb, image=image, index=index, n=n, target=target, p=p,
-                          norm=norm.value if norm else None, lam=lam, out=out, device=device, explainer=explainer,
-                          target_map=target_map, target_image=target_image, eps=eps)
+    with progress_bar(progress, "attack", unit="image") as bar:
+        report = _vision_call(run_attack, method=method.value, vb=vb, image=image, index=index, n=n, target=target, p=p,
+                              norm=norm.value if norm else None, lam=lam, out=out, device=device, explainer=explainer,
+                              target_map=target_map, target_image=target_image, eps=eps, progress=bar)
     typer.echo(json.dumps(report, indent=2, default=float) if as_json else attack_text(report))
 
 
@@ -839,16 +870,20 @@ def bench_vision(
     bundle: Optional[Path] = typer.Option(None, help="Vision bundle (default: the MNIST-5k CNN, trained on first use)."),
     device: Optional[str] = typer.Option(None, help="torch device (default: cpu)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    progress: bool = typer.Option(True, help="Show a progress bar (on stderr, when it is a terminal; RECOURSE_PROGRESS=1 shows it anyway)."),
 ) -> None:
     """Attacks (GSE, FBS p=0, 1/2, 1, PGD-l2; untargeted and targeted), IS curves, S-CFE MNIST, AXAI vs Lime/KernelShap."""
     from recourse.errors import BundleError
     from benchmarks.vision import format_vision_table, run_vision_benchmark
+    from commands.progress import progress_bar
 
     bundle_path = _vision_bundle_path(bundle)
     parse_device(device)  # refuse an unusable --device before any work
     try:
-        result = run_vision_benchmark(n, n_explain=n_explain, lime_samples=lime_samples, search_steps=search_steps, max_iter=max_iter,
-                                      scfe=scfe, peers=peers, bundle=bundle_path, device=device)
+        with progress_bar(progress, "bench vision") as bar:
+            result = run_vision_benchmark(n, n_explain=n_explain, lime_samples=lime_samples, search_steps=search_steps,
+                                          max_iter=max_iter, scfe=scfe, peers=peers, bundle=bundle_path, device=device,
+                                          progress=bar)
     except BundleError as exc:
         fail(f"--bundle: {exc}")
     typer.echo(json.dumps(result, indent=2, default=str) if as_json else format_vision_table(result))
@@ -868,19 +903,22 @@ def bench_manipulation(
     out: Optional[Path] = typer.Option(None, help="Folder for the figures (original, target and manipulated maps)."),
     device: Optional[str] = typer.Option(None, help="torch device (default: cpu)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    progress: bool = typer.Option(True, help="Show a progress bar (on stderr, when it is a terminal; RECOURSE_PROGRESS=1 shows it anyway)."),
 ) -> None:
     """Explanation manipulation: target-map success and fragility per explainer and budget, defences, AXAI (transfer)."""
     from recourse.errors import BundleError
     from benchmarks.manipulation import format_manipulation_table, run_manipulation_benchmark
+    from commands.progress import progress_bar
     from commands.vision import parse_budgets
 
     bundle_path = _vision_bundle_path(bundle)
     budgets = _vision_call(parse_budgets, text=eps)
     parse_device(device)
     try:  # missing captum (the maps are scored with it) is reported by _vision_call
-        result = _vision_call(run_manipulation_benchmark, n=n, dataset=dataset.value, bundle=bundle_path, eps=budgets,
-                              norm=norm.value, steps=steps, threshold=threshold, with_axai=axai,
-                              defences=defences, out=out, device=device)
+        with progress_bar(progress, "bench manipulation") as bar:
+            result = _vision_call(run_manipulation_benchmark, n=n, dataset=dataset.value, bundle=bundle_path, eps=budgets,
+                                  norm=norm.value, steps=steps, threshold=threshold, with_axai=axai,
+                                  defences=defences, out=out, device=device, progress=bar)
     except BundleError as exc:
         fail(f"--bundle: {exc}")
     typer.echo(json.dumps(result, indent=2, default=str) if as_json else format_manipulation_table(result))

@@ -30,7 +30,8 @@ def peak_rss_mib() -> float:
 
 def run_audit_benchmark(n: int = 100_000, gap_n: int = 2_000, chunk_size: int = 2_000, seed: int = 0,
                         workdir: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
-    """Run both parts and return their figures (see the module docstring)."""
+    """Run both parts and return their figures (see the module docstring); ``progress``: show each
+    audit's progress bar (on stderr)."""
     from recourse.bundle import build_dataset_bundle, demo_bundle, load_bundle, recourse_home
     from recourse.data import load_dataset
 
@@ -157,10 +158,11 @@ COMPARED = ["row_id", "denied", "status", "n_changes", "actions", "counterfactua
 
 
 def run_dask_scaling(n: int = 100_000, workers: tuple[int, ...] = (1, 2), chunk_size: int = 2_000, seed: int = 0,
-                     workdir: str | Path | None = None) -> dict[str, Any]:
+                     workdir: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
     """The same audit in-process and on local Dask clusters of 1, 2, ... worker processes (one thread
     each): wall time, peak memory of the client and of each worker, and whether the per-applicant
-    table is identical to the in-process one.  The workers read their own partitions of the Parquet file."""
+    table is identical to the in-process one.  The workers read their own partitions of the Parquet file.
+    ``progress``: show each audit's progress bar (on stderr)."""
     import numpy as np
     from distributed import Client, LocalCluster
 
@@ -178,7 +180,7 @@ def run_dask_scaling(n: int = 100_000, workers: tuple[int, ...] = (1, 2), chunk_
         runs: dict[str, Any] = {}
         with TreeMemory() as memory:
             started = time.perf_counter()
-            reference = run_audit(pop_path, work / "inprocess", bundle, config, progress=False, fresh=True)
+            reference = run_audit(pop_path, work / "inprocess", bundle, config, progress=progress, fresh=True)
             wall = time.perf_counter() - started
         runs["inprocess"] = {"wall_seconds": round(wall, 2), "population_seconds": round(reference.summary["run"]["population_seconds"], 2),
                              "peak_rss_mib": round(memory.peak_client, 1)}
@@ -188,7 +190,7 @@ def run_dask_scaling(n: int = 100_000, workers: tuple[int, ...] = (1, 2), chunk_
                     Client(cluster) as client:
                 with TreeMemory() as memory:
                     started = time.perf_counter()
-                    result = run_audit(pop_path, work / f"dask-{k}", bundle, config, progress=False, fresh=True,
+                    result = run_audit(pop_path, work / f"dask-{k}", bundle, config, progress=progress, fresh=True,
                                        engine_kind="dask", scheduler=client)
                     wall = time.perf_counter() - started
                 worker_pids = set(client.run(os.getpid).values())

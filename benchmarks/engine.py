@@ -18,6 +18,7 @@ from recourse.results import to_jsonable
 from recourse.scfe import RecourseEngine
 
 from .common import sync as _sync
+from .progress import Steps
 
 __all__ = ["ENGINE_BATCH_SIZES", "denied_applicants", "run_engine_benchmark", "format_engine_table"]
 
@@ -60,6 +61,7 @@ def run_engine_benchmark(
     device: str | torch.device | None = None,
     seed: int = 0,
     bundle: Bundle | None = None,
+    progress: Any = None,
 ) -> dict[str, Any]:
     """Wall time of ``engine.explain`` on the German demo bundle (or ``bundle``) for several batch sizes.
 
@@ -67,20 +69,26 @@ def run_engine_benchmark(
     on the next b distinct denied applicants of :func:`denied_applicants` (cycling through them),
     after one untimed warm-up call.  Reports per size the median and p99 seconds per call,
     recourses per second (b / median) and the validity (share of rows answered
-    ``recourse_found``, each verified by the engine with the model).
+    ``recourse_found``, each verified by the engine with the model).  ``progress``: told
+    ``progress(done, total, stage)`` before each call (:mod:`benchmarks.progress`; None: silent).
     """
+    counts = [repeats or (30 if b <= 8 else 10 if b <= 100 else 5) for b in sizes]
+    step = Steps(progress, 3 + sum(counts))
+    step("bundle")
     bundle = bundle if bundle is not None else demo_bundle("german", device=device)
     engine = bundle.engine(device=device)
     density_name = None if density in (None, "none", False) else str(density)
     m = int(max_changes) if max_changes is not None else engine.config.max_changes
+    step("denied applicants")
     pool = denied_applicants(engine, max(sizes), seed=seed)
     records = pool.to_dict(orient="records")
+    step("warm-up")
     engine.explain(records[:2], max_changes=m, density=density_name)  # warm-up: LOF models, kernels
     results = []
-    for b in sizes:
-        count = repeats or (30 if b <= 8 else 10 if b <= 100 else 5)
+    for b, count in zip(sizes, counts):
         times, found, total = [], 0, 0
         for r in range(count):
+            step(f"batch {b}, call {r + 1}/{count}")
             start = (r * b) % len(records)
             batch = (records[start:] + records[:start])[:b]
             _sync(engine.device)
@@ -96,6 +104,7 @@ def run_engine_benchmark(
                         "p99_ms": float(np.percentile(t, 99)) * 1e3,
                         "recourses_per_second": b / median if median > 0 else float("inf"),
                         "validity": found / total if total else float("nan")})
+    step.finish()
     return to_jsonable({"dataset": "german", "density": density_name or "none", "max_changes": m,
                         "device": str(engine.device), "torch_threads": torch.get_num_threads(),
                         "bundle_hash": bundle.hash, "sizes": results})

@@ -24,6 +24,7 @@ import numpy as np
 
 from recourse.results import to_jsonable
 
+from .progress import Steps
 from .scfe import DEFAULT_M, _bundle, benchmark_points
 
 PROVEN = "an exact check proved"
@@ -31,11 +32,15 @@ MORE = "Allow more changes"
 
 
 def run_exact_benchmark(dataset: str = "german", model: str = "logistic", n: int = 200, density: str | None = "kde",
-                        max_changes: int | None = None) -> dict[str, Any]:
-    """Run the protocol of the module docstring and return a JSON-ready dict."""
-    bundle = _bundle(dataset, None, None, 0, model)
+                        max_changes: int | None = None, progress: Any = None) -> dict[str, Any]:
+    """Run the protocol of the module docstring and return a JSON-ready dict (``progress``: told
+    ``progress(done, total, stage)`` before each phase, :mod:`benchmarks.progress`; None: silent)."""
+    step = Steps(progress, 4 + 2 * (model == "logistic"))
+    step("bundle")
+    bundle = _bundle(dataset, None, None, 0, model, progress=step.nested("bundle"))
     engine = bundle.engine()
     m = int(max_changes) if max_changes is not None else DEFAULT_M[dataset]
+    step("points")
     queries, _, targets = benchmark_points(dataset, engine, n)
     density_name = None if density in (None, "none") else density
     modes = {"full": engine, "search": engine.with_config(linear_exact=False, exact_limit=0)}
@@ -44,6 +49,7 @@ def run_exact_benchmark(dataset: str = "german", model: str = "logistic", n: int
                               "min_probability": engine.config.min_probability, "modes": {}}
     answers: dict[str, list] = {}
     for name, eng in modes.items():
+        step(f"{name} mode on {len(queries)} points")
         target_values = [eng.classes[t] for t in targets]
         eng.explain(queries.head(2), max_changes=m, density=density_name, target=target_values[:2])  # warm-up
         started = time.perf_counter()
@@ -60,7 +66,11 @@ def run_exact_benchmark(dataset: str = "german", model: str = "logistic", n: int
     found = {k: np.array([a.found for a in v]) for k, v in answers.items()}
     result["found_only_with_exact"] = int((found["full"] & ~found["search"]).sum())
     if model == "logistic":
-        result["milp"] = {name: _milp_gap(engine, queries, targets, answers[name], m) for name in modes}
+        result["milp"] = {}
+        for name in modes:
+            step(f"exact MILP optimum vs {name}")
+            result["milp"][name] = _milp_gap(engine, queries, targets, answers[name], m)
+    step.finish()
     return to_jsonable(result)
 
 

@@ -33,6 +33,8 @@ import numpy as np
 
 from api.keys import new_key
 
+from .progress import Steps
+
 
 @dataclass
 class Server:
@@ -238,19 +240,23 @@ def _metric_sum(text: str, name: str) -> dict[str, float]:
 
 
 def abandoned_burst(clients: int = 20, rows: int = 1000, alternatives: int = 3, hang_up: float = 3.0,
-                    workers: int = 2, threads: int = 32) -> dict[str, Any]:
+                    workers: int = 2, threads: int = 32, progress: Any = None) -> dict[str, Any]:
     """The overload scenario: ``clients`` clients each post a ``rows``-row batch (``alternatives``)
     and hang up after ``hang_up`` seconds; then one client asks for one applicant.  Reports how many
     rows the server solved, shed (refused at once or abandoned) and logged, and the latency of the
     request sent after the burst (rows are solved in slices; a group whose clients have all left
-    stops at the next slice, so rows solved counts only the slices that ran)."""
+    stops at the next slice, so rows solved counts only the slices that ran).  ``progress``: told
+    ``progress(done, total, stage)`` before each phase (:mod:`benchmarks.progress`; None: silent)."""
     import socket
     import threading
 
+    step = Steps(progress, 4)
+    step("burst: applicants")
     applicants = denied_applicants(clients * rows + 1, seed=7)
     key = new_key()
     with tempfile.TemporaryDirectory() as tmp:
         server = Server(free_port(), key, Path(tmp) / "log.sqlite3", args=["--workers", str(workers), "--threads", str(threads)])
+        step("burst: starting the server")
         server.start()
         try:
             statuses: list[Any] = []
@@ -266,6 +272,7 @@ def abandoned_burst(clients: int = 20, rows: int = 1000, alternatives: int = 3, 
                     except OSError:
                         statuses.append("hung up")
 
+            step(f"burst: {clients} clients post {rows} rows each")
             started = time.perf_counter()
             threads_ = [threading.Thread(target=impatient, args=(applicants[i * rows:(i + 1) * rows],)) for i in range(clients)]
             for t in threads_:
@@ -273,6 +280,7 @@ def abandoned_burst(clients: int = 20, rows: int = 1000, alternatives: int = 3, 
             for t in threads_:
                 t.join()
             burst_seconds = time.perf_counter() - started
+            step("burst: the next request")
             t0 = time.perf_counter()
             status, _ = request(server.port, "POST", "/v1/recourse", {"applicant": applicants[-1]}, key)
             next_ms = 1000 * (time.perf_counter() - t0)
@@ -284,6 +292,7 @@ def abandoned_burst(clients: int = 20, rows: int = 1000, alternatives: int = 3, 
             logged = sum(_metric_sum(text, "recourse_outcomes_total").values())
         finally:
             server.kill(signal.SIGTERM)
+    step.finish()
     return {"clients": clients, "rows_each": rows, "alternatives": alternatives, "hang_up_seconds": hang_up,
             "burst_seconds": round(burst_seconds, 2), "first_bytes": sorted(statuses),
             "rows_sent": clients * rows, "rows_solved": int(solved), "rows_shed": {k: int(v) for k, v in shed.items()},
@@ -313,20 +322,34 @@ def fresh_log(database: str, folder: Path) -> Iterator[Path | str]:
 
 def run_load_tests(databases: Sequence[str] = (SQLITE,), levels: tuple[int, ...] = (1, 8, 32), seconds: float = 30.0,
                    workers: int = 2, threads: int = 32, batch_size: int = 500, batch_repeats: int = 5,
-                   kill_test: bool = True, pool_size: int = 60000, log_sync: str = "full") -> list[dict[str, Any]]:
-    """:func:`run_load_test` on each log back end of ``databases`` in turn (same applicants, same settings)."""
+                   kill_test: bool = True, pool_size: int = 60000, log_sync: str = "full",
+                   progress: Any = None) -> list[dict[str, Any]]:
+    """:func:`run_load_test` on each log back end of ``databases`` in turn (same applicants, same settings).
+    ``progress``: told ``progress(done, total, stage)`` before each phase (:mod:`benchmarks.progress`; None: silent)."""
+    step = Steps(progress, 1 + len(databases) * _phases(levels, kill_test))
+    step("applicants")
     applicants = denied_applicants(pool_size + batch_size * batch_repeats)
-    return [run_load_test(levels, seconds, workers, threads, batch_size, batch_repeats, kill_test, pool_size, log_sync,
-                          database=database, applicants=applicants) for database in databases]
+    results = [run_load_test(levels, seconds, workers, threads, batch_size, batch_repeats, kill_test, pool_size, log_sync,
+                             database=database, applicants=applicants, step=step) for database in databases]
+    step.finish()
+    return results
+
+
+def _phases(levels: tuple[int, ...], kill_test: bool) -> int:
+    """Phases of :func:`run_load_test`: server start, warm-up, each level, the batch, the kill -9 test."""
+    return 3 + len(levels) + kill_test
 
 
 def run_load_test(levels: tuple[int, ...] = (1, 8, 32), seconds: float = 30.0, workers: int = 2, threads: int = 32,
                   batch_size: int = 500, batch_repeats: int = 5, kill_test: bool = True,
                   pool_size: int = 60000, log_sync: str = "full", database: str = SQLITE,
-                  applicants: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Start the server on a fresh log (:func:`fresh_log`), run every measurement, stop it; returns the figures."""
+                  applicants: list[dict[str, Any]] | None = None, step: Steps | None = None) -> dict[str, Any]:
+    """Start the server on a fresh log (:func:`fresh_log`), run every measurement, stop it; returns the figures
+    (``step``: told before each phase)."""
     from api.log import describe
 
+    step = step if step is not None else Steps(None, 0)
+    name = database if database == SQLITE else "postgresql"
     applicants = applicants or denied_applicants(pool_size + batch_size * batch_repeats)
     singles, batches = applicants[:pool_size], applicants[pool_size:]
     counter = iter(range(10**12))
@@ -339,18 +362,25 @@ def run_load_test(levels: tuple[int, ...] = (1, 8, 32), seconds: float = 30.0, w
     key = new_key()
     with tempfile.TemporaryDirectory() as tmp, fresh_log(database, Path(tmp)) as log:
         server = Server(free_port(), key, log, args=["--workers", str(workers), "--threads", str(threads), "--log-sync", log_sync])
+        step(f"{name}: starting the server")
         server.start()
         try:
             out: dict[str, Any] = {"server": {"workers": workers, "threads": threads, "log_sync": log_sync,
                                               "database": database if database == SQLITE else describe(database),
                                               "cpu_count": os.cpu_count()},
                                    "pool": {"distinct_applicants": len(singles), "kind": "denied by the model"}}
+            step(f"{name}: warm-up")
             run_level(server.port, key, stream, 2, 3.0)  # warm-up, not reported
-            out["levels"] = [run_level(server.port, key, stream, c, seconds).to_dict() for c in levels]
+            out["levels"] = []
+            for c in levels:
+                step(f"{name}: {c} client{'s' if c != 1 else ''} for {seconds:g} s")
+                out["levels"].append(run_level(server.port, key, stream, c, seconds).to_dict())
             out["reused_answers"] = "none: each applicant is sent once per pool pass" if sum(
                 lv["requests"] for lv in out["levels"]) <= len(singles) else "some: the pool was exhausted and restarted"
+            step(f"{name}: {batch_repeats} batches of {batch_size}")
             out["batch"] = run_batch(server.port, key, batches, batch_size, batch_repeats)
             if kill_test:
+                step(f"{name}: kill -9 under load")
                 out["kill_9"] = durability(server, stream, 8, min(seconds, 10.0))
         finally:
             server.kill(signal.SIGTERM)

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from benchmarks.common import correct_test_images
+from benchmarks.progress import Steps
 from recourse.vision.adapter import ImageAdapter
 from recourse.vision.explain import axai, gradient_attribution
 from recourse.vision.manipulation import (ATTACK_BETA, EXPLAINERS, ExplainerSettings, default_k, fragility_attack,
@@ -84,13 +85,18 @@ def run_manipulation_benchmark(n: int = 200, *, dataset: str = "mnist", bundle: 
                                ig_steps: int = 4, sg_samples: int = 4, threshold: float = 0.8,
                                defence_beta: float = DEFENCE_BETA, explainers: Sequence[str] = EXPLAINERS,
                                defences: bool = True, with_axai: bool = True, out: Path | None = None,
-                               device: str | None = None, seed: int = 0) -> dict[str, Any]:
+                               device: str | None = None, seed: int = 0, progress: Any = None) -> dict[str, Any]:
     """Run the benchmark; returns a JSON-able dict (see :func:`format_manipulation_table`).
 
     ``out``: folder for the figures (``manipulation_<explainer>.png``: original map, target map,
-    manipulated map for the first images at the largest ε); ``None`` writes none.
+    manipulated map for the first images at the largest ε); ``None`` writes none.  ``progress``:
+    told ``progress(done, total, stage)`` before each explainer and budget (:mod:`benchmarks.progress`;
+    None: silent).
     """
     t_start = time.perf_counter()
+    defended = [m for m in ("saliency", "gradxinput") if m in explainers] if defences else []
+    step = Steps(progress, 2 + (len(explainers) + len(defended)) * len(eps))
+    step("bundle and images")
     vb = load_bundle(bundle, device=device) if bundle else demo_vision_bundle(dataset, device=device)
     ad = vb.adapter(device)
     _, x, y = correct_test_images(vb, ad, n, seed)
@@ -110,6 +116,7 @@ def run_manipulation_benchmark(n: int = 200, *, dataset: str = "mnist", bundle: 
         "reported_maps": "captum on the real network (SmoothGrad 20 fresh draws, sigma 0.15; IG 32 Gauss-Legendre nodes)",
         "rows": [], "axai": [], "figures": [],
     }
+    step("random perturbations" + (" and AXAI maps" if with_axai else ""))
     random_x = {e: random_perturbation(ad, x, eps=e, norm=norm, seed=seed + 1) for e in eps}
     axai_ref = _axai_map(ad, x) if with_axai else None
     axai_target = _axai_map(ad, x_t)[0] if with_axai else None
@@ -132,6 +139,7 @@ def run_manipulation_benchmark(n: int = 200, *, dataset: str = "mnist", bundle: 
         if beta is not None:
             base["clean_pearson_with_relu_map"] = _mean(pearson(m0, to_map(gradient_attribution(ad, x, method, pred))))
         for e in eps:
+            step(f"{label}, eps {e:g}, {len(x)} images")
             t0 = time.perf_counter()
             tr = target_map_attack(ad, x, mt, method, eps=e, norm=norm, steps=steps, phases=phases, settings=settings,
                                    attack_beta=beta)
@@ -169,6 +177,7 @@ def run_manipulation_benchmark(n: int = 200, *, dataset: str = "mnist", bundle: 
                 result["figures"].append(str(out / name))
     result["summary"] = _summary(result)
     result["seconds"] = time.perf_counter() - t_start
+    step.finish()
     return result
 
 

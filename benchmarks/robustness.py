@@ -28,6 +28,7 @@ from recourse.bundle import build_dataset_bundle, demo_bundle
 from recourse.data import load_dataset
 from recourse.models import get_model_kind
 
+from .progress import Steps
 from .scfe import benchmark_points
 
 LEVELS = (None, 0.6, 0.7, 0.8)
@@ -36,9 +37,10 @@ ROBUST_LEVELS = (0.6,)
 """Confidence levels of the robust mode compared by default."""
 
 
-def refit_models(dataset: str, bundle: Any, refits: int, seed: int = 1) -> list[Any]:
+def refit_models(dataset: str, bundle: Any, refits: int, seed: int = 1, *, step: Steps | None = None) -> list[Any]:
     """``refits`` models of the bundle's kind and recipe (its options, and the choices it made on
-    validation rows, e.g. the MLP's weight decay), each fitted on a bootstrap resample of its training split."""
+    validation rows, e.g. the MLP's weight decay), each fitted on a bootstrap resample of its training split
+    (``step``: told before each refit)."""
     data = load_dataset(dataset)
     train, labels, _, _ = data.split()
     engine = bundle.engine()
@@ -47,6 +49,8 @@ def refit_models(dataset: str, bundle: Any, refits: int, seed: int = 1) -> list[
     rng = np.random.default_rng(seed)
     models = []
     for k in range(refits):
+        if step is not None:
+            step(f"refit {k + 1}/{refits}")
         rows = rng.integers(0, len(x), len(x))
         model = kind.train(x[rows], np.asarray(labels)[rows], seed + 1000 + k)
         models.append(model if kind.differentiable else _tree(model))
@@ -61,36 +65,47 @@ def _tree(estimator: Any) -> Any:
 
 def run_robustness_benchmark(dataset: str = "german", refits: int = 10, n: int = 100,
                              levels: Sequence[float | None] = LEVELS, seed: int = 1, family: int = 8,
-                             robust_levels: Sequence[float | None] = ROBUST_LEVELS) -> dict[str, Any]:
+                             robust_levels: Sequence[float | None] = ROBUST_LEVELS, progress: Any = None) -> dict[str, Any]:
     """Invalidation rates per mode and confidence level (see the module docstring); a JSON-ready dict.
 
-    ``family``: refits in the robust mode's committee (0: no robust mode)."""
+    ``family``: refits in the robust mode's committee (0: no robust mode).  ``progress``: told
+    ``progress(done, total, stage)`` before the bundle, each refit and each mode
+    (:mod:`benchmarks.progress`; None: silent)."""
     import tempfile
 
+    robust = robust_levels if family else ()
+    step = Steps(progress, 2 + refits + len(levels) + len(robust))
     tmp = tempfile.TemporaryDirectory(prefix="recourse-robust-") if family else None
     try:
+        step(f"bundle (family of {family})" if family else "bundle")
         built = time.perf_counter()
-        bundle = build_dataset_bundle(dataset, tmp.name, family=family) if tmp is not None else demo_bundle(dataset)
+        bundle = (build_dataset_bundle(dataset, tmp.name, family=family, progress=step.nested("bundle"))
+                  if tmp is not None else demo_bundle(dataset))
         build_seconds = time.perf_counter() - built
-        return _run(dataset, bundle, refits, n, levels, seed, robust_levels if family else (), build_seconds)
+        result = _run(dataset, bundle, refits, n, levels, seed, robust, build_seconds, step)
+        step.finish()
+        return result
     finally:
         if tmp is not None:
             tmp.cleanup()
 
 
 def _run(dataset: str, bundle: Any, refits: int, n: int, levels: Sequence[float | None], seed: int,
-         robust_levels: Sequence[float | None], build_seconds: float) -> dict[str, Any]:
+         robust_levels: Sequence[float | None], build_seconds: float, step: Steps | None = None) -> dict[str, Any]:
+    step = step if step is not None else Steps(None, 0)
     engine = bundle.engine()
+    step("points")
     rows, _, targets = benchmark_points(dataset, engine, n)
     target_values = [engine.classes[t] for t in targets]
     started = time.perf_counter()
-    models = refit_models(dataset, bundle, refits, seed)
+    models = refit_models(dataset, bundle, refits, seed, step=step)
     refit_seconds = time.perf_counter() - started
     out: dict[str, Any] = {"dataset": dataset, "model": bundle.metadata.get("model"), "n": len(rows),
                            "refits": refits, "refit_seconds": round(refit_seconds, 2),
                            "family": len(bundle.family), "bundle_seconds": round(build_seconds, 2), "levels": []}
     modes = [(False, level) for level in levels] + [(True, level) for level in robust_levels]
     for robust, level in modes:
+        step(f"{'robust' if robust else 'model'} mode, min probability {'none' if level is None else level}")
         t0 = time.perf_counter()
         answers = engine.with_config(min_probability=level, robust=robust).explain(rows, target=target_values)
         seconds = time.perf_counter() - t0

@@ -49,6 +49,7 @@ from recourse.results import to_jsonable
 from recourse.scfe import RecourseEngine
 
 from .common import sync as _sync
+from .progress import Steps
 
 BENCH_DATASETS = ("wine", "german", "adult")
 BENCH_DENSITIES = ("kde", "gmm", "knn", "none")
@@ -64,9 +65,11 @@ __all__ = ["run_scfe_benchmark", "format_table", "benchmark_points", "run_dice_r
 
 
 # ---------------------------------------------------------------------- set-up
-def _bundle(dataset: str, bundle_dir: str | Path | None, device: Any, seed: int, model: str = "mlp") -> Bundle:
+def _bundle(dataset: str, bundle_dir: str | Path | None, device: Any, seed: int, model: str = "mlp", *,
+            progress: Any = None) -> Bundle:
     """Reuse (or build) the bundle: ``bundle_dir`` if given, else the cached demo bundle (mlp, seed 0)
-    or ``$RECOURSE_HOME/bundles/<dataset>[-<model>][-seed<seed>]``."""
+    or ``$RECOURSE_HOME/bundles/<dataset>[-<model>][-seed<seed>]`` (``progress``: the stage callback
+    of a build, :data:`recourse.bundle.StageProgress`)."""
     if bundle_dir is None and seed == 0 and model == "mlp":
         return demo_bundle(dataset, device=device)
     name = dataset + ("" if model == "mlp" else f"-{model}") + ("" if seed == 0 else f"-seed{seed}")
@@ -78,7 +81,7 @@ def _bundle(dataset: str, bundle_dir: str | Path | None, device: Any, seed: int,
                 return loaded
         except BundleError:
             pass
-    build_dataset_bundle(dataset, path, model=model, seed=seed)
+    build_dataset_bundle(dataset, path, model=model, seed=seed, progress=progress)
     return load_bundle(path, device=device)
 
 
@@ -140,6 +143,7 @@ def run_scfe_benchmark(
     dice_methods: tuple[str, ...] = DICE_METHODS,
     alternatives: int | None = None,
     min_probability: float | None = None,
+    progress: Any = None,
 ) -> dict[str, Any]:
     """Run the protocol of ``dataset`` (see the module docstring) and return a JSON-ready dict.
 
@@ -162,7 +166,8 @@ def run_scfe_benchmark(
     no_recourse`` (list of ``{index, reason}``, ``index`` = position in the held-out split),
     ``device, torch_threads, bundle_hash, peers`` (and ``speedup_vs_dice_random`` when DiCE ran).
     ``seed`` seeds torch and DiCE's sampling; a seed other than 0 (without ``bundle_dir``) trains
-    its own bundle with that seed.
+    its own bundle with that seed.  ``progress``: told ``progress(done, total, stage)`` before each
+    phase (:mod:`benchmarks.progress`; None: silent).
     """
     if dataset not in BENCH_DATASETS:
         raise ValueError(f"unknown benchmark data set {dataset!r}; choose from {', '.join(BENCH_DATASETS)}")
@@ -177,17 +182,22 @@ def run_scfe_benchmark(
     if unknown:
         raise ValueError(f"unknown DiCE method {unknown[0]!r}; choose from {', '.join(DICE_METHODS)}")
     m = int(max_changes) if max_changes is not None else DEFAULT_M[dataset]
+    step = Steps(progress, 4 + (alternatives is not None) + (len(dice_methods) if peers else 0))
     torch.manual_seed(seed)
-    bundle = _bundle(dataset, bundle_dir, device, seed, model)
+    step("bundle")
+    bundle = _bundle(dataset, bundle_dir, device, seed, model, progress=step.nested("bundle"))
     engine = _engine(bundle, gradient, device, seed)
+    step("points")
     queries, positions, targets = benchmark_points(dataset, engine, n)
     target_values = [engine.classes[t] for t in targets]
     evaluator = Evaluator(engine.schema, engine.predict_proba, bundle.train_encoded, bundle.train_labels).prepare()
 
     # warm-up (not timed): kernels, the engine's LOF models, the density's caches
+    step("warm-up")
     if len(queries):
         engine.explain(queries.head(2), max_changes=m, density=density_name, target=target_values[:2],
                        min_probability=min_probability)
+    step(f"S-CFE on {len(queries)} points")
     _sync(engine.device)
     started = time.perf_counter()
     answers = engine.explain(queries, max_changes=m, density=density_name, target=target_values,
@@ -216,6 +226,7 @@ def run_scfe_benchmark(
     result["no_recourse"] = [{"index": int(positions[i]), "reason": answers[i].message}
                              for i in np.flatnonzero(~found)]
     if alternatives is not None:
+        step(f"alternatives (K={int(alternatives)})")
         result["alternatives"] = _alternatives_summary(engine, queries, target_values, m, density_name, int(alternatives))
     result["device"] = str(engine.device)
     result["torch_threads"] = torch.get_num_threads()
@@ -225,11 +236,13 @@ def run_scfe_benchmark(
         train, y_train, _, _ = load_dataset(dataset).split()
         labels = np.array([engine.classes.index(v) if v in engine.classes else int(v) for v in y_train])
         for method in dice_methods:
+            step(f"DiCE {method}")
             dice = run_dice(engine, engine.validate(train), labels, queries, targets, m, evaluator, seed=seed,
                             method=method)
             result["peers"][f"dice_{method}"] = dice
             if isinstance(dice, dict) and dice.get("per_second"):
                 result[f"speedup_vs_dice_{method}"] = result["per_second"] / dice["per_second"]
+    step.finish()
     return to_jsonable(result)
 
 

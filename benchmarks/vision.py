@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import correct_test_images
+from benchmarks.progress import Steps
 from recourse.vision.attacks import fbs_attack, gse_attack, pgd_attack
 from recourse.vision.counterfactual import knn_gravity, lof_scores, scfe_images_cheapest, top_other_classes
 from recourse.vision.metrics import (NUS, adversarial_saliency_map, attack_summary, brightening_share, interpretability_score,
@@ -41,8 +42,13 @@ def _attack_specs(search_steps: int, max_iter: int) -> list[tuple[str, Any, dict
 
 def run_vision_benchmark(n: int = 1000, *, dataset: str = "mnist", bundle: str | None = None, n_explain: int = 50,
                          lime_samples: int = 1000, search_steps: int = 6, max_iter: int = 200, scfe: bool = True,
-                         peers: bool = True, device: str | None = None, seed: int = 0) -> dict[str, Any]:
-    """Run the benchmark; returns a JSON-able dict (see :func:`format_vision_table`)."""
+                         peers: bool = True, device: str | None = None, seed: int = 0,
+                         progress: Any = None) -> dict[str, Any]:
+    """Run the benchmark; returns a JSON-able dict (see :func:`format_vision_table`).  ``progress``:
+    told ``progress(done, total, stage)`` before each method (:mod:`benchmarks.progress`; None: silent)."""
+    specs = _attack_specs(search_steps, max_iter)
+    step = Steps(progress, 1 + 2 * len(specs) + scfe + peers)
+    step("bundle and images")
     vb = load_bundle(bundle, device=device) if bundle else demo_vision_bundle(dataset, device=device)
     ad = vb.adapter(device)
     split, x, y = correct_test_images(vb, ad, n, seed)
@@ -56,8 +62,9 @@ def run_vision_benchmark(n: int = 1000, *, dataset: str = "mnist", bundle: str |
         "targets": "one random class ≠ label per image (seeded)", "brightening_share": {},
         "gradient_split": useful_gradient_split(ad.model, x, y, targets),
     }
-    for name, fn, kw in _attack_specs(search_steps, max_iter):
+    for name, fn, kw in specs:
         for targeted in (False, True):
+            step(f"{name} {'targeted' if targeted else 'untargeted'} on {len(y)} images")
             res = fn(ad, x, y, targets=targets if targeted else None, **kw)
             row = {"method": name, "targeted": targeted, **attack_summary(res.delta, res.success, res.seconds),
                    "params": res.params}
@@ -68,11 +75,14 @@ def run_vision_benchmark(n: int = 1000, *, dataset: str = "mnist", bundle: str |
                 out["brightening_share"][name] = float(brightening_share(res.delta[s]).mean()) if bool(s.any()) else math.nan
             out["attacks"].append(row)
     if scfe:
+        step(f"S-CFE on {len(y)} images")
         out["scfe"] = _scfe_row(ad, split, x, y)
         out["scfe_seed"] = SEED_SCFE_MNIST
     if peers:
+        step("AXAI vs Lime and KernelShap")
         out["explainers"] = _explainer_timing(ad, x[:n_explain], lime_samples)
     out["acceptance"] = _acceptance(out)
+    step.finish()
     return out
 
 

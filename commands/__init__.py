@@ -3,7 +3,8 @@ the library calls themselves.  Only the CLI imports this package; it may name fl
 
 * :mod:`.flags` — library parameter names → flags (:func:`~commands.flags.cli_message`);
 * :mod:`.train`, :mod:`.audit`, :mod:`.serve`, :mod:`.log`, :mod:`.vision` — the commands of those names
-  (``vision``: ``attack`` and ``explain-image``).
+  (``vision``: ``attack`` and ``explain-image``); :mod:`.explain` — ``explain`` on a large batch (in chunks);
+* :mod:`.progress` — the progress bars of the commands (stderr, a terminal only unless ``RECOURSE_PROGRESS=1``).
 """
 from __future__ import annotations
 

@@ -69,6 +69,8 @@ def run_audit_command(population: Path | None, dataset: str | None, bundle: Path
     from recourse.audit import AuditConfig, run_audit
     from recourse.bundle import demo_bundle, load_bundle
 
+    from .progress import progress_enabled
+
     if (population is None) == (dataset is None):
         raise CommandError("give a population file or --dataset NAME (not both)")
     loaded = load_bundle(bundle) if bundle is not None else demo_bundle(dataset if dataset is not None else "german")
@@ -77,4 +79,4 @@ def run_audit_command(population: Path | None, dataset: str | None, bundle: Path
                                protected=parse_list(protected, "--protected") if protected else None,
                                bins=parse_bins(bins), density=density, **config)
     return run_audit(source, out, loaded, audit_config, engine_kind=engine, scheduler=scheduler,
-                     progress=progress, fresh=fresh)
+                     progress=progress_enabled(progress), fresh=fresh)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from . import CommandError
+from .progress import progress_bar
 
 if TYPE_CHECKING:
     from recourse.bundle import Bundle, StageProgress
@@ -50,19 +51,10 @@ class TableOptions:
 
 @contextmanager
 def stage_bar(enabled: bool) -> Iterator["StageProgress | None"]:
-    """A tqdm bar on stderr fed by :func:`recourse.bundle.build_bundle`'s stage callback."""
-    if not enabled:
-        yield None
-        return
-    from tqdm import tqdm
-
-    with tqdm(total=1, desc="train", unit="stage", dynamic_ncols=True, leave=False) as bar:
-        def update(done: int, total: int, stage: str) -> None:
-            bar.total, bar.n = total, done
-            bar.set_description(f"train: {stage}")
-            bar.refresh()
-
-        yield update
+    """The progress bar (:func:`commands.progress.progress_bar`, on stderr when it is a terminal)
+    fed by :func:`recourse.bundle.build_bundle`'s stage callback."""
+    with progress_bar(enabled, "train") as bar:
+        yield bar
 
 
 def _build(dataset: str | None, data: Path | None, schema: Path | None, target: str | None, out: Path | None,

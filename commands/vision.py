@@ -13,7 +13,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -26,11 +26,18 @@ from recourse.vision.models import VisionBundle, demo_vision_bundle, load_bundle
 
 from . import CommandError
 
+if TYPE_CHECKING:
+    from recourse.bundle import StageProgress
+    from recourse.vision.attacks import AttackResult
+
 FBS_P = (0.0, 0.5, 2.0 / 3.0, 1.0)
 DEFAULT_P = 0.5
 """FBS's default exponent; GSE's penalty is always ℓ½."""
 OWN_OUTPUT = re.compile(r"metrics\.json|(\d{3,}|class\d+)_[a-z0-9_]+\.(png|npy)")
 """Names of the files the two commands write into ``--out``."""
+ATTACK_BATCH = 64
+"""Images per call of an attack (gse, fbs, pgd, fw): more images are attacked in batches of this
+many, so that a progress bar can count them (each image's attack is independent of the others)."""
 
 
 def check_device(device: str | torch.device | None) -> torch.device:
@@ -178,16 +185,18 @@ def _check_class(name: str, value: int | None) -> None:
 def run_attack(method: str, *, vb: VisionBundle, image: Path | None, index: int, n: int, target: int | None,
                p: float | None, norm: str | None, lam: float | None, out: Path, device: str | None,
                explainer: str | None = None, target_map: Path | None = None, target_image: int | None = None,
-               eps: float | None = None) -> dict[str, Any]:
+               eps: float | None = None, progress: "StageProgress | None" = None) -> dict[str, Any]:
     """Attack the images, write the figures and ``metrics.json`` into ``out``; returns the report.
 
     ``p`` (FBS only; default 0.5) and ``lam`` (GSE and FBS only) given to another method are
     ignored with a note in the report's ``notes``.  ``manipulate`` attacks an explanation
     instead (:func:`run_manipulate`); ``norm`` defaults to l2 for pgd, linf for manipulate.
+    More than :data:`ATTACK_BATCH` images are attacked in batches of that many.  ``progress``:
+    told ``progress(done, total, stage)`` over the images of each phase (attack, AXAI, figures).
     """
     if method == "manipulate":
         return run_manipulate(vb=vb, image=image, index=index, n=n, explainer=explainer, target_map=target_map,
-                              target_image=target_image, eps=eps, norm=norm, out=out, device=device)
+                              target_image=target_image, eps=eps, norm=norm, out=out, device=device, progress=progress)
     norm = norm or "l2"
     unused = [flag for flag, v in (("--explainer", explainer), ("--target-map", target_map), ("--target-image", target_image),
                                    ("--eps", eps)) if v is not None]
@@ -213,22 +222,25 @@ def run_attack(method: str, *, vb: VisionBundle, image: Path | None, index: int,
     pred = ad.predict(x)
     labels = pred if labels is None else labels.to(ad.device)
     targets = None if target is None else torch.full_like(pred, target)
-    kw: dict[str, Any] = {"targets": targets}
+    kw: dict[str, Any] = {}
     if lam is not None and method in ("gse", "fbs"):
         kw["lam"] = lam
-    if method == "gse":
-        res = gse_attack(ad, x, labels, **kw)
-    elif method == "fbs":
-        res = fbs_attack(ad, x, labels, p=DEFAULT_P if p is None else p, search_steps=4, **kw)
+    if method == "fbs":
+        kw.update(p=DEFAULT_P if p is None else p, search_steps=4)
     elif method == "pgd":
-        res = pgd_attack(ad, x, labels, norm=norm, **kw)
-    else:
-        res = fw_attack(ad, x, labels, **kw)
+        kw["norm"] = norm
+    attack = {"gse": gse_attack, "fbs": fbs_attack, "pgd": pgd_attack, "fw": fw_attack}[method]
+    tell = progress or (lambda done, total, stage: None)
+    res = attack_in_batches(lambda xs, ys, ts: attack(ad, xs, ys, targets=ts, **kw), x, labels, targets,
+                            progress=lambda done, total: tell(done, total, f"{method} attack"))
+    tell(0, len(x), "AXAI segments")
     ax = axai(ad, x)
     lo, hi = vb.value_range
     figures = []
     for i in range(len(x)):
+        tell(i, len(x), "figures")
         figures += save_attack_figures(out, x[i], res.x_adv[i], lo, hi, ax.segments[i], ax.mask[i], prefix=f"{i:03d}_")
+    tell(len(x), len(x), "done")
     summary = attack_summary(res.delta, res.success, res.seconds, default_patch(x.shape[-2:]))
     new_pred = ad.predict(res.x_adv)
     images = [{**where, "label": int(labels[i]), "prediction": int(pred[i]), "adversarial_prediction": int(new_pred[i]),
@@ -237,6 +249,30 @@ def run_attack(method: str, *, vb: VisionBundle, image: Path | None, index: int,
               "n_images": len(x), "images": images, "notes": notes, "out": str(out), "figures": figures}
     (out / "metrics.json").write_text(json.dumps(report, indent=2, default=float))
     return report
+
+
+def attack_in_batches(attack: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], "AttackResult"],
+                      x: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None, *,
+                      progress: Callable[[int, int], None] | None = None,
+                      batch: int = ATTACK_BATCH) -> "AttackResult":
+    """``attack(x, labels, targets)`` on at most ``batch`` images at a time, the results joined in
+    order (wall time summed); ``progress(done, total)`` is told before each batch and at the end."""
+    from recourse.vision.attacks import AttackResult
+
+    parts = []
+    for start in range(0, len(x), batch):
+        if progress is not None:
+            progress(start, len(x))
+        part = slice(start, start + batch)
+        parts.append(attack(x[part], labels[part], None if targets is None else targets[part]))
+    if progress is not None:
+        progress(len(x), len(x))
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    return AttackResult(torch.cat([r.x for r in parts]), torch.cat([r.x_adv for r in parts]),
+                        torch.cat([r.success for r in parts]), torch.cat([r.aims for r in parts]), first.targeted,
+                        sum(r.seconds for r in parts), first.method, first.params)
 
 
 def run_explain(method: str, *, vb: VisionBundle, image: Path | None, index: int, n: int, target: int | None,
@@ -341,10 +377,13 @@ def _target_map_file(path: Path, hw: tuple[int, int]) -> torch.Tensor:
 
 def run_manipulate(*, vb: VisionBundle, image: Path | None, index: int, n: int, explainer: str | None,
                    target_map: Path | None, target_image: int | None, eps: float | None, norm: str | None,
-                   out: Path, device: str | None) -> dict[str, Any]:
+                   out: Path, device: str | None, progress: "StageProgress | None" = None) -> dict[str, Any]:
     """``attack --method manipulate``: drive the explanation to a target map (``target_map`` file or
     the map of test image ``target_image``) or, with neither, away from itself (top-k fragility
-    attack), keeping the predicted class; writes images, maps (.npy + PNG) and ``metrics.json``."""
+    attack), keeping the predicted class; writes images, maps (.npy + PNG) and ``metrics.json``.
+
+    The images are attacked in one call (SmoothGrad's noise is drawn for the whole batch);
+    ``progress(done, total, stage)`` is told before the attack, the maps and each image's files."""
     from recourse.vision.explain import gradient_attribution
     from recourse.vision.figures import save_image_png, save_map_png
     from recourse.vision.manipulation import EXPLAINERS, default_k, fragility_attack, target_map_attack
@@ -385,10 +424,13 @@ def run_manipulate(*, vb: VisionBundle, image: Path | None, index: int, n: int, 
         torch.manual_seed(0)
         return to_map(gradient_attribution(ad, imgs, explainer, pred))
 
+    tell = progress or (lambda done, total, stage: None)
+    tell(0, len(x), f"manipulate-{explainer} attack")
     if mt is None:
         res = fragility_attack(ad, x, explainer, eps=eps, norm=norm)
     else:
         res = target_map_attack(ad, x, mt, explainer, eps=eps, norm=norm)
+    tell(0, len(x), "maps")
     m0, m1 = report_map(x), report_map(res.x_adv)
     k = default_k(hw)
     frag = fragility(m0, m1, k)
@@ -398,6 +440,7 @@ def run_manipulate(*, vb: VisionBundle, image: Path | None, index: int, n: int, 
     figures: list[str] = []
     images = []
     for i, where in enumerate(_image_entries(image, index, len(x))):
+        tell(i, len(x), "files")
         files = {"original.png": save_image_png(out / f"{i:03d}_original.png", x[i], lo, hi),
                  "manipulated.png": save_image_png(out / f"{i:03d}_manipulated.png", res.x_adv[i], lo, hi),
                  "original_map.png": save_map_png(out / f"{i:03d}_original_map.png", m0[i]),
@@ -419,6 +462,7 @@ def run_manipulate(*, vb: VisionBundle, image: Path | None, index: int, n: int, 
             entry.update({f"to_target_{key}": float(v[i]) for key, v in sim_t.items()})
             entry.update({f"to_target_{key}_before": float(v[i]) for key, v in sim_t0.items()})
         images.append(entry)
+    tell(len(x), len(x), "done")
     mode = "fragility (top-k)" if mt is None else ("target map from --target-map" if target_map is not None else
                                                   f"target map of test image {target_image}")
     summary = {key: float(v.mean()) for key, v in frag.items()}

@@ -63,6 +63,9 @@ DEFAULT_MIN_PROBABILITY: float | None = 0.6
 on the decision boundary.  Measured with ``recourse bench scfe`` and ``bench robustness`` (README):
 0.6 costs +10 % (German) / +4 % (Wine) over the bare decision; higher levels cost more and, on
 their own, barely protect against a retrained model."""
+RECIPE_VERSION = 2
+"""Version of the model kinds' training recipes (2: the MLP's weight decay chosen on validation
+rows); demo bundles built by another version are built again."""
 
 
 def recourse_home() -> Path:
@@ -221,7 +224,7 @@ def build_bundle(
         "densities": list(densities),
         "defaults": {"max_changes": max_changes, "density": default_density if default_density in densities else (list(densities) or [None])[0],
                      "min_probability": min_probability},
-        "training": {"rows": len(train), "seconds": round(seconds, 3), "seed": seed,
+        "training": {"rows": len(train), "seconds": round(seconds, 3), "seed": seed, "recipe_version": RECIPE_VERSION,
                      "accuracy": _accuracy(verifier or clf, x, y_idx)},
         **({"recipe": dict(kind.options)} if kind is not None and kind.options else {}),
     }
@@ -642,13 +645,15 @@ def load_bundle(path: str | Path, device: str | torch.device | None = None) -> B
 
 def demo_bundle(name: str = "german", device: str | torch.device | None = None) -> Bundle:
     """The demo bundle for a bundled data set, built on first use under :func:`recourse_home` (and
-    built again when the data set's schema file has changed its rules since)."""
+    built again when the data set's schema file has changed its rules since, or the training
+    recipes have changed: :data:`RECIPE_VERSION`)."""
     device = parse_device(device)  # a bad device is the caller's error, not a reason to rebuild
     path = recourse_home() / "bundles" / name
     if (path / "metadata.json").is_file():
         try:
             bundle = load_bundle(path, device=device)
-            current = bundle.metadata.get("defaults", {}).get("min_probability") == DEFAULT_MIN_PROBABILITY
+            current = (bundle.metadata.get("defaults", {}).get("min_probability") == DEFAULT_MIN_PROBABILITY
+                       and bundle.metadata.get("training", {}).get("recipe_version") == RECIPE_VERSION)
             if current and _same_rules(bundle.schema, dataset_schema(name)):
                 return bundle
         except BundleError:

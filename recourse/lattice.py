@@ -57,6 +57,8 @@ LIMIT = 200_000
 """Default most combinations checked per applicant."""
 CHUNK = 8192
 """Combinations checked per model call."""
+ROW_SECONDS = 2.0
+"""Default time budget of the exact search per applicant (seconds; the call's deadline may be sooner)."""
 NUDGE = 1e-6
 """A free continuous candidate lies this far (scaled units) beyond a cut: clear of float32 rounding."""
 
@@ -259,10 +261,11 @@ class TreeLattice:
     def search(self, gate: Any, codes: np.ndarray, targets: np.ndarray, max_changes: int,
                weights: np.ndarray | None = None, actions: ActionSet | None = None,
                pinned: np.ndarray | None = None, limit: int = LIMIT,
-               deadline: float | None = None) -> LatticeResult:
+               deadline: float | None = None, row_seconds: float = ROW_SECONDS) -> LatticeResult:
         """The cheapest admissible counterfactual per row of ``codes`` (N, F) that ``gate`` (a
         :class:`recourse.verify.Verification` at the call's confidence) accepts, by the exact
-        search of the module docstring; ``pinned`` (N, F): features each row must keep."""
+        search of the module docstring; ``pinned`` (N, F): features each row must keep; each row
+        may take ``row_seconds`` at most (then it is not exhaustive and says so)."""
         actions = self.actions if actions is None else actions
         n = len(codes)
         found = np.zeros(n, dtype=bool)
@@ -274,9 +277,12 @@ class TreeLattice:
             reason = "the model's preprocessing mixes features, so no exact search applies"
             return LatticeResult(found, out, exhaustive, combos, [reason] * n)
         for i in range(n):  # one applicant at a time: a fallback for the rows the sparse search missed
-            if deadline is not None and time.perf_counter() > deadline:
+            now = time.perf_counter()
+            if deadline is not None and now > deadline:
                 reasons[i] = "the time limit stopped the exact search"
                 continue
+            budget = now + row_seconds
+            row_deadline = budget if deadline is None else min(deadline, budget)
             row_pinned = None if pinned is None else pinned[i]
             cands, reason = self.candidates(codes[i], actions, weights, row_pinned)
             counts = [len(c.values) for c in cands]
@@ -291,9 +297,11 @@ class TreeLattice:
                 reason = reason or (f"the exact search would check {total:,} combinations, more than its limit of "
                                     f"{limit:,}" + (f"; it checked every change of at most {reach} features"
                                                     if reach else ""))
-            hit, stopped = self._check(gate, codes[i], int(targets[i]), cands, reach, max_changes, actions, deadline)
+            hit, stopped = self._check(gate, codes[i], int(targets[i]), cands, reach, max_changes, actions,
+                                       row_deadline)
             if stopped:
-                reason = reason or "the time limit stopped the exact search"
+                reason = reason or ("the time limit stopped the exact search" if row_deadline != budget else
+                                    f"the exact search ran out of its time ({row_seconds:g} s per applicant)")
             if hit is not None:
                 found[i] = True
                 out[i] = hit

@@ -501,7 +501,10 @@ def train_mlp(
     else:
         yt = torch.as_tensor(y_idx, dtype=torch.long, device=device)
         loss_fn = nn.CrossEntropyLoss()
-    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+    weights = [p for name, p in net.named_parameters() if name.endswith("weight")]
+    biases = [p for name, p in net.named_parameters() if not name.endswith("weight")]
+    opt = torch.optim.Adam([{"params": weights, "weight_decay": weight_decay}, {"params": biases, "weight_decay": 0.0}],
+                           lr=lr)
     net.train()
     with _cpu_threads(1, active=xt.device.type == "cpu"):
         for _ in range(epochs):
@@ -578,6 +581,8 @@ class ModelKind:
             return self
         import inspect
 
+        if self.options:  # bind onto the registered trainer: the options so far, then these
+            return get_model_kind(self.name).configured(**{**dict(self.options), **options})
         accepted = set(inspect.signature(self.train).parameters) - {"x", "y", "seed"}
         unknown = sorted(set(options) - accepted)
         if unknown:
@@ -638,11 +643,48 @@ def get_model_kind(name: str) -> ModelKind:
         raise UnknownModelKindError(name) from None
 
 
-@register_model_kind("mlp", differentiable=True, about="d→20→20→1 ReLU network (torch, Adam); hidden sizes can be set")
-def _train_mlp_kind(x: np.ndarray, y: np.ndarray, seed: int = 0, hidden: Sequence[int] = (20, 20)) -> TorchClassifier:
+WEIGHT_DECAYS = (1e-4, 1e-3, 3e-3, 1e-2, 2e-2, 3e-2)
+"""The MLP recipe's weight decays, one chosen on validation rows (:func:`choose_weight_decay`)."""
+
+
+def choose_weight_decay(x: np.ndarray, y: np.ndarray, hidden: Sequence[int], seed: int = 0,
+                        decays: Sequence[float] = WEIGHT_DECAYS) -> float:
+    r"""The weight decay of :data:`WEIGHT_DECAYS` whose network, fitted on a seeded, stratified 80 %
+    of the rows, has the lowest log-loss on the other 20 % (ties: the stronger decay).  Under 100
+    rows (or a class with fewer than 5) there is nothing to validate on: 1e-3."""
+    y = np.asarray(y)
+    classes, counts = np.unique(y, return_counts=True)
+    if len(y) < 100 or counts.min() < 5:
+        return 1e-3
+    rng = np.random.default_rng(seed)
+    held = np.concatenate([rng.permutation(np.flatnonzero(y == c))[: max(1, len(np.flatnonzero(y == c)) // 5)]
+                           for c in classes])
+    train = np.setdiff1d(np.arange(len(y)), held)
+    index = np.searchsorted(classes, y[held])
+    losses = []
+    for decay in decays:
+        model = train_mlp(x[train], y[train], hidden=tuple(hidden), weight_decay=decay, seed=seed)
+        with torch.no_grad():
+            proba = model.predict_proba(torch.as_tensor(x[held], dtype=torch.float32)).double().cpu().numpy()
+        losses.append(float(-np.log(np.clip(proba[np.arange(len(held)), index], 1e-12, 1.0)).mean()))
+    best = min(losses)
+    return max(d for d, loss in zip(decays, losses) if loss <= best + 1e-9)
+
+
+@register_model_kind("mlp", differentiable=True,
+                     about="d→20→20→1 ReLU network (torch, Adam), weight decay chosen on validation rows; "
+                           "hidden sizes can be set")
+def _train_mlp_kind(x: np.ndarray, y: np.ndarray, seed: int = 0, hidden: Sequence[int] = (20, 20),
+                    weight_decay: float | None = None) -> TorchClassifier:
     if isinstance(hidden, (str, bytes)) or not hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
         raise BundleError(f"model_options: hidden must be one or more whole numbers ≥ 1, got {hidden!r}")
-    return train_mlp(x, y, hidden=tuple(hidden), seed=seed)
+    if weight_decay is not None and (isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float))
+                                     or not 0 <= weight_decay < 1):
+        raise BundleError(f"model_options: weight_decay must be a number in [0, 1), got {weight_decay!r}")
+    decay = choose_weight_decay(x, y, hidden, seed) if weight_decay is None else float(weight_decay)
+    model = train_mlp(x, y, hidden=tuple(hidden), weight_decay=decay, seed=seed)
+    model.recipe = {"weight_decay": decay}
+    return model
 
 
 @register_model_kind("logistic", differentiable=True, about="L2 logistic regression (scikit-learn, lbfgs)")

@@ -100,9 +100,9 @@ def test_robust_answers_hold_for_every_member(family_bundle):
     for member in [engine.classifier, *engine.family]:
         p = member.predict_proba(x)[:, 1].numpy()
         assert (p >= 0.7 - 1e-6).all(), p
-    # the plain answers do not have to satisfy the refits; the robust ones cost at least as much
-    by_row = {i: r for i, r in enumerate(robust) if r.found}
-    assert all(by_row[i].metrics["cost"] >= plain[i].metrics["cost"] - 1e-9 for i in by_row if plain[i].found)
+    # every robust answer is an answer the model itself gives at 0.7, so the plain search has one too
+    # (it may be cheaper: no refit has to agree with it)
+    assert all(plain[i].found for i, r in enumerate(robust) if r.found)
 
 
 def test_the_robust_option_is_checked_once(tiny_engine, family_bundle):
