@@ -70,6 +70,7 @@ def test_combinations_are_counted_exactly():
         assert count_combinations(counts, m) == expected
 
 
+@pytest.mark.slow
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_exact_search_finds_every_answer_brute_force_finds(tree_engine, data):
@@ -98,6 +99,7 @@ def test_exact_search_finds_every_answer_brute_force_finds(tree_engine, data):
     assert actions.admissible(codes, result.codes, m)[result.found].all()
 
 
+@pytest.mark.slow
 def test_engine_finds_every_answer_and_certifies_every_none(tree_engine):
     """Through ``explain`` (sparse search first, the exact search for what it misses): every row
     brute force can move gets an answer; every other row is told, with proof, that none exists."""
