@@ -391,6 +391,28 @@ def bench_exact(
     typer.echo(json.dumps(result, indent=2) if as_json else format_exact_table(result))
 
 
+class PipelineEstimator(str, Enum):
+    logistic = "logistic"
+    hgb = "hgb"
+
+
+@bench_app.command("pipeline")
+def bench_pipeline(
+    estimator: PipelineEstimator = typer.Option(PipelineEstimator.logistic, help="The pipeline's estimator after its ColumnTransformer."),
+    n: int = typer.Option(50, min=1, help="Number of denied held-out applicants."),
+    peers: bool = typer.Option(True, help="Also run DiCE random on the same fitted pipeline when dice-ml is installed."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    progress: bool = typer.Option(True, help="Show a progress bar (on stderr, when it is a terminal; RECOURSE_PROGRESS=1 shows it anyway)."),
+) -> None:
+    """Your model as it is: a scikit-learn pipeline on raw German-credit records, against DiCE on the same pipeline."""
+    from benchmarks.pipelines import format_pipeline_table, run_pipeline_benchmark
+    from commands.progress import progress_bar
+
+    with progress_bar(progress, "bench pipeline") as bar:
+        result = run_pipeline_benchmark(estimator.value, n=n, peers=peers, progress=bar)
+    typer.echo(json.dumps(result, indent=2) if as_json else format_pipeline_table(result))
+
+
 log_app = typer.Typer(add_completion=False, rich_markup_mode=None, no_args_is_help=True,
                       help="The service's explanation log: purge old answers, erase one answer (both recorded).")
 app.add_typer(log_app, name="log")

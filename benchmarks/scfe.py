@@ -281,12 +281,17 @@ class DiceModel:
     encodes it with the engine's encoder and calls the engine's torch model.
     """
 
-    def __init__(self, engine: RecourseEngine):
+    def __init__(self, engine: RecourseEngine, proba: Any = None):
         self.engine = engine
+        self.proba = proba
+        """Optional ``proba(raw frame) -> (N, C)`` in the engine's class order: the user's own model
+        (e.g. a raw scikit-learn pipeline) instead of the engine's."""
         self.classes_ = np.arange(len(engine.classes))
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         raw = from_dice(self.engine.schema, pd.DataFrame(frame, columns=self.engine.schema.names))
+        if self.proba is not None:
+            return np.asarray(self.proba(raw), dtype=float)
         return self.engine.predict_proba(self.engine.encoder.encode(raw))
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
@@ -335,12 +340,14 @@ def run_dice_random(engine: RecourseEngine, train: pd.DataFrame, train_labels: n
 
 def run_dice(engine: RecourseEngine, train: pd.DataFrame, train_labels: np.ndarray, queries: pd.DataFrame,
              targets: np.ndarray, max_changes: int, evaluator: Evaluator, seed: int = 0,
-             method: str = "random") -> dict[str, Any] | str:
+             method: str = "random", proba: Any = None, keep: list | None = None) -> dict[str, Any] | str:
     """DiCE ``method`` ("random" or "genetic") on the same model and points; metrics as for S-CFE
     (or why it could not run).  The model is the engine's real model (``engine.predict_proba``,
     i.e. the verifier for tree ensembles).
 
-    ``train``: the raw training rows (DiCE's data description); ``train_labels``: their class indices.
+    ``train``: the raw training rows (DiCE's data description); ``train_labels``: their class indices;
+    ``proba``: DiCE queries this function of raw frames instead (see :class:`DiceModel`); ``keep``:
+    a list that receives DiCE's counterfactual rows (a DataFrame of the rows it answered).
     """
     if method not in DICE_METHODS:
         raise ValueError(f"unknown DiCE method {method!r}; choose from {', '.join(DICE_METHODS)}")
@@ -354,12 +361,12 @@ def run_dice(engine: RecourseEngine, train: pd.DataFrame, train_labels: np.ndarr
     train[outcome] = np.asarray(train_labels).astype(int)
     continuous = [f.name for f in schema.features if f.is_numeric]
     data = dice_ml.Data(dataframe=train, continuous_features=continuous, outcome_name=outcome)
-    model = dice_ml.Model(model=DiceModel(engine), backend="sklearn")
+    model = dice_ml.Model(model=DiceModel(engine, proba), backend="sklearn")
     explainer = dice_ml.Dice(data, model, method=method)
-    to_vary = [f.name for f in schema.features if not f.immutable]
+    to_vary = [f.name for f in schema.features if not f.immutable and f.actionable]  # the schema's actionable features
     permitted = {}
     for f in schema.features:
-        if f.immutable:
+        if f.name not in to_vary:
             continue
         if f.is_numeric:
             permitted[f.name] = [float(f.range[0]), float(f.range[1])]
@@ -401,6 +408,8 @@ def run_dice(engine: RecourseEngine, train: pd.DataFrame, train_labels: np.ndarr
         else:
             rows.append({})
     cfs = pd.DataFrame(rows, columns=schema.names).astype(object)
+    if keep is not None:
+        keep.append(cfs[found].reset_index(drop=True))
     summary = evaluator.summarise(queries, cfs, targets, max_changes, found=found, seconds=seconds)
     summary["method"] = (f"dice_ml {method}, total_CFs=1, "
                          + ("sample_size=1000, " if method == "random" else "")

@@ -177,3 +177,15 @@ def test_robustness_benchmark_reports_invalidation_per_confidence_level():
         level = entry["min_probability"] or 0.5
         assert entry["probability_quantiles"]["q0"] >= level - 1e-6  # every answer at the level asked for
     assert "invalidated (mean / worst)" in format_robustness_table(result)
+
+
+def test_bench_pipeline_rechecks_every_answer_with_the_users_pipeline():
+    """The raw-pipeline benchmark: answers re-checked by the pipeline itself, no rule broken."""
+    from benchmarks.pipelines import format_pipeline_table, run_pipeline_benchmark
+
+    result = run_pipeline_benchmark("logistic", n=6, peers=False)
+    ours = result["recourse"]
+    assert result["n"] == 6 and ours["violations"] == 0
+    assert ours["pipeline_approves"]["approved"] == ours["pipeline_approves"]["checked"] == ours["found"] > 0
+    assert result["bundle_model"].startswith("raw pipeline: ColumnTransformer")
+    assert "approved by the pipeline" in format_pipeline_table(result)
