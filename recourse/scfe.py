@@ -155,7 +155,8 @@ class RecourseEngine:
             actions = resolved.actions  # the request's personal limits (None: the schema's rules alone)
             search = self.search_for(config)
             solution = search.solve(x[need], codes[need], targets[need], config, deadline, actions=actions)
-            if config.linear_exact and not config.robust and actions is None and config.cost_weights is None:
+            if (config.linear_exact and not config.robust and actions is None and config.cost_weights is None
+                    and self.is_linear(targets[need])):
                 threshold = config.margin_threshold(len(self.classes))
                 polished = linear_polish(self, search.verification.confident(threshold), codes[need], targets[need],
                                          solution, config.max_changes, threshold, guard=config.density is not None)
@@ -164,14 +165,27 @@ class RecourseEngine:
             if resolved.alternatives is not None:
                 alts = find_alternatives(search, x[need], codes[need], targets[need], solution, config, deadline,
                                          resolved.alternatives, actions)
-            certify = None if config.robust or actions is not None else self._milp_certificate(codes[need],
-                                                                                                 targets[need], config)
+            linear = not config.robust and actions is None and self.is_linear(targets[need])
+            certify = self._milp_certificate(codes[need], targets[need], config) if linear else None
             failures = explain_failures(search, x[need], codes[need], targets[need], solution, config, deadline,
                                         actions, certify)
             results = self.assembler.assemble(batch, solution, config, failures, alts)
             for result, reasons in zip(results, principal_reasons(self, results)):
                 result.reasons = reasons
             return results
+
+    def is_linear(self, targets: np.ndarray) -> bool:
+        """Whether the deciding model's margin of every target class in ``targets`` is affine in the
+        scaled encoding (a binary logistic model: the exact MILP applies), probed once per class."""
+        from .milp import linear_margin
+
+        cache = self.__dict__.setdefault("_linear", {})
+        for target in np.unique(np.asarray(targets)).tolist():
+            if target not in cache:
+                cache[target] = linear_margin(self, int(target)) is not None
+            if not cache[target]:
+                return False
+        return True
 
     def _milp_certificate(self, codes: np.ndarray, targets: np.ndarray, config: SCFEConfig):
         """For a linear binary model and the schema's own rules, ``certify(rows, m)``: whether the

@@ -6,7 +6,10 @@ Per round, one APG run over every (row, weight) pair of a ladder (round 1: weigh
 for rows still without an answer).  Every candidate is decoded and verified
 (:class:`~recourse.verify.Verification`), completed by discrete repair when the model rejects
 it and trimmed when it accepts it; each row keeps its cheapest verified candidate, then the
-cost polish (:mod:`recourse.polish`) looks for cheaper lattice points.
+cost polish (:mod:`recourse.polish`) looks for cheaper lattice points.  For a tree model, rows
+still without an answer get the exact search over the model's split values
+(:mod:`recourse.lattice`; not for the alternatives' pinned searches), which finds what the
+sparse search missed or proves that there is nothing to find.
 
 The APG iterations use closed-form gradients (:class:`~recourse.objective.MarginGradient`, the
 densities' ``value_and_grad``) and a diagonal preconditioner (the proximity weights W, see
@@ -144,7 +147,7 @@ class SparseSearch:
                                              polish=self._polish if default else None, actions=actions)
         exact = None
         missed = np.flatnonzero(~found & ~cut)
-        if self.lattice is not None and config.exact_limit and missed.size and not past(deadline):
+        if self.lattice is not None and config.exact_limit and pinned is None and missed.size and not past(deadline):
             exact = self.lattice.search(gate, codes[missed], targets[missed], config.max_changes, weights, actions,
                                         None if pinned is None else pinned[missed], config.exact_limit, deadline)
             hit = missed[exact.found]

@@ -3,6 +3,8 @@ when it is no less plausible, fills what the search missed and certifies "no rec
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import tiny_frame
 from recourse.milp import exact_recourse
@@ -48,3 +50,21 @@ def test_personal_limits_keep_the_searchs_answers(tiny_engine):
     for answer in tiny_engine.explain(rows, max_changes=2, fixed=["income"]):
         if answer.found:
             assert answer.counterfactual["income"] == answer.applicant["income"]
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000), m=st.integers(1, 3), p=st.sampled_from([0.5, 0.6, 0.8]))
+def test_without_a_density_every_answer_is_the_milp_optimum(tiny_engine, seed, m, p):
+    """Property: with no density term (pure cost) a linear model's answers are exactly the MILP's
+    optimum at the call's confidence and m, and an infeasible MILP is reported as a proven none."""
+    rows = denied(tiny_engine, n=60, seed=seed).head(6)
+    if rows.empty:
+        return
+    engine = tiny_engine.with_config(min_probability=p, max_changes=m)
+    answers = engine.explain(rows, max_changes=m, density=None, min_probability=p)
+    exact = exact_recourse(engine, rows, m, target=1)
+    for answer, status, cost in zip(answers, exact.status, exact.cost):
+        if status == "optimal":
+            assert answer.found and abs(answer.metrics["cost"] - cost) <= 1e-6 * max(1.0, cost), (answer.message, cost)
+        elif status == "infeasible":
+            assert not answer.found and "an exact check proved" in answer.message, answer.message
