@@ -66,6 +66,7 @@ class SCFEConfig:
     min_probability: float | None = None
     robust: bool = False
     exact_limit: int = 200_000
+    exact_seconds: float = 1.0
     linear_exact: bool = True
 
     def __post_init__(self) -> None:
@@ -92,6 +93,7 @@ class SCFEConfig:
         number("density_weight", 0.0, optional=True), number("margin", 0.0)
         number("initial_weight", 0.0, strict=True), number("max_weight", 0.0, strict=True)
         number("tol", 0.0, strict=True), number("time_limit", 0.0, strict=True, optional=True)
+        number("exact_seconds", 0.0, strict=True)
         p = self.min_probability
         if p is not None and (isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 < p < 1.0):
             errors.append(FieldError("min_probability", f"must be a number between 0 and 1 (exclusive) or None, "

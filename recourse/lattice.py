@@ -57,8 +57,9 @@ LIMIT = 200_000
 """Default most combinations checked per applicant."""
 CHUNK = 8192
 """Combinations checked per model call."""
-ROW_SECONDS = 2.0
-"""Default time budget of the exact search per applicant (seconds; the call's deadline may be sooner)."""
+ROW_SECONDS = 1.0
+"""Default time budget of the exact search per applicant (seconds; the call's deadline may be
+sooner); the engine passes ``SCFEConfig.exact_seconds``."""
 NUDGE = 1e-6
 """A free continuous candidate lies this far (scaled units) beyond a cut: clear of float32 rounding."""
 

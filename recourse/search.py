@@ -149,7 +149,7 @@ class SparseSearch:
         missed = np.flatnonzero(~found & ~cut)
         if self.lattice is not None and config.exact_limit and pinned is None and missed.size and not past(deadline):
             exact = self.lattice.search(gate, codes[missed], targets[missed], config.max_changes, weights, actions,
-                                        None if pinned is None else pinned[missed], config.exact_limit, deadline)
+                                        None, config.exact_limit, deadline, config.exact_seconds)
             hit = missed[exact.found]
             found[hit] = True
             encoded[hit] = self.encoder.encode_codes(exact.codes[exact.found])
