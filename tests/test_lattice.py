@@ -90,7 +90,8 @@ def test_exact_search_finds_every_answer_brute_force_finds(tree_engine, data):
     threshold = engine.config.with_(min_probability=p).margin_threshold(2)
     gate = engine.search.verification.confident(threshold)
     lattice = TreeLattice.of(engine.encoder, engine.verifier)
-    result = lattice.search(gate, codes, np.ones(len(rows), dtype=int), m, actions.cost_weight, actions, pinned)
+    result = lattice.search(gate, codes, np.ones(len(rows), dtype=int), m, actions.cost_weight, actions, pinned,
+                            row_seconds=600.0)  # a property of the search, not of the machine's speed
     expected = brute_force(engine, codes, features, m, threshold)
     assert result.exhaustive.all(), result.reason
     np.testing.assert_array_equal(result.found, np.isfinite(expected))
@@ -104,6 +105,7 @@ def test_engine_finds_every_answer_and_certifies_every_none(tree_engine):
     """Through ``explain`` (sparse search first, the exact search for what it misses): every row
     brute force can move gets an answer; every other row is told, with proof, that none exists."""
     engine, denied = tree_engine
+    engine = engine.with_config(exact_seconds=600.0)  # no time pressure: the property, not the machine's speed
     actions = engine.encoder.action_set
     movable = [j for j in range(actions.n_features) if not actions.immutable[j]]
     rows = denied.head(12)
@@ -118,6 +120,7 @@ def test_engine_finds_every_answer_and_certifies_every_none(tree_engine):
 def test_uncertified_misses_say_so_and_why(tree_engine):
     """With the exact search cut to a few combinations a miss is not proof: the answer says so and why."""
     engine, denied = tree_engine
+    engine = engine.with_config(exact_seconds=600.0)
     options = dict(max_changes=2, density=None, min_probability=0.9, fixed=["income", "years"])
     proven = [a for a in engine.explain(denied.head(30), **options) if not a.found]
     assert proven and all("an exact check proved" in a.message for a in proven)
@@ -129,6 +132,10 @@ def test_uncertified_misses_say_so_and_why(tree_engine):
         assert "This does not prove that none exists" in a.message or "not exhaustive" in a.message, a.message
         assert "more than its limit of 3" in a.message, a.message
         assert "exists within" not in a.message
+    hurried = [a for a in engine.with_config(exact_seconds=1e-9).explain(rows, **options) if not a.found]
+    assert len(hurried) == len(proven)
+    for a in hurried:  # out of time: said so, never claimed
+        assert "ran out of its time" in a.message and "exists within" not in a.message, a.message
 
 
 def test_a_network_never_claims_impossibility(tmp_path):
