@@ -26,6 +26,30 @@ from .polish import LOF_SLACK
 from .verify import BatchSolution
 
 
+def milp_by_target(engine: Any, codes: np.ndarray, targets: np.ndarray, max_changes: int,
+                   threshold: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """The MILP of each row of ``codes`` (N, F) toward its target class in ``targets``, at margin
+    ``threshold`` + EPSILON: (status per row — "optimal", "infeasible" or "error" —, intervention
+    codes of the optimal rows, the original's elsewhere); None when the model is not linear."""
+    from .milp import EPSILON, exact_recourse
+
+    encoder = engine.encoder
+    status = np.full(len(codes), "", dtype=object)
+    proposed = np.array(codes, dtype=float, copy=True)
+    for target in np.unique(targets):
+        pick = np.flatnonzero(targets == target)
+        result = exact_recourse(engine, encoder.frame_from_codes(codes[pick]), max_changes, target=int(target),
+                                epsilon=threshold + EPSILON, margin=engine.linear_margin(int(target)))
+        if result is None:
+            return None
+        status[pick] = result.status
+        optimal = np.flatnonzero(result.status == "optimal")
+        if optimal.size:
+            seen = encoder.to_codes(result.counterfactuals.iloc[optimal])
+            proposed[pick[optimal]] = encoder.action_set.consequences.interventions(codes[pick[optimal]], seen)
+    return status, proposed
+
+
 def linear_polish(engine: Any, gate: Any, codes: np.ndarray, targets: np.ndarray, solution: BatchSolution,
                   max_changes: int, threshold: float, guard: bool = True) -> BatchSolution | None:
     """``solution`` with the MILP's cheaper (or only) answers and its certificates of none, for the
@@ -33,26 +57,14 @@ def linear_polish(engine: Any, gate: Any, codes: np.ndarray, targets: np.ndarray
 
     ``gate``: the search's verification at the call's margin ``threshold``; ``guard``: keep a
     search's answer that is more plausible (the call has a density term)."""
-    from .milp import EPSILON, exact_recourse
-
     n = len(codes)
     if n == 0:
         return solution
     encoder = engine.encoder
-    actions = encoder.action_set
-    status = np.full(n, "", dtype=object)
-    proposed = codes.copy()
-    for target in np.unique(targets):
-        pick = np.flatnonzero(targets == target)
-        result = exact_recourse(engine, encoder.frame_from_codes(codes[pick]), max_changes, target=int(target),
-                                epsilon=threshold + EPSILON)
-        if result is None:
-            return None
-        status[pick] = result.status
-        optimal = np.flatnonzero(result.status == "optimal")
-        if optimal.size:
-            seen = encoder.to_codes(result.counterfactuals.iloc[optimal])
-            proposed[pick[optimal]] = actions.consequences.interventions(codes[pick[optimal]], seen)
+    solved = milp_by_target(engine, codes, targets, max_changes, threshold)
+    if solved is None:
+        return None
+    status, proposed = solved
     optimal = status == "optimal"
     encoded = encoder.encode_codes(proposed)
     ok = optimal.copy()

@@ -115,7 +115,10 @@ class TreeLattice:
         self.trees = trees
         self.actions = encoder.action_set
         self._column_cuts: dict[int, np.ndarray] = {}
-        self.additive = all(self._additive(t) for t in trees)
+        self._dependence = [self._dependence_of(t) for t in trees]
+        groups = encoder.groups
+        self.additive = all(len(np.unique(groups[row])) <= 1 for dep in self._dependence for row in dep)
+        """Every split input depends on the columns of one feature at most (else no exact search)."""
 
     @classmethod
     def of(cls, encoder: TabularEncoder, model: Any) -> "TreeLattice | None":
@@ -124,7 +127,8 @@ class TreeLattice:
         return cls(encoder, trees) if trees else None
 
     # ------------------------------------------------------------------ the model's structure
-    def _dependence(self, tree: TreeEnsemble) -> np.ndarray:
+    @staticmethod
+    def _dependence_of(tree: TreeEnsemble) -> np.ndarray:
         """(split inputs, columns) bool: which scaled columns each split input depends on."""
         m = tree.input_map
         if m is None:
@@ -133,26 +137,19 @@ class TreeLattice:
         jac = w2 if "w1" not in m else w2 @ m["w1"].abs().cpu().numpy()
         return jac > 0
 
-    def _additive(self, tree: TreeEnsemble) -> bool:
-        """Every split input depends on the columns of one feature at most."""
-        dep = self._dependence(tree)
-        groups = self.encoder.groups
-        owners = [np.unique(groups[row]) for row in dep]
-        return all(len(o) <= 1 for o in owners)
-
     def column_cuts(self, column: int) -> np.ndarray:
         """Sorted scaled values of ``column`` in [0, 1] where a split's outcome can change (the
         other columns do not matter: the map is additive)."""
         if column in self._column_cuts:
             return self._column_cuts[column]
-        cuts = [self._tree_cuts(t, column) for t in self.trees]
+        cuts = [self._tree_cuts(t, dep, column) for t, dep in zip(self.trees, self._dependence)]
         out = np.unique(np.concatenate(cuts)) if cuts else np.zeros(0)
         self._column_cuts[column] = out
         return out
 
-    def _tree_cuts(self, tree: TreeEnsemble, column: int) -> np.ndarray:
+    def _tree_cuts(self, tree: TreeEnsemble, dependence: np.ndarray, column: int) -> np.ndarray:
         feature, threshold = (a.cpu().numpy() for a in tree.splits())
-        inputs = np.flatnonzero(self._dependence(tree)[:, column])
+        inputs = np.flatnonzero(dependence[:, column])
         pick = np.isin(feature, inputs)
         if not pick.any():
             return np.zeros(0)
@@ -196,7 +193,7 @@ class TreeLattice:
             both = movable[consequences.cause] & movable[consequences.effect]
             if both.any():
                 reason = "an action and one of its consequences may both be taken"
-        base_sig = self.signatures(self.encoder.encode_codes(consequences.apply(origin[None], origin[None])))[0]
+        base_sig = self.signatures(self.encoder.encode_codes(origin[None]))[0]  # no change moves no consequence
         out: list[FeatureCandidates] = []
         levels = actions.level_mask(origin[None], pinned[None] if pinned is not None else None)[0]
         for j in np.flatnonzero(~fixed):
@@ -205,13 +202,14 @@ class TreeLattice:
                 reason = reason or f"'{actions.names[j]}' has consequences and too many values to try each one"
             if values.size == 0:
                 continue
-            rows = np.repeat(origin[None], len(values), axis=0)
+            originals = np.repeat(origin[None], len(values), axis=0)
+            rows = originals.copy()
             rows[:, j] = values
-            ok = actions.admissible(np.repeat(origin[None], len(values), axis=0), rows, None)
-            rows, values = rows[ok], values[ok]
+            ok = actions.admissible(originals, rows, None)
+            rows, values, originals = rows[ok], values[ok], originals[ok]
             if values.size == 0:
                 continue
-            seen = self.encoder.encode_codes(consequences.apply(np.repeat(origin[None], len(values), axis=0), rows))
+            seen = self.encoder.encode_codes(consequences.apply(originals, rows))
             sig = self.signatures(seen)
             costs = actions.feature_cost(np.full(len(values), j), np.full(len(values), origin[j]), values, weights)
             order = np.lexsort((np.abs(values - origin[j]), costs))

@@ -358,19 +358,20 @@ def linear_consequences(actions) -> bool:
 
 
 def exact_recourse(engine, frame: pd.DataFrame, max_changes: int, target: int | None = None,
-                   epsilon: float | None = None) -> ExactResult | None:
+                   epsilon: float | None = None, margin: LinearMargin | None = None) -> ExactResult | None:
     """Exact answers for the rows of ``frame`` (None when the engine's model is not linear, or its
     schema's consequences would need snapping, see :func:`linear_consequences`).
 
     ``epsilon``: the margin the answers must reach (default: the engine's acceptance rule, i.e.
     ``EPSILON`` above the margin threshold of its confidence ``min_probability``, so the optimum
-    is a lower bound of what the engine may return).  Every optimal counterfactual is re-checked
+    is a lower bound of what the engine may return); ``margin``: the target's affine margin when
+    already known (else probed, :func:`linear_margin`).  Every optimal counterfactual is re-checked
     with the engine's own model on the decoded values and its cost recomputed with
     :meth:`TabularEncoder.change_costs`; a row failing the check is marked ``error``.
     """
     if target is None:
         target = engine.classes.index(engine.schema.target.favourable) if engine.schema.target else 1
-    lin = linear_margin(engine, target)
+    lin = linear_margin(engine, target) if margin is None else margin
     if lin is None or not linear_consequences(engine.encoder.action_set):
         return None
     threshold = engine.config.margin_threshold(len(engine.classes))

@@ -30,7 +30,7 @@ from .committee import Committee
 from .config import SCFEConfig
 from .diagnosis import explain_failures
 from .encoding import TabularEncoder
-from .exact_linear import linear_polish
+from .exact_linear import linear_polish, milp_by_target
 from .errors import FieldError, RecordValidationError
 from .metrics import lof_scores
 from .options import NO_DENSITY, RequestOptions, ResolvedOptions
@@ -174,36 +174,29 @@ class RecourseEngine:
                 result.reasons = reasons
             return results
 
-    def is_linear(self, targets: np.ndarray) -> bool:
-        """Whether the deciding model's margin of every target class in ``targets`` is affine in the
-        scaled encoding (a binary logistic model: the exact MILP applies), probed once per class."""
+    def linear_margin(self, target: int):
+        """The deciding model's margin of class ``target`` as an affine map of the scaled encoding
+        (:class:`recourse.milp.LinearMargin`), None when it is not affine; probed once per class."""
         from .milp import linear_margin
 
         cache = self.__dict__.setdefault("_linear", {})
-        for target in np.unique(np.asarray(targets)).tolist():
-            if target not in cache:
-                cache[target] = linear_margin(self, int(target)) is not None
-            if not cache[target]:
-                return False
-        return True
+        if target not in cache:
+            cache[target] = linear_margin(self, target)
+        return cache[target]
+
+    def is_linear(self, targets: np.ndarray) -> bool:
+        """Whether the margin of every target class in ``targets`` is affine (a binary logistic
+        model: the exact MILP applies)."""
+        return all(self.linear_margin(int(t)) is not None for t in np.unique(np.asarray(targets)))
 
     def _milp_certificate(self, codes: np.ndarray, targets: np.ndarray, config: SCFEConfig):
         """For a linear binary model and the schema's own rules, ``certify(rows, m)``: whether the
         exact MILP (:mod:`recourse.milp`) proves that rows ``rows`` have no recourse with at most m
         changes at the call's confidence (None for other models)."""
         def certify(rows: np.ndarray, max_changes: int) -> np.ndarray | None:
-            from .milp import EPSILON, exact_recourse
-
-            out = np.zeros(len(rows), dtype=bool)
-            epsilon = config.margin_threshold(len(self.classes)) + EPSILON
-            for target in np.unique(targets[rows]):
-                pick = np.flatnonzero(targets[rows] == target)
-                frame = self.encoder.frame_from_codes(codes[rows[pick]])
-                result = exact_recourse(self, frame, max_changes, target=int(target), epsilon=epsilon)
-                if result is None:
-                    return None
-                out[pick] = result.certified_none
-            return out
+            solved = milp_by_target(self, codes[rows], targets[rows], max_changes,
+                                    config.margin_threshold(len(self.classes)))
+            return None if solved is None else solved[0] == "infeasible"
         return certify
 
     def resolve(self, options: RequestOptions) -> ResolvedOptions:
