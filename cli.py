@@ -44,6 +44,7 @@ class ModelKind(str, Enum):
 
     mlp = "mlp"
     logistic = "logistic"
+    linear = "linear"
     gbm = "gbm"
     hgb = "hgb"
     forest = "forest"
@@ -53,6 +54,7 @@ class DatasetName(str, Enum):
     german = "german"
     wine = "wine"
     adult = "adult"
+    diabetes = "diabetes"
 
 
 class KeyRole(str, Enum):
@@ -113,9 +115,11 @@ def explain(
     min_probability: Optional[float] = typer.Option(None, "--min-probability", help="The least probability of the favourable decision every answer must have, 0 to 1 exclusive (default: the bundle's)."),
     limit: Optional[list[str]] = typer.Option(None, "--limit", help="FEATURE=LOW:HIGH: the values the applicant can reach (repeatable; numbers, or level names of an ordinal; an empty end is open), e.g. credit_amount=1000: or savings=:'500 to 1000 DM'."),
     robust: bool = typer.Option(False, "--robust", help="Verify every answer with the model and each of its stored refits, so that it survives retraining (a bundle trained with --family)."),
+    at_least: Optional[float] = typer.Option(None, "--at-least", help="A bundle that decides a score: the score to reach, at least this (instead of the bundle's threshold)."),
+    at_most: Optional[float] = typer.Option(None, "--at-most", help="A bundle that decides a score: the score to reach, at most this (instead of the bundle's threshold)."),
     progress: bool = typer.Option(True, help="Show a progress bar over the applicants of a large batch (on stderr, when it is a terminal; RECOURSE_PROGRESS=1 shows it anyway)."),
 ) -> None:
-    """Explain a decision and find the recourse: what to change to obtain the favourable decision."""
+    """Explain a decision and find the recourse: what to change to obtain the favourable decision (or the score asked for)."""
     from commands.explain import explain_rows, is_chunked
     from commands.flags import options_problem
     from commands.progress import progress_bar
@@ -127,6 +131,11 @@ def explain(
     from recourse.data import DataInputError, read_applicants
 
     loaded = open_bundle(bundle)
+    if at_least is not None and at_most is not None:
+        fail("--at-least, --at-most: give one of them (the score must be at least one value or at most one value)")
+    score_asked = {"at_least": at_least} if at_least is not None else {"at_most": at_most} if at_most is not None else None
+    if score_asked is not None and loaded.schema.score_target is None:
+        fail("--at-least, --at-most: this bundle decides classes, not a score; they apply to a bundle trained on a score target")
     try:
         payload, notes = read_applicants(file, loaded.schema)
     except DataInputError as exc:
@@ -142,7 +151,7 @@ def explain(
                                  cost_weights=_parse_cost_weights(cost_weight or []) or None,
                                  density=density.value if density is not None else None,
                                  fixed=list(fix) if fix else None, limits=_parse_limits(limit or []) or None,
-                                 min_probability=min_probability, robust=robust or None)
+                                 min_probability=min_probability, robust=robust or None, target=score_asked)
         engine = loaded.engine()
         bad: dict[int, list] = {}
         with progress_bar(progress and is_chunked(payload), "explain", unit="applicant") as bar:
@@ -264,12 +273,12 @@ def _parse_cost_weights(items: list[str]) -> dict[str, float]:
 
 @app.command()
 def train(
-    dataset: Optional[DatasetName] = typer.Argument(None, help="A bundled data set: german, wine or adult."),
+    dataset: Optional[DatasetName] = typer.Argument(None, help="A bundled data set: german, wine, adult or diabetes (a score target)."),
     data: Optional[Path] = typer.Option(None, help="Your own table (CSV) with one column per schema feature and the target column."),
     schema: Optional[Path] = typer.Option(None, help="Feature schema JSON for --data."),
     target: Optional[str] = typer.Option(None, help="Target column in --data (default: the schema's target name)."),
     out: Optional[Path] = typer.Option(None, help="Bundle directory to write (default for data sets: the demo bundle location)."),
-    model: ModelKind = typer.Option(ModelKind.mlp, help="Model to train: mlp (d→20→20→1), logistic, or a tree ensemble: gbm, hgb, forest (with a distilled surrogate for the solver)."),
+    model: ModelKind = typer.Option(ModelKind.mlp, help="Model to train: mlp (d→20→20→1), logistic (or linear: logistic for classes, ridge regression for a score target), or a tree ensemble: gbm, hgb, forest (with a distilled surrogate for the solver)."),
     max_changes: int = typer.Option(3, "--max-changes", min=1, max=MAX_CHANGES_LIMIT, help="Default m stored in a bundle built from --data (at most the number of features)."),
     seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Random seed (0 to 2**32 - 1)."),
     family: int = typer.Option(0, "--family", min=0, max=64, help="Also fit K refits of the model (same recipe, bootstrap resamples) for robust requests (explain --robust); mlp and logistic only."),
@@ -313,6 +322,17 @@ def train(
     typer.echo(f"bundle written to {bundle.path}")
     typer.echo(f"  model {meta['model']}, classes {meta['classes']}, densities {', '.join(meta['densities'])}")
     training = meta["training"]
+    if meta.get("score"):  # a score target (regression)
+        typer.echo(f"  training R² {training['r2']}, mean absolute error {training['mae']}, "
+                   f"decision accuracy {training['accuracy']}, built in {training['seconds']} s")
+        for split, words in (("test", f"on the {training.get('test_rows')} test rows"),
+                             ("holdout", f"the recipe refitted on 80 % of the rows, scored on the other {training.get('holdout_rows')}")):
+            if f"{split}_r2" in training:
+                typer.echo(f"  {'test' if split == 'test' else 'held-out'}: R² {training[f'{split}_r2']}, mean absolute error "
+                           f"{training[f'{split}_mae']}, decision accuracy {training[f'{split}_accuracy']} (the more frequent "
+                           f"side alone: {training.get(f'{split}_majority')}) ({words})")
+        typer.echo(f"  hash {meta['hash']}")
+        return
     typer.echo(f"  training accuracy {training['accuracy']}, built in {training['seconds']} s")
     for split, words in (("test", f"on the {training.get('test_rows')} test rows"),
                          ("holdout", f"the recipe refitted on 80 % of the rows, scored on the other {training.get('holdout_rows')}")):

@@ -73,6 +73,13 @@ def option_schemas(schema: FeatureSchema, classes: Sequence[Any] | None = None,
     }
     if classes is not None:
         out["target"] = {"enum": list(classes)}
+        if schema.score_target is not None:  # a score: also a threshold of the request's own
+            out["target"] = {"oneOf": [out["target"], {
+                "type": "object", "additionalProperties": False, "minProperties": 1, "maxProperties": 1,
+                "properties": {"at_least": {"type": "number"}, "at_most": {"type": "number"}},
+                "description": "the score to reach instead of the bundle's threshold (exactly one of the two)"}]}
+    if schema.score_target is not None:
+        out["min_probability"] = {"not": {}, "description": "a score has no probability: ask for a threshold with target"}
     if densities is not None:
         out["density"] = {"enum": [*sorted(densities), NO_DENSITY]}
     return out
@@ -103,7 +110,9 @@ def example_options(schema: FeatureSchema, classes: Sequence[Any] | None = None,
                     densities: Iterable[str] | None = None) -> dict[str, Any]:
     """Options every bundle accepts, one of each kind: the favourable target, a cost weight, a fixed
     feature, a one-sided limit, a confidence, a density."""
-    options: dict[str, Any] = {"max_changes": 2, "min_probability": 0.6}
+    options: dict[str, Any] = {"max_changes": 2}
+    if schema.score_target is None:
+        options["min_probability"] = 0.6
     first = schema.features[0].name
     options["cost_weights"] = {first: 2}
     options["fixed"] = [first]
@@ -113,7 +122,10 @@ def example_options(schema: FeatureSchema, classes: Sequence[Any] | None = None,
             options["limits"] = {limited.name: [None, limited.range[1] if limited.range is not None else 0]}
         else:
             options["limits"] = {limited.name: [limited.level_names[0], None]}
-    if classes:
+    if classes and schema.score_target is not None:
+        side = "at_least" if schema.score_target.direction > 0 else "at_most"
+        options["target"] = {side: schema.score_target.threshold}
+    elif classes:
         favourable = schema.target.favourable if schema.target is not None else None
         options["target"] = next((c for c in classes if str(c) == str(favourable)), classes[-1])
     if densities is not None:

@@ -24,18 +24,29 @@ JsonInt = Annotated[StrictInt, BeforeValidator(_whole)]
 """An integer as JSON Schema means it: 3 or 3.0, never true, "3" or 3.5."""
 
 
-def _one_class(value: Any) -> str | int | None:
-    """A class as JSON gives it: a string or an integer (never true/false, a fraction, an array or an object)."""
+def _one_class(value: Any) -> str | int | dict | None:
+    """A class as JSON gives it: a string or an integer (never true/false, a fraction or an array); or,
+    for a bundle that decides a score, a threshold object (checked by the service)."""
     value = _whole(value)
-    if value is None or isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+    if value is None or isinstance(value, (str, dict)) or (isinstance(value, int) and not isinstance(value, bool)):
         return value
     note = "; one target applies to every applicant (per-applicant targets are not supported)" if isinstance(value, list) else ""
     message = f"expected one class of the model, a string or an integer as in GET /v1/models, got {describe(value)}{note}"
     raise PydanticCustomError("class_name", "{message}", {"message": message})
 
 
-ClassName = Annotated[str | int | None, PlainValidator(_one_class, json_schema_input_type=str | int | None)]
-"""A target class: the bundle decides whether its classes are strings or integers (checked by the service)."""
+class ScoreThreshold(BaseModel):
+    """A bundle that decides a score: the score to reach, instead of the bundle's threshold (exactly one)."""
+
+    model_config = ConfigDict(extra="forbid")
+    at_least: float | None = Field(default=None, description="the score must be at least this")
+    at_most: float | None = Field(default=None, description="the score must be at most this")
+
+
+ClassName = Annotated[str | int | dict | None,
+                      PlainValidator(_one_class, json_schema_input_type=str | int | ScoreThreshold | None)]
+"""A target class: the bundle decides whether its classes are strings or integers (checked by the service);
+or a :class:`ScoreThreshold` for a bundle that decides a score."""
 
 
 _OPTIONS = RequestOptions.model_fields
@@ -48,7 +59,7 @@ class Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
     max_changes: Annotated[JsonInt, Field(ge=1)] | None = Field(default=None, description=_OPTIONS["max_changes"].description)
     density: str | None = Field(default=None, description="Plausibility term: one of the bundle's densities (kde, gmm, knn) or 'none'.")
-    target: ClassName = Field(default=None, description="Class to reach, exactly as listed in GET /v1/models (default: the favourable class); one for all applicants of a batch.")
+    target: ClassName = Field(default=None, description="Class to reach, exactly as listed in GET /v1/models (default: the favourable class); one for all applicants of a batch. A bundle that decides a score (a regression target) also takes another threshold: {\"at_least\": number} or {\"at_most\": number}.")
     alternatives: Annotated[JsonInt, Field(ge=1, le=MAX_ALTERNATIVES)] | None = Field(default=None, description=_OPTIONS["alternatives"].description)
     min_probability: StrictFloat | None = Field(default=None, gt=0.0, lt=1.0, description=_OPTIONS["min_probability"].description)
     robust: StrictBool | None = Field(default=None, description=_OPTIONS["robust"].description)
@@ -80,7 +91,8 @@ class PredictRequest(BaseModel):
 class Decision(BaseModel):
     label: str
     value: int | str
-    probability: float
+    probability: float | None = Field(description="The model's probability of this decision (null for a bundle that decides a score).")
+    score: float | None = Field(default=None, description="A bundle that decides a score: the predicted score (absent otherwise).")
 
 
 class TargetRef(BaseModel):
@@ -104,8 +116,9 @@ class Reason(BaseModel):
     value: Any
     needed: Any
     score_change: float = Field(description="Change of the target-class logit margin from this change alone.")
-    probability_alone: float = Field(description="Target-class probability with only this change.")
+    probability_alone: float | None = Field(description="Target-class probability with only this change (null for a bundle that decides a score).")
     text: str
+    score_alone: float | None = Field(default=None, description="A bundle that decides a score: the predicted score with only this change.")
 
 
 class ModelRef(BaseModel):
@@ -162,7 +175,7 @@ class PredictAnswer(BaseModel):
     model: ModelRef
     decision: Decision
     favourable: bool
-    probabilities: dict[str, float]
+    probabilities: dict[str, float] | None = Field(default=None, description="Each class's probability (absent for a bundle that decides a score: its decision carries the score).")
 
 
 class ModelInfo(BaseModel):

@@ -18,6 +18,7 @@ from recourse.errors import OptionsError, RecordValidationError
 from recourse.options import RequestOptions
 from recourse.promises import check_promises
 from recourse.results import to_jsonable
+from recourse.scores import requested_target
 
 from .batching import MicroBatcher, Overloaded
 from .config import ServiceConfig
@@ -42,6 +43,8 @@ class SolverKey:
     limits: tuple[tuple[str, tuple[Any, Any]], ...] | None = None
     min_probability: float | None = None
     robust: bool = False
+    score: tuple[str, float] | None = None
+    """A bundle that decides a score: the request's own threshold (``("at_least", 700.0)``), None: the bundle's."""
 
     def request(self) -> dict[str, Any]:
         """The options as logged with each answer (the ones not set are left out, as before)."""
@@ -143,12 +146,14 @@ class RecourseService:
         [decision], probs = self.engine.predict([record])
         probs = probs[0]
         target = self.engine.schema.target
-        answer = to_jsonable({
+        answer = {
             "model": self.model_ref,
-            "decision": {"label": decision.label, "value": decision.value, "probability": decision.probability},
+            "decision": decision.to_dict(),
             "favourable": target is not None and str(decision.value) == str(target.favourable),
-            "probabilities": {str(c): float(p) for c, p in zip(self.engine.classes, probs)},
-        })
+        }
+        if decision.score is None:  # a score's decision carries the score; its folded "probabilities" mean nothing
+            answer["probabilities"] = {str(c): float(p) for c, p in zip(self.engine.classes, probs)}
+        answer = to_jsonable(answer)
         [item] = self._wait(self.batcher.submit_solved([Entry("predict", {"applicant": record}, answer, _owner(client))]))
         return item["text"]
 
@@ -199,8 +204,9 @@ class RecourseService:
                 min_probability=request.min_probability, robust=request.robust)).config
         except OptionsError as exc:
             errors += [field_error(e.field.split(".", 1), e.message) for e in exc.errors]
+        score = None
         try:
-            target = self._target(request.target)
+            target, score = self._target(request.target)
         except Problem as problem:
             errors += problem.errors
         if errors or config is None:
@@ -209,12 +215,30 @@ class RecourseService:
                         tuple(sorted(request.cost_weights.items())) if request.cost_weights else None,
                         tuple(dict.fromkeys(request.fixed)) if request.fixed else None,
                         tuple(sorted((k, tuple(v)) for k, v in request.limits.items())) if request.limits else None,
-                        config.min_probability, config.robust)
+                        config.min_probability, config.robust, score)
         return key, target
 
-    def _target(self, asked: str | int | None) -> Any:
+    def _target(self, asked: str | int | dict | None) -> tuple[Any, tuple[str, float] | None]:
         """The class to reach: the favourable one, or the engine's class equal to ``asked`` in value and
-        JSON type (the bundle decides whether classes are strings or integers: 1 is not "1")."""
+        JSON type (the bundle decides whether classes are strings or integers: 1 is not "1"); for a
+        bundle that decides a score, a threshold object is also taken: (the object as logged, its key)."""
+        if isinstance(asked, dict):
+            score_target = self.engine.schema.score_target
+            if score_target is None:
+                raise Problem(422, "unknown target class", [field_error(["target"], "this bundle decides classes, not a "
+                              "score: give a class as listed in GET /v1/models (at_least / at_most apply to a score)")])
+            try:
+                wanted = requested_target(asked, score_target)
+            except OptionsError as exc:
+                raise Problem(422, "invalid target", [field_error(e.field.split(".", 1), e.message) for e in exc.errors]) from None
+            if wanted is None:
+                return self._target(None)
+            side = "at_least" if wanted.at_least is not None else "at_most"
+            return {side: wanted.threshold}, (side, wanted.threshold)
+        return self._class(asked), None
+
+    def _class(self, asked: str | int | None) -> Any:
+        """The engine's class equal to ``asked`` (None: the favourable one)."""
         classes = self.engine.classes
         if asked is None:
             schema_target = self.engine.schema.target
@@ -253,8 +277,12 @@ class RecourseService:
         while the solver already works on the next one.
         """
         self._seed()
-        results = self.engine.explain([e.request["applicant"] for e in entries],
-                                      target=[e.request["target"] for e in entries], **key.explain_options())
+        if key.score is not None:  # a score threshold of the request's own: one engine for the whole group
+            engine = self.engine.for_score(self.engine.schema.score_target.with_threshold(**dict([key.score])))
+            results = engine.explain([e.request["applicant"] for e in entries], **key.explain_options())
+        else:
+            results = self.engine.explain([e.request["applicant"] for e in entries],
+                                          target=[e.request["target"] for e in entries], **key.explain_options())
         for entry, res in zip(entries, results):
             entry.answer = {"model": self.model_ref, **res.to_dict()}
         return entries

@@ -30,6 +30,8 @@ FLAGS: dict[str, str] = {
     "limits": "--limit",
     "density": "--density",
     "target": "--target",
+    "target.at_least": "--at-least",
+    "target.at_most": "--at-most",
     "seed": "--seed",
     # train
     "schema": "--schema",
@@ -106,6 +108,8 @@ def cli_message(message: object, **overrides: str) -> str:
 
 def field_flag(field: str) -> str:
     """The flag of a request-options field (``cost_weights.age`` → ``--cost-weight age``)."""
+    if field in FLAGS:
+        return FLAGS[field]
     head, _, rest = field.partition(".")
     flag = FLAGS.get(head, head)
     return f"{flag} {rest}" if rest and not rest.isdigit() else flag  # fixed.0 → --fix (the value is in the message)

@@ -39,9 +39,18 @@ class Batch:
 class Assembler:
     """Builds :class:`Recourse` objects for one schema and one model's classes."""
 
-    def __init__(self, schema: FeatureSchema, encoder: TabularEncoder, classes: list[Any], lof: Plausibility):
+    def __init__(self, schema: FeatureSchema, encoder: TabularEncoder, classes: list[Any], lof: Plausibility,
+                 scorer: Callable[[np.ndarray], np.ndarray] | None = None):
+        """``scorer``: for a score target, the predicted score of scaled rows (decisions then carry it)."""
         self.schema, self.encoder, self.classes, self.lof = schema, encoder, classes, lof
+        self.scorer = scorer
         self.consequences = encoder.action_set.consequences
+
+    def _scores(self, encoded: np.ndarray) -> list[float | None]:
+        """The predicted score of each row (None each without a score target)."""
+        if self.scorer is None or len(encoded) == 0:
+            return [None] * len(encoded)
+        return [float(v) for v in self.scorer(encoded)]
 
     def outcomes(self, originals: np.ndarray, interventions: np.ndarray,
                  encoded: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -68,10 +77,13 @@ class Assembler:
         causes = {int(j): self.consequences.causes_of(int(j), origin, interventions) for j in np.flatnonzero(moved)}
         return consequences_for(self.schema, moved, acted, counterfactual, causes)
 
-    def decision(self, class_index: int, probability: float) -> Decision:
-        """The decision for a class index: its value, display label and the model's probability."""
+    def decision(self, class_index: int, probability: float, score: float | None = None) -> Decision:
+        """The decision for a class index: its value, display label and the model's probability (a
+        score target: the predicted ``score`` instead of a probability)."""
         value = self.classes[class_index]
         label = self.schema.target.label_of(value) if self.schema.target else str(value)
+        if score is not None:
+            return Decision(label=label, value=value, probability=None, score=float(score))
         return Decision(label=label, value=value, probability=float(probability))
 
     def already_message(self, target: Decision) -> str:
@@ -95,10 +107,12 @@ class Assembler:
         acted_of = dict(zip(found_rows, self.acted(sol.codes[sol.found], list(cf_of.values()))))
         position = {int(r): i for i, r in enumerate(need)}
         pred = batch.probs.argmax(1)
+        score = self._scores(batch.x)
+        cf_score = dict(zip(found_rows, self._scores(seen_enc[sol.found])))
         out: list[Recourse] = []
         for r, row in enumerate(batch.rows):
-            decision = self.decision(int(pred[r]), batch.probs[r, pred[r]])
-            target = self.decision(int(batch.targets[r]), batch.probs[r, batch.targets[r]])
+            decision = self.decision(int(pred[r]), batch.probs[r, pred[r]], score[r])
+            target = self.decision(int(batch.targets[r]), batch.probs[r, batch.targets[r]], score[r])
             common = dict(max_changes=config.max_changes)
             if r not in position:
                 out.append(Recourse("already_favourable", row, decision, target, message=self.already_message(target),
@@ -115,7 +129,7 @@ class Assembler:
             metrics = {"l0": int(changed[i].sum()), "l2": float(l2[i]), "cost": float(sol.cost[i]), "lof": float(lof_rows[i])}
             verb = "s lead" if len(acts) != 1 else " leads"
             out.append(Recourse("recourse_found", row, decision, target, cf_of[i],
-                                self.decision(int(batch.targets[r]), sol.probability[i]), acts, metrics,
+                                self.decision(int(batch.targets[r]), sol.probability[i], cf_score[i]), acts, metrics,
                                 message=f"{len(acts)} change{verb} to the decision '{target.label}'.",
                                 alternatives=None if alt_of is None else alt_of[i], consequences=effects,
                                 **common))
@@ -136,11 +150,12 @@ class Assembler:
         records = self.encoder.records_from_codes(seen)
         acted = self.acted(new, records)
         out: list[list[Alternative]] = [[] for _ in alternatives]
+        scores = self._scores(enc)
         for t, i in enumerate(owner.tolist()):
             r = int(batch.need[i])
             acts = actions_for(self.schema, changed[t], batch.rows[r], acted[t])
             metrics = {"l0": int(changed[t].sum()), "l2": float(l2[t]), "cost": float(flat[t].cost), "lof": float(lof[t])}
             effects = self._consequences(moved[t], batch.codes[r], new[t], acted[t], records[t])
-            out[i].append(Alternative(records[t], self.decision(int(batch.targets[r]), flat[t].probability), acts, metrics,
+            out[i].append(Alternative(records[t], self.decision(int(batch.targets[r]), flat[t].probability, scores[t]), acts, metrics,
                                       effects))
         return out

@@ -103,7 +103,8 @@ class Bundle:
         config = config or SCFEConfig(max_changes=defaults.get("max_changes", 3), density=defaults.get("density", "kde"),
                                       min_probability=defaults.get("min_probability"))
         return RecourseEngine(self.schema, self.classifier, self.densities, self.train_encoded, self.train_labels,
-                              config=config, device=device, verifier=self.verifier, family=self.family)
+                              config=config, device=device, verifier=self.verifier, family=self.family,
+                              score_scale=(self.metadata.get("score") or {}).get("scale"))
 
 
 # ---------------------------------------------------------------------- building
@@ -158,6 +159,11 @@ def build_bundle(
     if densities is None:  # every registered density, the default one first
         densities = sorted(available_densities(), key=lambda name: (name != default_density, name))
     densities = list(densities)
+    if schema.score_target is not None:
+        if family:
+            raise BundleError("family: refits for robust requests are built for classification targets only")
+        return _build_score_bundle(schema, train, labels, out, model, densities, default_density, max_changes, seed,
+                                   test, dataset, progress, model_options, force)
     schema = complete_schema(schema, train)
     encoder = TabularEncoder(schema)
     x = encoder.encode(train)
@@ -245,6 +251,104 @@ def build_bundle(
         metadata["training"].update({f"test_{k}": v for k, v in scores.items()})
     _check_better_than_majority(metadata["training"], force)
     bundle = Bundle(None, schema, clf, fitted, x, y_idx, metadata, verifier, members)
+    stage("saving")
+    save_bundle(bundle, out)
+    stage.finish()
+    return bundle
+
+
+def _build_score_bundle(schema: FeatureSchema, train: pd.DataFrame, labels: Sequence[Any], out: str | Path, model: Any,
+                        densities: list[str], default_density: str, max_changes: int, seed: int,
+                        test: tuple[pd.DataFrame, Sequence[Any]] | None, dataset: str | None,
+                        progress: "StageProgress | None", model_options: dict[str, Any] | None, force: bool) -> Bundle:
+    """:func:`build_bundle` for a score target (:mod:`recourse.scores`): fit (or convert) the score
+    model, fold it into the binary decision reached / not reached at the schema's threshold, fit
+    the densities on each side of the threshold, report R², MAE and the decision's accuracy."""
+    from .scores import (REGRESSORS, ScoreReading, as_module, fold_regressor, predict_scores, reached, regression_scores,
+                         train_regressor)
+
+    target = schema.score_target
+    schema = complete_schema(schema, train)
+    encoder = TabularEncoder(schema)
+    x = encoder.encode(train)
+    scores = np.asarray(labels, dtype=np.float64)
+    if not np.isfinite(scores).all():
+        raise BundleError(f"the scores of '{target.name}' must be finite numbers")
+    y_idx = reached(scores, target)
+    classes = list(target.classes)
+    sides = np.bincount(y_idx, minlength=2)
+    if sides.min() < 5:
+        raise BundleError(f"'{target.name}': {target.labels[target.favourable]} holds for {sides[1]} of {len(y_idx)} "
+                          "training rows; each side of the threshold needs at least 5 rows")
+    kind = model if isinstance(model, str) else None
+    if kind is not None and kind not in REGRESSORS:
+        raise BundleError(f"model: a score target is fitted with one of {', '.join(REGRESSORS)}, not {kind!r}")
+    holdout = test is None and kind is not None and len(x) >= 50
+    stage = _Stages(progress, 2 + len(densities) + int(holdout))
+    started = time.perf_counter()
+    stage("fitting the model")
+    try:
+        estimator = train_regressor(kind, x, scores, seed, model_options) if kind is not None else model
+        regressor = as_module(estimator, encoder.n_columns)
+    except (TypeError, ValueError) as exc:
+        raise BundleError(str(exc)) from None
+    reading = ScoreReading.of(target, float(np.std(scores)) or 1.0)
+    folded = fold_regressor(regressor, reading, classes, encoder.n_columns)
+    verifier = None
+    surrogate_info = None
+    if isinstance(regressor, TreeEnsemble):
+        verifier = folded
+        clf, fidelity = distill(verifier, x, [fc.slice for fc in encoder.layout], _numeric_columns(encoder), seed=seed)
+        clf.classes = classes
+        surrogate_info = {"kind": "distilled mlp", **asdict(fidelity)}
+    else:
+        clf = folded
+    fitted = {}
+    for name in densities:
+        stage(f"fitting the {name} density")
+        fitted[name] = fit_class_conditional(name, x, y_idx, classes=range(2))
+    training: dict[str, Any] = {"rows": len(train), "seconds": 0.0, "seed": seed, "recipe_version": RECIPE_VERSION,
+                                **regression_scores(predict_scores(regressor, x), scores, target)}
+    if holdout:
+        stage("held-out figures (a refit on 80 % of the rows)")
+        order = np.random.default_rng(seed).permutation(len(x))
+        held, fit = order[: int(round(HOLDOUT_SHARE * len(x)))], order[int(round(HOLDOUT_SHARE * len(x))):]
+        refit = as_module(train_regressor(kind, x[fit], scores[fit], seed, model_options), encoder.n_columns)
+        training["holdout_rows"] = int(len(held))
+        training.update({f"holdout_{k}": v for k, v in
+                         regression_scores(predict_scores(refit, x[held]), scores[held], target).items()})
+    if test is not None:
+        test_scores = np.asarray(test[1], dtype=np.float64)
+        training["test_rows"] = len(test[0])
+        training.update({f"test_{k}": v for k, v in
+                         regression_scores(predict_scores(regressor, encoder.encode(test[0])), test_scores, target).items()})
+    training["seconds"] = round(time.perf_counter() - started, 3)
+    for split in ("test", "holdout"):
+        r2 = training.get(f"{split}_r2")
+        if r2 is not None and r2 <= 0 and not force:
+            raise BundleError(f"the score model's {'test' if split == 'test' else 'held-out'} R² {r2:.3f} is no better than "
+                              "predicting the mean score: it has learned nothing to explain; improve the data or the "
+                              "recipe, or pass `force=True` to write it anyway")
+    metadata: dict[str, Any] = {
+        "format": FORMAT,
+        "dataset": dataset or schema.name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "classes": classes,
+        "columns": encoder.columns,
+        "model": kind if kind is not None else type(model).__name__,
+        "densities": list(densities),
+        "defaults": {"max_changes": max_changes,
+                     "density": default_density if default_density in densities else (list(densities) or [None])[0],
+                     "min_probability": None},
+        "score": {"name": target.name, "threshold": target.threshold, "direction": target.direction,
+                  "scale": reading.scale},
+        "training": training,
+        **({"recipe": dict(model_options)} if model_options else {}),
+    }
+    if verifier is not None:
+        metadata["verifier"] = {"format": "recourse-trees/1", "output": verifier.output}
+        metadata["surrogate"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in surrogate_info.items()}
+    bundle = Bundle(None, schema, clf, fitted, x, y_idx, metadata, verifier, [])
     stage("saving")
     save_bundle(bundle, out)
     stage.finish()
@@ -475,6 +579,12 @@ class _Family(BaseModel):
     size: StrictInt = Field(ge=1, le=64)
 
 
+class _Score(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    scale: float = Field(gt=0.0, allow_inf_nan=False)
+
+
 class BundleMetadata(BaseModel):
     """The fields of ``metadata.json`` that loading relies on, checked in one step (others pass through)."""
 
@@ -488,6 +598,7 @@ class BundleMetadata(BaseModel):
     defaults: _Defaults = Field(default_factory=_Defaults)
     verifier: _Verifier | None = None
     family: _Family | None = None
+    score: _Score | None = None
 
     @field_validator("files")
     @classmethod
@@ -617,6 +728,9 @@ def load_bundle(path: str | Path, device: str | torch.device | None = None) -> B
     _check_files(path, meta, metadata)
     with _reading(path, "schema.json"):
         schema = FeatureSchema.load(path / "schema.json")
+    if (schema.score_target is None) != (meta.score is None):
+        raise BundleError(f"{path}: metadata.json: score: " + ("missing: schema.json's target is a score" if meta.score is None
+                                                              else "given, but schema.json's target is not a score"))
     with _reading(path, MODEL_JSON):
         classifier = load_classifier(path, device=device)
     densities = {}

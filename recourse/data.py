@@ -36,8 +36,9 @@ class DataInputError(RecourseError):
     backticks, e.g. `` `path` ``), file, row or column."""
 
 DATASETS_DIR = Path(os.environ.get("RECOURSE_DATASETS", Path(__file__).resolve().parent.parent / "datasets"))
-DATASETS = ("german", "wine", "adult")
-DIRECTORIES = {"german": "german_credit", "german_credit": "german_credit", "wine": "wine", "adult": "adult"}
+DATASETS = ("german", "wine", "adult", "diabetes")
+DIRECTORIES = {"german": "german_credit", "german_credit": "german_credit", "wine": "wine", "adult": "adult",
+               "diabetes": "diabetes"}
 """The folder of each bundled data set under :data:`DATASETS_DIR`."""
 
 
@@ -67,13 +68,15 @@ class Dataset:
 
 
 def load_dataset(name: str) -> Dataset:
-    """Load a bundled data set by name: "german" (or "german_credit"), "wine" or "adult"."""
+    """Load a bundled data set by name: "german" (or "german_credit"), "wine", "adult" or "diabetes" (a score target)."""
     if name in ("german", "german_credit"):
         return load_german()
     if name == "wine":
         return load_wine()
     if name == "adult":
         return load_adult()
+    if name == "diabetes":
+        return load_diabetes()
     raise ValueError(f"unknown data set {name!r}; bundled: {', '.join(DATASETS)}")
 
 
@@ -113,6 +116,20 @@ def load_wine(directory: Path | None = None) -> Dataset:
     frame = pd.DataFrame(np.round(bunch.data, 2), columns=schema.names)
     labels = (bunch.target != 0).astype(int)
     return Dataset(schema, frame, labels, test_size=100)
+
+
+def load_diabetes(directory: Path | None = None) -> Dataset:
+    """Diabetes progression (a score target): scikit-learn's bundled raw copy, sex as its level
+    name, labels the progression one year later; 100 held-out rows."""
+    from sklearn.datasets import load_diabetes as sk_load_diabetes
+
+    directory = directory or DATASETS_DIR / DIRECTORIES["diabetes"]
+    schema = FeatureSchema.load(directory / "schema.json")
+    bunch = sk_load_diabetes(scaled=False)
+    frame = pd.DataFrame(bunch.data, columns=schema.names)
+    frame["age"] = frame["age"].astype(int)
+    frame["sex"] = frame["sex"].astype(int).astype(str)
+    return Dataset(schema, frame, np.asarray(bunch.target, dtype=np.float64), test_size=100)
 
 
 def load_adult(directory: Path | None = None) -> Dataset:
@@ -264,8 +281,11 @@ def read_training_table(path: str | Path, schema: FeatureSchema, target: str | N
         records = schema.validate_records(coerce_table(table[schema.names], schema).to_dict(orient="records"))
     except RecordValidationError as exc:
         raise DataInputError(format_row_errors(exc.errors, f"`path` {path}")) from None
-    labels = class_values(table[target], schema.target, f"`path` {path}")
-    check_class_rows(labels, schema.target, f"`path` {path}")
+    if schema.score_target is not None:
+        labels = score_values(table[target], schema.score_target.name, f"`path` {path}")
+    else:
+        labels = class_values(table[target], schema.target, f"`path` {path}")
+        check_class_rows(labels, schema.target, f"`path` {path}")
     return pd.DataFrame(records, columns=schema.names), labels
 
 
@@ -326,6 +346,17 @@ def class_values(column: pd.Series, target: Target, source: str) -> np.ndarray:
     if bad:
         raise DataInputError(format_row_errors(bad, source))
     return np.array(out, dtype=object if any(isinstance(c, str) for c in target.classes) else np.int64)
+
+
+def score_values(column: pd.Series, name: str, source: str) -> np.ndarray:
+    """The target column of a score target as finite numbers; other cells raise
+    :class:`DataInputError` naming the rows (numbered from 1)."""
+    numbers = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+    bad = [FieldError(f"{i}.{name}", f"{_describe(value)} is not a number (a score target holds numbers)")
+           for i, value in enumerate(column.tolist()) if not np.isfinite(numbers[i])]
+    if bad:
+        raise DataInputError(format_row_errors(bad, source))
+    return numbers
 
 
 def _describe(value: Any) -> str:

@@ -690,3 +690,10 @@ def _train_mlp_kind(x: np.ndarray, y: np.ndarray, seed: int = 0, hidden: Sequenc
 @register_model_kind("logistic", differentiable=True, about="L2 logistic regression (scikit-learn, lbfgs)")
 def _train_logistic_kind(x: np.ndarray, y: np.ndarray, seed: int = 0, C: float = 1.0) -> TorchClassifier:
     return train_logistic(x, y, C=C, seed=seed)
+
+
+@register_model_kind("linear", differentiable=True,
+                     about="the linear model of the target: logistic regression for classes (as logistic), ridge "
+                           "regression for a score target (recourse.scores)")
+def _train_linear_kind(x: np.ndarray, y: np.ndarray, seed: int = 0, C: float = 1.0) -> TorchClassifier:
+    return train_logistic(x, y, C=C, seed=seed)

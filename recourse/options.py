@@ -12,7 +12,9 @@ audit all build a :class:`RequestOptions` and resolve it against an engine with
 * ``alternatives``: a whole number from 1 to :data:`MAX_ALTERNATIVES`.
 * ``cost_weights``: {feature: ω} with known feature names and ω within
   :data:`~recourse.schema.COST_WEIGHT_RANGE`; they override the schema's ``cost_weight``.
-* ``target``: checked against the model's classes by the engine (one class, or one per row).
+* ``target``: checked against the model's classes by the engine (one class, or one per row); for
+  a score target (:mod:`recourse.scores`) also ``{"at_least": v}`` or ``{"at_most": v}``, another
+  threshold for this request.
 * ``min_probability``: the confidence every answer must reach, a number in (0, 1) (default:
   the bundle's); the model's probability of the target class on the counterfactual is at least
   this.
@@ -68,7 +70,8 @@ class RequestOptions(BaseModel):
                                     "the number of features means no limit (clipped; default: the bundle's).")
     density: str | None = Field(default=None, description="Plausibility term: one of the bundle's densities "
                                 "(kde, gmm, knn) or 'none' (default: the bundle's).")
-    target: Any = Field(default=None, description="Class to reach (default: the favourable class).")
+    target: Any = Field(default=None, description="Class to reach (default: the favourable class); for a bundle "
+                        "that decides a score, another threshold: {\"at_least\": number} or {\"at_most\": number}.")
     alternatives: int | None = Field(default=None, description="Also return up to K verified alternatives using "
                                      f"different features (1 to {MAX_ALTERNATIVES}).")
     min_probability: float | None = Field(default=None, description="The least probability of the target class "
@@ -213,6 +216,9 @@ class RequestOptions(BaseModel):
                 weights = tuple(base.tolist())
         actions, limit_errors = self._actions(engine.encoder.action_set, engine.schema)
         errors += limit_errors
+        if self.min_probability is not None and getattr(engine, "score", None) is not None:
+            errors.append(FieldError("min_probability", "this bundle decides a score, which has no probability; ask "
+                                                        "for a stricter threshold instead, e.g. target {\"at_least\": number}"))
         if self.robust and not engine.family:
             errors.append(FieldError("robust", "this bundle has no committee of refits to verify with; build the "
                                                "bundle with a family of refits"))

@@ -48,18 +48,27 @@ def principal_reasons(engine: Any, results: Sequence[Recourse]) -> list[list[Rea
     base_margin = engine.margin(encoder.encode_codes(base), targets)[owner]
     single_enc = encoder.encode_codes(encoder.action_set.consequences.apply(base[owner], single))  # with its consequences
     delta = engine.margin(single_enc, targets[owner]) - base_margin
-    prob = engine.predict_proba(single_enc)[np.arange(len(owner)), targets[owner]]
+    scored = getattr(engine, "score", None) is not None  # a score target: the score, not a probability
+    prob = engine.scores(single_enc) if scored else engine.predict_proba(single_enc)[np.arange(len(owner)), targets[owner]]
     k = 0
     for i in found:
         res = results[i]
         for action in res.actions:
             feat = schema.feature(action.feature)
             text = (f"{feat.title}: {format_value(feat, action.from_, True)} "
-                    f"(the recourse needs {format_value(feat, action.to, True)}); on its own this change "
-                    f"{'raises' if prob[k] >= res.target.probability else 'lowers'} the probability of "
-                    f"'{res.target.label}' from {res.target.probability:.0%} to {prob[k]:.0%}.")
-            text = text[:1].upper() + text[1:]
-            out[i].append(Reason(action.feature, feat.title, action.from_, action.to, float(delta[k]), float(prob[k]), text))
+                    f"(the recourse needs {format_value(feat, action.to, True)}); on its own this change ")
+            if scored:
+                show = schema.target.show
+                name = schema.target.label or schema.target.name.replace("_", " ")
+                text += f"moves the predicted {name} from {show(res.decision.score)} to {show(prob[k])}."
+                reason = Reason(action.feature, feat.title, action.from_, action.to, float(delta[k]), None, text,
+                                score_alone=float(prob[k]))
+            else:
+                text += (f"{'raises' if prob[k] >= res.target.probability else 'lowers'} the probability of "
+                         f"'{res.target.label}' from {res.target.probability:.0%} to {prob[k]:.0%}.")
+                reason = Reason(action.feature, feat.title, action.from_, action.to, float(delta[k]), float(prob[k]), text)
+            reason.text = reason.text[:1].upper() + reason.text[1:]
+            out[i].append(reason)
             k += 1
         out[i].sort(key=lambda r: -r.score_change)
     return out

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .actions import format_value
-from .results import Recourse
+from .results import Decision, Recourse
 from .schema import FeatureSchema
 
 STATUS_TEXT = {
@@ -12,11 +12,18 @@ STATUS_TEXT = {
 }
 
 
+def decision_text(d: Decision, schema: FeatureSchema) -> str:
+    """'denied (model probability 0.38)', or for a score target 'progression above 140 (predicted 162.3)'."""
+    if d.score is not None and schema.score_target is not None:
+        return f"{d.label} (predicted {schema.score_target.show(d.score)})"
+    return f"{d.label} (model probability {d.probability:.2f})"
+
+
 def format_recourse(rec: Recourse, schema: FeatureSchema) -> str:
     """Decision, status, actions in plain words, the counterfactual record and its metrics."""
     d = rec.decision
     lines = [
-        f"Decision: {d.label} (model probability {d.probability:.2f})",
+        f"Decision: {decision_text(d, schema)}",
         f"Status:   {STATUS_TEXT[rec.status]}",
     ]
     if rec.message:
@@ -29,7 +36,7 @@ def format_recourse(rec: Recourse, schema: FeatureSchema) -> str:
         lines += ["", "What follows from these changes (not actions of yours):"]
         lines += [f"  - {c.text}" for c in rec.consequences]
     cd = rec.counterfactual_decision
-    lines += ["", f"New decision: {cd.label} (model probability {cd.probability:.2f}), verified with the model."]
+    lines += ["", f"New decision: {decision_text(cd, schema)}, verified with the model."]
     if rec.reasons:
         lines += ["", "Principal reasons (each change on its own, strongest first):"]
         lines += [f"  - {r.text}" for r in rec.reasons]
@@ -48,13 +55,14 @@ def format_recourse(rec: Recourse, schema: FeatureSchema) -> str:
     m = rec.metrics
     lof = "n/a" if m.get("lof") != m.get("lof") else f"{m['lof']:.2f}"
     lines += ["", f"Metrics: {m['l0']} feature(s) changed, l2 = {m['l2']:.3f} (scaled encoding), "
-              f"cost = {m['cost']:.2f} (in cost-scale units), LOF = {lof} (about 1 = typical of approved applicants)"]
+              f"cost = {m['cost']:.2f} (in cost-scale units), LOF = {lof} (about 1 = typical of "
+              + ("training rows that reach the target)" if schema.score_target is not None else "approved applicants)")]
     if rec.alternatives is not None:
-        lines += ["", *format_alternatives(rec)]
+        lines += ["", *format_alternatives(rec, schema)]
     return "\n".join(lines)
 
 
-def format_alternatives(rec: Recourse) -> list[str]:
+def format_alternatives(rec: Recourse, schema: FeatureSchema | None = None) -> list[str]:
     """The alternatives (each verified, different changed features), cheapest first after the answer above."""
     alts = rec.alternatives or []
     div = rec.diversity
@@ -64,8 +72,10 @@ def format_alternatives(rec: Recourse) -> list[str]:
     for i, alt in enumerate(alts, 1):
         m = alt.metrics
         tag = " (the answer above)" if i == 1 else ""
-        lines.append(f"  {chr(64 + i) if i <= 26 else i}. cost {m['cost']:.2f}, {m['l0']} change(s), "
-                     f"model probability {alt.counterfactual_decision.probability:.2f}{tag}")
+        d = alt.counterfactual_decision
+        said = (f"predicted {schema.score_target.show(d.score)}" if d.score is not None and schema is not None
+                and schema.score_target is not None else f"model probability {d.probability:.2f}")
+        lines.append(f"  {chr(64 + i) if i <= 26 else i}. cost {m['cost']:.2f}, {m['l0']} change(s), {said}{tag}")
         lines += [f"     - {a.text}" for a in alt.actions]
         lines += [f"       ({c.text})" for c in alt.consequences]
     return lines

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -27,11 +27,27 @@ def to_jsonable(value: Any) -> Any:
 
 @dataclass
 class Decision:
-    """The model's decision: class value, its display label and the model's probability of it."""
+    """The model's decision: class value, its display label and the model's probability of it; for
+    a score target (:mod:`recourse.scores`) the predicted ``score`` instead (``probability`` None)."""
 
     label: str
     value: int | str
-    probability: float
+    probability: float | None
+    score: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """label, value, probability (and score for a score target)."""
+        out = {"label": self.label, "value": self.value, "probability": self.probability}
+        if self.score is not None:
+            out["score"] = self.score
+        return out
+
+    def describe(self, show_score: Any = None) -> str:
+        """'denied (probability 0.38)', or for a score 'progression above 140 (score 162.3)';
+        ``show_score`` formats the score (default: two decimals)."""
+        if self.score is not None:
+            return f"{self.label} (predicted {show_score(self.score) if show_score else f'{self.score:.2f}'})"
+        return f"{self.label} (probability {self.probability:.2f})"
 
 
 @dataclass
@@ -65,7 +81,7 @@ class Alternative:
         return frozenset(a.feature for a in self.actions)
 
     def to_dict(self) -> dict[str, Any]:
-        return to_jsonable({"counterfactual_decision": asdict(self.counterfactual_decision),
+        return to_jsonable({"counterfactual_decision": self.counterfactual_decision.to_dict(),
                             "actions": [a.to_dict() for a in self.actions],
                             "consequences": [a.to_dict() for a in self.consequences],
                             "counterfactual": self.counterfactual, "metrics": self.metrics})
@@ -81,14 +97,17 @@ class Reason:
     value: Any
     needed: Any
     score_change: float
-    probability_alone: float
+    probability_alone: float | None
     text: str
+    score_alone: float | None = None
+    """For a score target: the predicted score with only this change (``probability_alone`` None)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return to_jsonable({
-            "feature": self.feature, "label": self.label, "value": self.value, "needed": self.needed,
-            "score_change": self.score_change, "probability_alone": self.probability_alone, "text": self.text,
-        })
+        out = {"feature": self.feature, "label": self.label, "value": self.value, "needed": self.needed,
+               "score_change": self.score_change, "probability_alone": self.probability_alone, "text": self.text}
+        if self.score_alone is not None:
+            out["score_alone"] = self.score_alone
+        return to_jsonable(out)
 
 
 def jaccard_diversity(sets: list[frozenset[str]] | list[set[str]]) -> float | None:
@@ -147,6 +166,8 @@ class Recourse:
             "probability": self.decision.probability,
             "new_decision": self.counterfactual_decision.label if self.counterfactual_decision else None,
             "new_probability": self.counterfactual_decision.probability if self.counterfactual_decision else None,
+            "score": self.decision.score,
+            "new_score": self.counterfactual_decision.score if self.counterfactual_decision else None,
             "changed": ", ".join(a.feature for a in self.actions),
             "actions": "; ".join(a.text for a in self.actions),
             "l0": self.metrics.get("l0") if self.counterfactual is not None else None,
@@ -158,13 +179,12 @@ class Recourse:
         """A notebook shows an answer as a small table: the decision, each action, the new decision."""
         from html import escape
 
-        rows = [("decision", f"{self.decision.label} (probability {self.decision.probability:.2f})"),
+        rows = [("decision", self.decision.describe()),
                 ("status", self.message or self.status)]
         rows += [(f"action {i}", a.text) for i, a in enumerate(self.actions, 1)]
         rows += [("follows", a.text) for a in self.consequences]
         if self.counterfactual_decision is not None:
-            rows.append(("new decision", f"{self.counterfactual_decision.label} "
-                                         f"(probability {self.counterfactual_decision.probability:.2f}), verified"))
+            rows.append(("new decision", f"{self.counterfactual_decision.describe()}, verified"))
         if self.counterfactual is not None and self.metrics:
             rows.append(("changes, cost", f"{self.metrics.get('l0', 0):.0f}, {self.metrics.get('cost', 0):.2f}"))
         body = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td style='text-align:left'>{escape(str(v))}</td></tr>"
@@ -175,13 +195,13 @@ class Recourse:
         out: dict[str, Any] = {
             "status": self.status,
             "message": self.message,
-            "decision": asdict(self.decision),
+            "decision": self.decision.to_dict(),
             "max_changes": self.max_changes,
         }
         if self.target is not None:
             out["target"] = {"label": self.target.label, "value": self.target.value}
         if self.counterfactual is not None:
-            out["counterfactual_decision"] = asdict(self.counterfactual_decision)
+            out["counterfactual_decision"] = self.counterfactual_decision.to_dict()
             out["actions"] = [a.to_dict() for a in self.actions]
             out["consequences"] = [a.to_dict() for a in self.consequences]
             out["counterfactual"] = self.counterfactual
@@ -199,8 +219,13 @@ class Recourse:
 
 def answers_frame(answers: list["Recourse"]) -> "Any":
     """A batch of answers as a pandas DataFrame, one row per applicant (:meth:`Recourse.summary`):
-    status, decision, probability, new_decision, new_probability, changed, actions, l0, cost, message."""
+    status, decision, probability, new_decision, new_probability, changed, actions, l0, cost, message
+    (and score, new_score for a score target)."""
     import pandas as pd
 
     columns = ["status", "decision", "probability", "new_decision", "new_probability", "changed", "actions", "l0", "cost", "message"]
-    return pd.DataFrame([a.summary() for a in answers], columns=columns)
+    frame = pd.DataFrame([a.summary() for a in answers])
+    if any(a.decision.score is not None for a in answers):  # a score target: the scores beside the decisions
+        columns[3:3] = ["score"]
+        columns[6:6] = ["new_score"]
+    return frame.reindex(columns=columns)

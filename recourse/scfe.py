@@ -31,13 +31,14 @@ from .config import SCFEConfig
 from .diagnosis import explain_failures
 from .encoding import TabularEncoder
 from .exact_linear import linear_polish, milp_by_target
-from .errors import FieldError, RecordValidationError
+from .errors import FieldError, OptionsError, RecordValidationError
 from .metrics import lof_scores
 from .options import NO_DENSITY, RequestOptions, ResolvedOptions
 from .reasons import principal_reasons
 from .results import Decision, Recourse
 from .runtime import threads_for
-from .schema import FeatureSchema, json_type
+from .schema import FeatureSchema, ScoreTarget, json_type
+from .scores import ScoreReading, affine_output, requested_target
 from .search import SparseSearch
 from .verify import BatchSolution, Verification
 
@@ -65,6 +66,7 @@ class RecourseEngine:
         dtype: torch.dtype = torch.float32,
         verifier: Any | None = None,
         family: Sequence[Any] = (),
+        score_scale: float | None = None,
     ):
         self.schema = schema
         self.encoder = TabularEncoder(schema)
@@ -77,12 +79,19 @@ class RecourseEngine:
         self.train_encoded = train_encoded
         self.train_labels = train_labels
         self.classes = list(classifier.classes)
+        self.score: ScoreReading | None = None
+        """For a score target (:mod:`recourse.scores`): how the model's binary logit reads as the score."""
+        if schema.score_target is not None:
+            if score_scale is None:
+                raise RecordValidationError([FieldError("score_scale", "a score target needs the scale its model was folded with")])
+            self.score = ScoreReading.of(schema.score_target, score_scale)
         self._lof_cache: dict[int, Any] = {}
         schema_weights = np.array([f.cost_weight for f in schema.features], dtype=float)
         self.verification = Verification(self.encoder, self.verifier, self.device, self.dtype, schema_weights)
         self.search = SparseSearch(self.encoder, self.classifier, self.verification, self.densities,
                                    lof=self.lof if train_encoded is not None else None)
-        self.assembler = Assembler(schema, self.encoder, self.classes, self.lof)
+        self.assembler = Assembler(schema, self.encoder, self.classes, self.lof,
+                                   scorer=self.scores if self.score is not None else None)
         self.family = [m.to(self.device, dtype) for m in family]
         """Refits of the model (the same recipe on resamples): with ``robust``, a committee verifies
         and steers (:mod:`recourse.committee`)."""
@@ -142,6 +151,12 @@ class RecourseEngine:
             options = RequestOptions(max_changes=max_changes, density=density,
                                         target=target, alternatives=alternatives, cost_weights=cost_weights,
                                         min_probability=min_probability, fixed=fixed, limits=limits, robust=robust)
+        if isinstance(options.target, dict):  # a threshold of the request's own (a score target only)
+            if self.score is None:
+                raise OptionsError([FieldError("target", "this model decides classes, not a score; at_least / at_most "
+                                                         f"apply to a score target (classes: {self.classes})")])
+            asked = requested_target(options.target, self.schema.score_target)
+            return self.for_score(asked).explain(rows, options=options.model_copy(update={"target": None}))
         resolved = self.resolve(options)
         config = resolved.config
         deadline = time.perf_counter() + config.time_limit if config.time_limit is not None else None
@@ -173,6 +188,40 @@ class RecourseEngine:
             for result, reasons in zip(results, principal_reasons(self, results)):
                 result.reasons = reasons
             return results
+
+    def scores(self, encoded: np.ndarray) -> np.ndarray:
+        """The score model's prediction f per scaled row (a score target only): :math:`\tau + s\sigma z`."""
+        if self.score is None:
+            raise TypeError("this engine decides classes, not a score")
+        rows = np.atleast_2d(encoded)
+        return self.score.score(self.verification.margin(rows, np.ones(len(rows), dtype=np.int64)))
+
+    def for_score(self, target: "ScoreTarget") -> "RecourseEngine":
+        """An engine deciding ``target`` (another threshold or side of the same score): the model's
+        logit refolded exactly (:meth:`ScoreReading.refold`), the same densities (their classes
+        swapped when the side changes), the training rows labelled by the model at the new threshold
+        for LOF; cached per threshold."""
+        if self.score is None:
+            raise TypeError("this engine decides classes, not a score")
+        cache = self.__dict__.setdefault("_score_engines", {})
+        key = (target.threshold, target.direction)
+        if key not in cache:
+            a, b = self.score.refold(target)
+            flip = a < 0
+            densities = {k: (d.swapped() if flip else d) for k, d in self.densities.items()}
+            labels = None
+            if self.train_encoded is not None:
+                from .scores import reached
+
+                labels = reached(self.scores(self.train_encoded), target)
+            cache[key] = RecourseEngine(
+                self.schema.model_copy(update={"target": target}), affine_output(self.classifier, a, b), densities,
+                self.train_encoded, labels, self.config, self.device, self.dtype,
+                verifier=None if self.verifier is self.classifier else affine_output(self.verifier, a, b),
+                score_scale=self.score.scale)
+            if len(cache) > 32:
+                cache.pop(next(iter(cache)))
+        return cache[key]
 
     def linear_margin(self, target: int):
         """The deciding model's margin of class ``target`` as an affine map of the scaled encoding
@@ -236,9 +285,11 @@ class RecourseEngine:
 
     def predict(self, records: dict | Sequence[dict] | pd.DataFrame) -> tuple[list[Decision], np.ndarray]:
         """The model's decision for each record (validated first) and its probabilities (N, C)."""
-        probs = self.predict_proba(self.encode(records))
+        encoded = self.encode(records)
+        probs = self.predict_proba(encoded)
         pred = probs.argmax(1)
-        return [self.decision(int(k), probs[i, k]) for i, k in enumerate(pred)], probs
+        scores = self.scores(encoded) if self.score is not None else [None] * len(pred)
+        return [self.assembler.decision(int(k), probs[i, k], scores[i]) for i, k in enumerate(pred)], probs
 
     def decision(self, class_index: int, probability: float) -> Decision:
         """The decision for a class index: class value, display label and the given probability."""

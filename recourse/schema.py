@@ -35,9 +35,10 @@ import math
 import operator
 import sys
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import Annotated, Any, Literal, NoReturn, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator,
+                      model_validator)
 
 from .errors import FieldError, RecordValidationError, SchemaError
 
@@ -170,6 +171,7 @@ class Target(BaseModel):
     """The label column: its name, the favourable class and display names of the classes."""
 
     model_config = ConfigDict(extra="forbid")
+    kind: Literal["classification"] | None = None
     name: str
     classes: list[int | str]
     favourable: int | str
@@ -192,6 +194,89 @@ class Target(BaseModel):
 
     def label_of(self, cls: int | str) -> str:
         return self.labels.get(str(cls), str(cls))
+
+
+REACHED, NOT_REACHED = "reached", "not_reached"
+"""The two decisions of a score target: the score is on the favourable side of its threshold, or not."""
+
+
+class ScoreTarget(BaseModel):
+    r"""A regression target: a score the model predicts (a credit score, a predicted default rate)
+    and the favourable side of a threshold, ``at_least`` or ``at_most`` (exactly one).
+
+    The engine decides two classes, :data:`NOT_REACHED` and :data:`REACHED` (favourable): a
+    score model f becomes the binary logit :math:`z = s\,(f - \tau)/\sigma` (s = +1 for
+    ``at_least``, −1 for ``at_most``; σ the training scores' standard deviation), so every
+    part of the engine sees an ordinary binary model and its answers report the score itself
+    (:mod:`recourse.scores`).  A request may ask for another threshold (``{"at_least": 700}``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["regression"]
+    name: str
+    label: str | None = Field(default=None, description="how the score is named in sentences, e.g. 'credit score'")
+    unit: str = ""
+    precision: int = Field(default=2, ge=0, le=12, description="decimals shown for the score")
+    at_least: float | None = Field(default=None, allow_inf_nan=False, ge=-MAX_ABS_VALUE, le=MAX_ABS_VALUE)
+    at_most: float | None = Field(default=None, allow_inf_nan=False, ge=-MAX_ABS_VALUE, le=MAX_ABS_VALUE)
+
+    @model_validator(mode="after")
+    def _check(self) -> "ScoreTarget":
+        if not self.name.strip():
+            raise ValueError("target: the name must not be blank")
+        if (self.at_least is None) == (self.at_most is None):
+            raise ValueError("target: a score target gives exactly one of at_least or at_most (the favourable side "
+                             "of one threshold)")
+        return self
+
+    @property
+    def threshold(self) -> float:
+        """τ: the threshold the score must reach."""
+        return float(self.at_least if self.at_least is not None else self.at_most)
+
+    @property
+    def direction(self) -> int:
+        """s: +1 when the score must be at least τ, −1 when at most."""
+        return 1 if self.at_least is not None else -1
+
+    @property
+    def classes(self) -> list[str]:
+        """The two decisions, not reached first (class index 1 is the favourable one)."""
+        return [NOT_REACHED, REACHED]
+
+    @property
+    def favourable(self) -> str:
+        return REACHED
+
+    @property
+    def labels(self) -> dict[str, str]:
+        name = self.label or self.name.replace("_", " ")
+        t = self.show(self.threshold)
+        good, bad = ("at least", "below") if self.direction > 0 else ("at most", "above")
+        return {REACHED: f"{name} {good} {t}", NOT_REACHED: f"{name} {bad} {t}"}
+
+    def label_of(self, cls: int | str) -> str:
+        return self.labels.get(str(cls), str(cls))
+
+    def show(self, value: float) -> str:
+        """A score as people write it: the target's decimals and unit."""
+        text = f"{float(value):,.{self.precision}f}"
+        return text + ("%" if self.unit == "%" else f" {self.unit}" if self.unit else "")
+
+    def with_threshold(self, at_least: float | None = None, at_most: float | None = None) -> "ScoreTarget":
+        """This target with another threshold (exactly one of the two)."""
+        return ScoreTarget(kind="regression", name=self.name, label=self.label, unit=self.unit,
+                           precision=self.precision, at_least=at_least, at_most=at_most)
+
+
+def _target_kind(value: Any) -> str:
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    return "regression" if kind == "regression" else "classification"
+
+
+AnyTarget = Annotated[Union[Annotated[Target, Tag("classification")], Annotated[ScoreTarget, Tag("regression")]],
+                      Discriminator(_target_kind)]
+"""A classification target (classes) or a score target (``"kind": "regression"``)."""
 
 
 class Consequence(BaseModel):
@@ -217,7 +302,7 @@ class FeatureSchema(BaseModel):
     name: str
     description: str = ""
     features: list[Feature]
-    target: Target | None = None
+    target: AnyTarget | None = None
     consequences: list[Consequence] = Field(
         default_factory=list, description="the additive structural model: how an action on one feature moves others")
 
@@ -276,6 +361,11 @@ class FeatureSchema(BaseModel):
         Path(path).write_text(json.dumps(self.model_dump(mode="json", exclude_none=True), indent=2) + "\n")
 
     # ------------------------------------------------------------------ access
+    @property
+    def score_target(self) -> ScoreTarget | None:
+        """The target when it is a score (regression), else None."""
+        return self.target if isinstance(self.target, ScoreTarget) else None
+
     @property
     def names(self) -> list[str]:
         return [f.name for f in self.features]
@@ -458,4 +548,6 @@ def _num(v: float) -> str:
 
 
 def _loc(loc: tuple) -> str:
-    return ".".join(str(p) for p in loc) or "schema"
+    """A pydantic error location as a dotted path, without the target union's tags."""
+    parts = [p for i, p in enumerate(loc) if not (i and loc[i - 1] == "target" and p in ("classification", "regression"))]
+    return ".".join(str(p) for p in parts) or "schema"

@@ -22,6 +22,7 @@ Saved as JSON + safetensors: loading runs no code (no pickle).
 """
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -95,6 +96,16 @@ class TreeEnsemble(nn.Module):
         widened = threshold + slack
         self.threshold_bits = torch.where(self.feature >= 0, widened, threshold).contiguous().view(torch.int64)
         self._build_step_tables()
+
+    def with_affine_output(self, a: float, b: float) -> "TreeEnsemble":
+        r"""A copy whose boosting output is :math:`a\,F(x) + b` (init :math:`aF_0 + b`, scale :math:`a\eta`):
+        a score model's trees read as a binary logit (:mod:`recourse.scores`)."""
+        if self.kind != "boosting" or self.value.shape[-1] != 1:
+            raise ValueError("an affine output needs a boosting ensemble with one output")
+        other = copy.deepcopy(self)
+        other.scale = float(a) * self.scale
+        other.init = self.init * float(a) + float(b)
+        return other
 
     def _map_tensor(self, name: str) -> Tensor:
         return getattr(self, f"map_{name}_bits").view(torch.float64)
@@ -346,11 +357,72 @@ def from_sklearn_trees(estimator: Any) -> TreeEnsemble:
                     "GradientBoosting or HistGradientBoosting classifiers")
 
 
-def _set_init(model: TreeEnsemble, estimator: Any) -> None:
-    """Initial raw score F₀ = decision_function(x) − η Σ trees(x), checked constant over probe rows."""
+def regressor_trees(estimator: Any) -> TreeEnsemble:
+    r"""Export a fitted scikit-learn tree-ensemble regressor as one boosting output F(x) = its ``predict``:
+    RandomForest / ExtraTrees (:math:`\frac1T\sum_t v_t(x)`: scale 1/T), GradientBoosting and
+    HistGradientBoosting (losses whose prediction is the raw score).  The export is checked
+    against ``predict`` on probe rows (a model with a link function, e.g. a Poisson loss, is refused)."""
+    from sklearn.ensemble import (ExtraTreesRegressor, GradientBoostingRegressor, HistGradientBoostingRegressor,
+                                  RandomForestRegressor)
+
+    n_features = int(estimator.n_features_in_)
+    if getattr(estimator, "n_outputs_", 1) != 1:
+        raise TypeError("a score model predicts one value; this regressor predicts several")
+    if isinstance(estimator, (RandomForestRegressor, ExtraTreesRegressor)):
+        trees = [_sk_tree(tree, tree.tree_.value[:, 0, :1]) for tree in estimator.estimators_]
+        model = TreeEnsemble("boosting", **_pad(trees, 1), init=torch.zeros(1, dtype=torch.float64),
+                             scale=1.0 / len(trees), depth=_depth(trees), n_features=n_features, float32_inputs=True)
+    elif isinstance(estimator, GradientBoostingRegressor):
+        trees = [_sk_tree(tree, tree.tree_.value[:, 0, :1]) for tree in estimator.estimators_[:, 0]]
+        model = TreeEnsemble("boosting", **_pad(trees, 1), init=torch.zeros(1, dtype=torch.float64),
+                             scale=estimator.learning_rate, depth=_depth(trees), n_features=n_features, float32_inputs=True)
+        _set_init(model, estimator, estimator.predict)
+    elif isinstance(estimator, HistGradientBoostingRegressor):
+        if estimator.loss not in ("squared_error", "absolute_error", "quantile"):
+            raise TypeError(f"HistGradientBoostingRegressor(loss={estimator.loss!r}) predicts through a link function; "
+                            "a score model must predict the score itself (loss squared_error, absolute_error or quantile)")
+        trees = []
+        for (predictor,) in estimator._predictors:
+            nodes = predictor.nodes
+            if bool(np.any(nodes["is_categorical"])):
+                raise ValueError("HistGradientBoosting with native categorical splits is not supported; one-hot encode instead")
+            leaf = nodes["is_leaf"].astype(bool)
+            trees.append({"feature": np.where(leaf, -1, nodes["feature_idx"]).astype(np.int64),
+                          "threshold": np.where(leaf, 0.0, nodes["num_threshold"]),
+                          "left": np.where(leaf, 0, nodes["left"]).astype(np.int64),
+                          "right": np.where(leaf, 0, nodes["right"]).astype(np.int64),
+                          "value": np.asarray(nodes["value"], dtype=np.float64)[:, None]})
+        model = TreeEnsemble("boosting", **_pad(trees, 1), init=torch.zeros(1, dtype=torch.float64), scale=1.0,
+                             depth=_depth(trees), n_features=n_features, float32_inputs=False)
+        _set_init(model, estimator, estimator.predict)
+    else:
+        raise TypeError(f"unsupported tree model {type(estimator).__name__}: RandomForest, ExtraTrees, "
+                        "GradientBoosting or HistGradientBoosting regressors")
+    probe = np.random.default_rng(1).random((16, n_features))
+    with torch.no_grad():
+        ours = model(torch.as_tensor(probe, dtype=torch.float64)).numpy().reshape(-1)
+    theirs = np.asarray(estimator.predict(probe), dtype=np.float64).reshape(-1)
+    if not np.allclose(ours, theirs, rtol=1e-9, atol=1e-9 * max(1.0, float(np.abs(theirs).max()))):
+        raise TypeError(f"{type(estimator).__name__}: its prediction is not the trees' raw sum (a loss with a "
+                        "link function?); a score model must predict the score itself")
+    return model
+
+
+def is_tree_regressor(model: Any) -> bool:
+    """A fitted scikit-learn tree-ensemble regressor (:func:`regressor_trees`)."""
+    from sklearn.ensemble import (ExtraTreesRegressor, GradientBoostingRegressor, HistGradientBoostingRegressor,
+                                  RandomForestRegressor)
+
+    return isinstance(model, (RandomForestRegressor, ExtraTreesRegressor, GradientBoostingRegressor,
+                              HistGradientBoostingRegressor))
+
+
+def _set_init(model: TreeEnsemble, estimator: Any, raw_score: Any = None) -> None:
+    """Initial raw score F₀ = decision_function(x) − η Σ trees(x), checked constant over probe rows
+    (``raw_score``: the estimator's raw output instead of ``decision_function``)."""
     rng = np.random.default_rng(0)
     probe = rng.random((8, model.n_features))
-    raw = np.asarray(estimator.decision_function(probe), dtype=np.float64).reshape(8, -1)
+    raw = np.asarray((raw_score or estimator.decision_function)(probe), dtype=np.float64).reshape(8, -1)
     with torch.no_grad():
         trees = model(torch.as_tensor(probe, dtype=torch.float64)).reshape(8, -1).numpy()
     init = raw - trees

@@ -143,26 +143,35 @@
     return Math.round(p * 100) + " %";
   }
 
+  // "model probability 38 %", or for a bundle that decides a score "predicted 162.3"
+  function said(d) {
+    if (d.score !== undefined && d.score !== null) {
+      const digits = schema.target && schema.target.precision !== undefined ? schema.target.precision : 2;
+      return "predicted " + d.score.toFixed(digits) + (schema.target && schema.target.unit ? " " + schema.target.unit : "");
+    }
+    return "model probability " + pct(d.probability);
+  }
+
   function render(answer) {
     lastAnswer = answer;
-    const fav = schema.target ? String(schema.target.favourable) : null;
+    const fav = !schema.target ? null : schema.target.kind === "regression" ? "reached" : String(schema.target.favourable);
     const d = answer.decision;
     const decision = $("decision");
-    decision.textContent = "Decision: " + d.label + " (model probability " + pct(d.probability) + ")";
+    decision.textContent = "Decision: " + d.label + " (" + said(d) + ")";
     decision.className = fav !== null && String(d.value) === fav ? "approved" : "denied";
     $("message").textContent = answer.message || "";
     fillList("actions", "actions-block", answer.actions);
     fillList("consequences", "consequences-block", answer.consequences);
     const cd = answer.counterfactual_decision;
     $("new-decision").textContent = cd
-      ? "New decision: " + cd.label + " (model probability " + pct(cd.probability) + "), verified with the model."
+      ? "New decision: " + cd.label + " (" + said(cd) + "), verified with the model."
       : "";
     fillList("reasons", "reasons-block", answer.reasons);
     const alts = $("alternatives");
     alts.replaceChildren();
     for (const alt of answer.alternatives || []) {
-      const li = item(alts, "cost " + alt.metrics.cost.toFixed(2) + ", " + alt.metrics.l0 + " change(s), model probability "
-        + pct(alt.counterfactual_decision.probability) + ":");
+      const li = item(alts, "cost " + alt.metrics.cost.toFixed(2) + ", " + alt.metrics.l0 + " change(s), "
+        + said(alt.counterfactual_decision) + ":");
       const inner = document.createElement("ul");
       for (const a of alt.actions) item(inner, a.text);
       for (const c of alt.consequences || []) item(inner, "(" + c.text + ")");

@@ -167,7 +167,8 @@ def render(summary: dict[str, Any], table: pd.DataFrame, pairs: pd.DataFrame, gr
     meta = summary.get("run", {})
     parts.append('<section id="overview"><h2>Overview</h2>' + _table(["", ""], [
         ["population", _fmt(meta.get("population"))], ["bundle", _fmt(meta.get("bundle"))],
-        ["model", _fmt(meta.get("model"))], ["applicants", _fmt(cov["applicants"])],
+        ["model", _fmt(meta.get("model"))], ["favourable decision", _fmt(meta.get("favourable"))],
+        ["applicants", _fmt(cov["applicants"])],
         ["denied", _fmt(cov["denied"])], ["approval rate", _fmt(cov["decision_rate"], True)],
         ["at most m changes", _fmt(cov["max_changes"])], ["density", _fmt(meta.get("density"))],
         ["wall time (s)", _fmt(meta.get("seconds"))], ["applicants / s", _fmt(meta.get("applicants_per_second"))],

@@ -100,6 +100,8 @@ def finalize(engine, bundle, population: Path, out: Path, plan: AuditPlan, timin
     summary["run"] = {
         "population": str(population), "bundle": str(bundle.path) if bundle.path else None, "bundle_hash": bundle.hash,
         "model": bundle.metadata.get("model"), "density": engine.config.density if plan.density is True else plan.density,
+        "favourable": (engine.schema.target.label_of(engine.schema.target.favourable) if engine.schema.target is not None
+                       else None),
         "max_changes": plan.max_changes, "group_by": cfg.group_by, "bins": plan.bins,
         "protected": list(plan.protected), "chunk_size": cfg.chunk_size, "exact": plan.exact,
         "rows_processed_this_run": processed, "rows_resumed": timing.get("rows_resumed", 0),

@@ -299,6 +299,12 @@ class ClassConditionalDensity:
     def __getitem__(self, c: int) -> Density:
         return self.densities[int(c)]
 
+    def swapped(self) -> "ClassConditionalDensity":
+        """The two classes' densities exchanged (a score target asked for from its other side)."""
+        if self.classes != [0, 1]:
+            raise ValueError("only the densities of two classes can be swapped")
+        return ClassConditionalDensity({0: self.densities[1], 1: self.densities[0]})
+
     def __repr__(self) -> str:
         inner = ", ".join(f"{c}: {d!r}" for c, d in self.densities.items())
         return f"ClassConditionalDensity({{{inner}}})"
