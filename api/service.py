@@ -225,8 +225,9 @@ class RecourseService:
         if isinstance(asked, dict):
             score_target = self.engine.schema.score_target
             if score_target is None:
-                raise Problem(422, "unknown target class", [field_error(["target"], "this bundle decides classes, not a "
-                              "score: give a class as listed in GET /v1/models (at_least / at_most apply to a score)")])
+                raise Problem(422, "unknown target class", [field_error(["target"], "expected one class of the model, a "
+                              "string or an integer as in GET /v1/models (this bundle decides classes, not a score: "
+                              "at_least / at_most apply to a bundle that decides a score)")])
             try:
                 wanted = requested_target(asked, score_target)
             except OptionsError as exc:

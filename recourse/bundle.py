@@ -47,7 +47,7 @@ from .encoding import TabularEncoder, complete_schema
 from .errors import BundleError
 from .model_io import MODEL_JSON, MODEL_TENSORS, check_bundle_json, file_sha256, load_classifier, read_bundle_json, save_classifier
 from .models import TorchClassifier, from_sklearn, get_model_kind
-from .pipelines import is_raw_pipeline, raw_pipeline_model
+from .pipelines import is_raw_pipeline, raw_pipeline_model, raw_pipeline_regressor
 from .runtime import parse_device
 from .schema import FeatureSchema
 from .surrogate import distill
@@ -288,8 +288,12 @@ def _build_score_bundle(schema: FeatureSchema, train: pd.DataFrame, labels: Sequ
     started = time.perf_counter()
     stage("fitting the model")
     try:
-        estimator = train_regressor(kind, x, scores, seed, model_options) if kind is not None else model
-        regressor = as_module(estimator, encoder.n_columns)
+        if kind is None and is_raw_pipeline(model):  # a scikit-learn Pipeline on raw records (recourse.pipelines)
+            regressor = raw_pipeline_regressor(model, encoder, train)
+            model = "raw pipeline: " + " → ".join(type(step).__name__ for _, step in model.steps)
+        else:
+            estimator = train_regressor(kind, x, scores, seed, model_options) if kind is not None else model
+            regressor = as_module(estimator, encoder.n_columns)
     except (TypeError, ValueError) as exc:
         raise BundleError(str(exc)) from None
     reading = ScoreReading.of(target, float(np.std(scores)) or 1.0)
@@ -335,7 +339,7 @@ def _build_score_bundle(schema: FeatureSchema, train: pd.DataFrame, labels: Sequ
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "classes": classes,
         "columns": encoder.columns,
-        "model": kind if kind is not None else type(model).__name__,
+        "model": kind if kind is not None else model if isinstance(model, str) else type(model).__name__,
         "densities": list(densities),
         "defaults": {"max_changes": max_changes,
                      "density": default_density if default_density in densities else (list(densities) or [None])[0],

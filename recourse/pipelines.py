@@ -278,6 +278,42 @@ def raw_pipeline_model(pipeline: Any, encoder: TabularEncoder, train: pd.DataFra
     return model, trees
 
 
+def raw_pipeline_regressor(pipeline: Any, encoder: TabularEncoder, train: pd.DataFrame) -> Any:
+    """A score model's raw pipeline (a ColumnTransformer, then a linear, MLP or tree-ensemble
+    regressor) as a function of the scaled encoding: an ``nn.Sequential`` (the input map folded
+    into the first layer) or a :class:`~recourse.trees.TreeEnsemble` reading T(z); checked
+    against ``pipeline.predict`` on the training rows."""
+    from .scores import regressor_module
+    from .trees import is_tree_regressor, regressor_trees
+
+    pre, estimator = split_pipeline(pipeline)
+    mapping = input_map(pre, encoder, train)
+    try:
+        if is_tree_regressor(estimator):
+            model = regressor_trees(estimator)
+            if model.n_features != mapping.out_features:
+                raise TypeError(f"the estimator reads {model.n_features} features, the preprocessing gives {mapping.out_features}")
+            model.set_input_map(mapping)
+            model.widen_thresholds(torch.as_tensor(mapping.rounding_bound()), THRESHOLD_SLACK)
+        else:
+            head = list(regressor_module(estimator, mapping.out_features).double())
+            first = head[0]
+            weight, bias = mapping.fold(first.weight.detach().numpy(),
+                                        None if first.bias is None else first.bias.detach().numpy())
+            model = nn.Sequential(*mapping.modules(), _linear(weight, bias, torch.float64), *head[1:]).float()
+    except TypeError as exc:
+        raise BundleError(f"the pipeline's estimator: {exc}") from None
+    columns = list(getattr(pipeline, "feature_names_in_", [])) or encoder.schema.names
+    expected = np.asarray(pipeline.predict(encoder.frame_from_codes(encoder.to_codes(train))[columns]), dtype=np.float64)
+    with torch.no_grad():
+        x = torch.as_tensor(encoder.encode(train), dtype=torch.float64 if isinstance(model, nn.Sequential) is False else torch.float32)
+        got = model(x).double().reshape(-1).numpy()
+    worst = float(np.abs(got - expected).max()) if len(got) else 0.0
+    if worst > PROBA_TOLERANCE * max(1.0, float(np.abs(expected).max())) * 10:
+        raise BundleError(f"the converted pipeline's scores differ from predict by {worst:.3g} on the training rows")
+    return model
+
+
 def _check_sparse_zeros(pre: Any, estimator: Any, encoder: TabularEncoder, train: pd.DataFrame) -> None:
     """XGBoost reads a scipy sparse matrix's absent entries (its zeros) as missing values: refuse a
     sparse preprocessing in front of an XGBoost model with splits that send 0 elsewhere than missing."""
@@ -312,5 +348,5 @@ def predict_proba_raw(pipeline: Any, encoder: TabularEncoder, records: pd.DataFr
     return np.asarray(pipeline.predict_proba(encoder.frame_from_codes(encoder.to_codes(records))[columns]))
 
 
-__all__ = ["InputMap", "input_map", "is_raw_pipeline", "raw_pipeline_model", "predict_proba_raw", "split_pipeline",
+__all__ = ["InputMap", "input_map", "is_raw_pipeline", "raw_pipeline_model", "raw_pipeline_regressor", "predict_proba_raw", "split_pipeline",
            "PROBA_TOLERANCE"]

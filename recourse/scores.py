@@ -40,7 +40,7 @@ from .schema import MAX_ABS_VALUE, ScoreTarget, show_value
 from .trees import TreeEnsemble, is_tree_regressor, regressor_trees
 
 REGRESSORS = ("linear", "mlp", "gbm", "hgb", "forest")
-"""The model kinds a score target can be trained with (``recourse train --model``)."""
+"""The model kinds a score target can be trained with (``model`` of :func:`recourse.bundle.build_bundle`)."""
 
 
 @dataclass(frozen=True)

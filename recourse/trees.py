@@ -89,13 +89,31 @@ class TreeEnsemble(nn.Module):
         With an input map, T(x) is computed in another order than the pipeline's own transform,
         from inputs that may be float32, and can land just above a threshold that equals a
         training value (HistGradientBoosting splits at data values); the slack covers that
-        rounding.  Real values closer to a split than the slack do not occur in tabular data (the
-        caller checks the result against the model's own predictions)."""
+        rounding.  A value within twice the slack of a split is on no sure side of it (a grid
+        value at the midpoint of two training values is): :meth:`ambiguous` names such rows, and
+        the engine's gate refuses them (the caller also checks the result against the model's
+        own predictions)."""
         threshold = self.threshold_bits.view(torch.float64)
         slack = absolute.double()[self.feature.clamp_min(0)] + relative * threshold.abs().clamp_min(1.0)
         widened = threshold + slack
         self.threshold_bits = torch.where(self.feature >= 0, widened, threshold).contiguous().view(torch.int64)
+        slack = torch.where(self.feature >= 0, slack, torch.zeros_like(slack))
+        self.register_buffer("split_slack_bits", slack.contiguous().view(torch.int64))  # bits: a dtype cast cannot touch it
         self._build_step_tables()
+
+    def ambiguous(self, x: Tensor) -> Tensor:
+        """(B,) bool: rows whose split inputs lie within twice the slack of a widened split
+        (:meth:`widen_thresholds`), where this evaluation and the model's own may send them apart;
+        all False for a model read without an input map."""
+        bits = getattr(self, "split_slack_bits", None)
+        if bits is None or self.input_map is None:
+            return torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        slack = bits.view(torch.float64)
+        inner = self.feature >= 0
+        feature = self.feature[inner]
+        original = (self.threshold_bits.view(torch.float64) - slack)[inner]
+        band = 2.0 * slack[inner].abs()
+        return ((self.split_inputs(x)[:, feature] - original).abs() <= band).any(1)
 
     def with_affine_output(self, a: float, b: float) -> "TreeEnsemble":
         r"""A copy whose boosting output is :math:`a\,F(x) + b` (init :math:`aF_0 + b`, scale :math:`a\eta`):
@@ -220,9 +238,12 @@ class TreeEnsemble(nn.Module):
         return config
 
     def tensors(self) -> dict[str, Tensor]:
-        return {"feature": self.feature.cpu(), "threshold": self.threshold_bits.view(torch.float64).cpu(),
-                "left": self.left.cpu(), "right": self.right.cpu(), "value": self.value.cpu(), "init": self.init.cpu(),
-                **{f"map_{name}": self._map_tensor(name).cpu() for name in self.input_map or {}}}
+        out = {"feature": self.feature.cpu(), "threshold": self.threshold_bits.view(torch.float64).cpu(),
+               "left": self.left.cpu(), "right": self.right.cpu(), "value": self.value.cpu(), "init": self.init.cpu(),
+               **{f"map_{name}": self._map_tensor(name).cpu() for name in self.input_map or {}}}
+        if getattr(self, "split_slack_bits", None) is not None:
+            out["split_slack"] = self.split_slack_bits.view(torch.float64).cpu()
+        return out
 
     def save(self, directory: str | Path, stem: str = "trees") -> list[Path]:
         directory = Path(directory)
@@ -246,6 +267,10 @@ class TreeEnsemble(nn.Module):
             if missing:
                 raise ValueError(f"{directory / stem}.safetensors: the input map lacks {', '.join(missing)}")
             model.set_input_map_tensors({n: t[f"map_{n}"] for n in names})
+        if "split_slack" in t:
+            if tuple(t["split_slack"].shape) != tuple(model.feature.shape):
+                raise ValueError(f"{directory / stem}.safetensors: split_slack does not fit the trees")
+            model.register_buffer("split_slack_bits", t["split_slack"].double().contiguous().view(torch.int64))
         model.validate()
         return model
 

@@ -129,8 +129,19 @@ class Verification:
         rows = np.flatnonzero(good)
         if rows.size:
             seen = self.outcome_encoded(originals[rows], new[rows], encoded[rows])
-            good[rows] = self.margin(seen, targets[rows]) > 0
+            good[rows] = (self.margin(seen, targets[rows]) > 0) & ~self.ambiguous(seen)
         return good
+
+    def ambiguous(self, encoded: np.ndarray) -> np.ndarray:
+        """Rows the deciding model cannot place for sure: a tree model read through a pipeline's
+        input map with a split input at a split (:meth:`TreeEnsemble.ambiguous
+        <recourse.trees.TreeEnsemble.ambiguous>`); all False for any other model."""
+        module = getattr(self.model, "module", None)
+        check = getattr(module, "ambiguous", None)
+        if check is None or getattr(module, "input_map", None) is None:
+            return np.zeros(len(encoded), dtype=bool)
+        with torch.no_grad():
+            return check(torch.as_tensor(encoded, device=self.device, dtype=torch.float64)).cpu().numpy()
 
     def cost(self, a: np.ndarray, b: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         r"""Cost :math:`\sum_j \omega_j |\Delta_j| / s_j` per row between codes ``a`` and ``b`` (ω: the schema's if None)."""

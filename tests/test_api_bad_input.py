@@ -163,7 +163,7 @@ def test_target_must_equal_a_class_in_value_and_type(app, client, monkeypatch):
     assert answer.status_code == 200 and answer.get_json()["target"]["value"] == 1
     service = app.extensions["recourse"]
     monkeypatch.setattr(service.engine, "classes", ["bad", "good"])
-    assert service._target("good") == "good"
+    assert service._target("good") == ("good", None)
     with pytest.raises(Problem) as caught:
         service._target(1)
     assert caught.value.errors[0]["field"] == "target" and '"bad", "good"' in caught.value.errors[0]["message"]

@@ -346,3 +346,52 @@ def test_audit_of_a_score_bundle(tmp_path, linear_bundle, diabetes):
     assert int((table["status"] != "approved").sum()) == denied
     assert (table["status"] == "recourse_found").sum() > 0
     assert "disease progression" in result.report_path.read_text()
+
+
+@pytest.mark.parametrize("kind", ["ridge", "hgb"])
+def test_a_raw_pipeline_score_model_is_rechecked_by_the_pipeline_itself(tmp_path, diabetes, kind):
+    """A scikit-learn Pipeline on raw records (ColumnTransformer: one-hot sex, scaled numbers) with a
+    ridge or HistGradientBoosting regressor: every answer, scored by the user's own pipeline on the
+    raw counterfactual record, is at most the threshold (0 violations)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    train, y, test, y_test = diabetes.split()
+    numbers = [n for n in diabetes.schema.names if n != "sex"]
+    estimator = Ridge() if kind == "ridge" else HistGradientBoostingRegressor(max_iter=50, random_state=0)
+    pipeline = Pipeline([("pre", ColumnTransformer([("sex", OneHotEncoder(), ["sex"]), ("num", StandardScaler(), numbers)])),
+                         ("model", estimator)]).fit(train, y)
+    bundle = build_bundle(diabetes.schema, train, y, tmp_path / kind, model=pipeline, test=(test, y_test))
+    assert bundle.metadata["model"].startswith("raw pipeline: ColumnTransformer")
+    answers = bundle.engine().explain(test)
+    found = [a for a in answers if a.found]
+    assert len(found) >= 30
+    own = pipeline.predict(pd.DataFrame([a.counterfactual for a in found])[diabetes.schema.names])
+    assert (own <= 140).all(), own[own > 140]
+    np.testing.assert_allclose([a.counterfactual_decision.score for a in found], own, rtol=1e-4, atol=1e-3)
+
+
+def test_a_value_at_a_split_read_through_an_input_map_is_ambiguous():
+    """A split input within twice the slack of a widened split is on no sure side: refused."""
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    from recourse.pipelines import InputMap
+
+    rng = np.random.default_rng(0)
+    x = rng.random((200, 2))
+    model = GradientBoostingRegressor(n_estimators=5, max_depth=2, random_state=0).fit(x, x[:, 0] * 3 + x[:, 1])
+    trees = regressor_trees(model)
+    trees.set_input_map(InputMap(None, None, np.eye(2), np.zeros(2)))
+    trees.widen_thresholds(torch.full((2,), 1e-12, dtype=torch.float64), 1e-9)
+    feature, threshold = trees.splits()
+    slack_bits = trees.split_slack_bits.view(torch.float64)[trees.feature >= 0]
+    at = torch.tensor([[0.5, 0.5], [0.5, 0.5]], dtype=torch.float64)
+    at[0, int(feature[0])] = float(threshold[0] - slack_bits[0])  # exactly at the original split
+    at[1, int(feature[0])] = float(threshold[0] - slack_bits[0]) + 1e-3  # clearly to one side
+    others = [(int(f), float(t)) for f, t in zip(feature[1:], threshold[1:])]
+    assert not any(abs(float(at[1, f]) - t) < 1e-6 for f, t in others)  # the second row is near no other split
+    assert trees.ambiguous(at).tolist() == [True, False]
+    assert not trees.with_affine_output(2.0, 1.0).ambiguous(at[1:]).any()
