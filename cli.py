@@ -57,6 +57,14 @@ class DatasetName(str, Enum):
     diabetes = "diabetes"
 
 
+class BenchDataset(str, Enum):
+    """The data sets the benchmarks compare on (classification targets)."""
+
+    german = "german"
+    wine = "wine"
+    adult = "adult"
+
+
 class KeyRole(str, Enum):
     client = "client"
     auditor = "auditor"
@@ -348,7 +356,7 @@ def train(
 
 @bench_app.command("scfe")
 def bench_scfe(
-    dataset: DatasetName = typer.Option(DatasetName.german, help="wine (100 held-out rows, each pushed to the other class) or german, adult (denied test applicants)."),
+    dataset: BenchDataset = typer.Option(BenchDataset.german, help="wine (100 held-out rows, each pushed to the other class) or german, adult (denied test applicants)."),
     density: DensityName = typer.Option(DensityName.kde, help="Plausibility term."),
     n: int = typer.Option(100, min=1, help="Number of query points."),
     max_changes: Optional[int] = typer.Option(None, "--max-changes", "-m", min=1, max=MAX_CHANGES_LIMIT, help="m (default 2 for wine, 3 otherwise)."),
@@ -375,7 +383,7 @@ def bench_scfe(
 
 @bench_app.command("robustness")
 def bench_robustness(
-    dataset: DatasetName = typer.Option(DatasetName.german, help="The bench scfe points of german, wine or adult."),
+    dataset: BenchDataset = typer.Option(BenchDataset.german, help="The bench scfe points of german, wine or adult."),
     refits: int = typer.Option(10, min=1, max=100, help="Refits of the bundle's model on bootstrap resamples (new seeds)."),
     n: int = typer.Option(100, min=1, help="Number of query points."),
     family: int = typer.Option(8, "--family", min=0, max=64, help="Refits in the robust mode's committee (fitted with other seeds than the judging refits; 0: no robust mode)."),
@@ -393,7 +401,7 @@ def bench_robustness(
 
 @bench_app.command("exact")
 def bench_exact(
-    dataset: DatasetName = typer.Option(DatasetName.german, help="The bench scfe points of german, adult or wine."),
+    dataset: BenchDataset = typer.Option(BenchDataset.german, help="The bench scfe points of german, adult or wine."),
     model: ModelKind = typer.Option(ModelKind.logistic, help="Bundle model (logistic: also compared with the exact MILP optimum)."),
     n: int = typer.Option(200, min=1, help="Number of query points."),
     density: DensityName = typer.Option(DensityName.kde, help="Plausibility term."),
