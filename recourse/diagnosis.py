@@ -34,7 +34,32 @@ def explain_failures(search: SparseSearch, x: np.ndarray, codes: np.ndarray, tar
                      actions: ActionSet | None = None, certify: Certify | None = None) -> dict[int, str]:
     """A message per row of ``solution`` without a verified answer (by position); ``actions``: the
     call's action set (default the schema's); ``certify``: an exact check for models the search
-    cannot certify itself (see :data:`Certify`)."""
+    cannot certify itself (see :data:`Certify`).  A row that has no answer at the call's
+    confidence but one at the model's bare decision (within the same changes) is told so."""
+    notes: dict[int, str] = {}
+    messages = _messages(search, x, codes, targets, solution, config, deadline, actions, certify, notes)
+    return {i: text + notes.get(i, "") for i, text in messages.items()}
+
+
+def _less_certain(search: SparseSearch, x: np.ndarray, codes: np.ndarray, targets: np.ndarray, failed: np.ndarray,
+                  config: SCFEConfig, deadline: float | None, actions: ActionSet) -> dict[int, str]:
+    """For rows without an answer at the call's ``min_probability``: a note where the model's bare
+    decision can be reached with at most m changes (its probability and number of changes)."""
+    if config.min_probability is None or config.robust or not config.diagnose or failed.size == 0 or past(deadline):
+        return {}
+    bare = search.solve(x[failed], codes[failed], targets[failed],
+                        config.with_(min_probability=None, diagnose=False), deadline, actions=actions)
+    changed = search.encoder.changed_codes(codes[failed], bare.codes).sum(1)
+    return {int(i): (f" With a lower confidence there is one: {int(changed[j])} change{'s' if changed[j] != 1 else ''} "
+                     f"reach the decision at a probability of {bare.probability[j]:.0%}; ask for a lower confidence "
+                     "to see it, knowing that a retrained model is more likely to overturn it.")
+            for j, i in enumerate(failed) if bare.found[j]}
+
+
+def _messages(search: SparseSearch, x: np.ndarray, codes: np.ndarray, targets: np.ndarray,
+              solution: BatchSolution, config: SCFEConfig, deadline: float | None, actions: ActionSet | None,
+              certify: Certify | None, notes: dict[int, str]) -> dict[int, str]:
+    """The messages of :func:`explain_failures`; ``notes`` receives the lower-confidence notes."""
     actions = search.encoder.action_set if actions is None else actions
     goal = "" if config.min_probability is None else f" with a probability of at least {config.min_probability:.0%}"
     failed = np.flatnonzero(~solution.found)
@@ -53,6 +78,7 @@ def explain_failures(search: SparseSearch, x: np.ndarray, codes: np.ndarray, tar
         out.update({int(i): "No feature may change (each is fixed or cannot be acted on), so nothing can change "
                             "the decision." for i in failed})
         return out
+    notes.update(_less_certain(search, x, codes, targets, failed, config, deadline, actions))
     proven = _proven(solution, failed, config.max_changes, certify)
     within = f"changing at most {config.max_changes} of the {mutable} mutable features" \
         if config.max_changes < mutable else f"changing the {mutable} mutable features"

@@ -203,8 +203,8 @@ class RecourseEngine:
         for LOF; cached per threshold."""
         if self.score is None:
             raise TypeError("this engine decides classes, not a score")
-        cache = self.__dict__.setdefault("_score_engines", {})
-        key = (target.threshold, target.direction)
+        cache = self.__dict__.setdefault("_score_engines", {})  # shared with with_config copies: keyed by config too
+        key = (target.threshold, target.direction, self.config)
         if key not in cache:
             a, b = self.score.refold(target)
             flip = a < 0

@@ -73,3 +73,22 @@ def test_confidence_over_http_and_the_command_line(german_bundle, tmp_path):
     refused = CliRunner().invoke(cli_app, ["explain", str(APPLICANT), "--bundle", str(german_bundle.path),
                                            "--min-probability", "1"])
     assert refused.exit_code == 2 and "--min-probability: must be a number between 0 and 1" in refused.output
+
+
+def test_no_answer_at_the_confidence_says_when_a_less_certain_one_exists(german_bundle):
+    """The German example has no answer at 0.75 within 3 changes, but one at the model's bare
+    decision: the message says so, with its probability, and that it is less likely to hold."""
+    import re
+
+    engine = german_bundle.engine()
+    applicant = json.loads(Path("datasets/german_credit/examples/denied_applicant.json").read_text())
+    [strict] = engine.explain(applicant, min_probability=0.75)
+    [bare] = engine.with_config(min_probability=None).explain(applicant)
+    assert bare.found and not strict.found
+    said = re.search(r"With a lower confidence there is one: (\d) changes? reach the decision at a probability of (\d+)%",
+                     strict.message)
+    assert said, strict.message
+    assert 1 <= int(said.group(1)) <= 3 and 50 <= int(said.group(2)) < 75
+    assert "more likely to overturn it" in strict.message
+    [plain] = engine.with_config(min_probability=None).explain(applicant, max_changes=1)
+    assert not plain.found and "lower confidence" not in plain.message  # no confidence asked: nothing lower to offer

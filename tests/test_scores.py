@@ -205,6 +205,13 @@ def test_a_request_asks_for_its_own_threshold_and_side(linear_bundle, diabetes):
     other_side = engine.explain(test.iloc[:20], target={"at_least": 160})
     assert all(a.counterfactual_decision.score >= 160 - 1e-6 for a in other_side if a.found)
     assert all(a.decision.score >= 160 for a in other_side if a.status == "already_favourable")
+    from recourse.results import answers_frame
+
+    frame = answers_frame(stricter)
+    assert list(frame.columns[:7]) == ["status", "decision", "probability", "score", "new_decision", "new_probability", "new_score"]
+    assert (frame.loc[frame.status == "recourse_found", "new_score"] <= 120 + 1e-6).all()
+    limited = engine.with_config(time_limit=30.0).for_score(target.with_threshold(at_most=120))
+    assert limited.config.time_limit == 30.0 and engine.for_score(target.with_threshold(at_most=120)).config.time_limit is None
     same = engine.explain(test.iloc[:5], target={"at_most": target.threshold})
     plain = engine.explain(test.iloc[:5])
     assert [a.to_dict()["actions"] for a in same] == [a.to_dict()["actions"] for a in plain]
