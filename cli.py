@@ -860,7 +860,7 @@ def attack_cmd(
     p: float = typer.Option(0.5, help="FBS penalty exponent: 0, 0.5, 2/3 or 1."),
     lam: Optional[float] = typer.Option(None, "--lambda", min=0.0, help="Initial λ for gse/fbs."),
     norm: Optional[PgdNorm] = typer.Option(None, help="Norm of the ball: pgd (default l2) and manipulate (default linf)."),
-    explainer: Optional[str] = typer.Option(None, help="manipulate: the explainer attacked: saliency, gradxinput, ig, smoothgrad or gradcam."),
+    explainer: Optional[str] = typer.Option(None, help="manipulate: the explainer attacked: saliency, gradxinput, ig, smoothgrad, gradcam, or axai (a black-box random search, linf)."),
     target_map: Optional[Path] = typer.Option(None, "--target-map", help="manipulate: a .npy map (H, W) to drive the explanation to."),
     target_image: Optional[int] = typer.Option(None, "--target-image", help="manipulate: drive the explanation to that of this test image."),
     eps: Optional[float] = typer.Option(None, help="manipulate: perturbation budget (default 0.1 in linf, 1.0 in l2)."),
@@ -955,7 +955,7 @@ def bench_manipulation(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     progress: bool = typer.Option(True, help="Show a progress bar (on stderr, when it is a terminal; RECOURSE_PROGRESS=1 shows it anyway)."),
 ) -> None:
-    """Explanation manipulation: target-map success and fragility per explainer and budget, defences, AXAI (transfer)."""
+    """Explanation manipulation: target-map success and fragility per explainer and budget, defences, AXAI (attacked directly and by transfer)."""
     from recourse.errors import BundleError
     from benchmarks.manipulation import format_manipulation_table, run_manipulation_benchmark
     from commands.progress import progress_bar

@@ -11,8 +11,10 @@ gradient explainer (and two β-smoothed defences) and each ε budget:
   and to the original map.
 * **fragility (top-k) attack** — top-k intersection, Spearman and centre-of-mass shift between
   the maps of x and x + δ; the same for a random sign perturbation of the same ε (baseline).
-* **AXAI (transfer)** — AXAI is not differentiable; its density map is compared on the
-  perturbations found against each gradient explainer (and on the random ones).
+* **AXAI** — AXAI is not differentiable: it is attacked directly by a black-box random search on
+  its own density map (:func:`recourse.vision.manipulation.axai_attack`: fragility, and toward
+  the next image's AXAI map), and its map is compared on the perturbations found against each
+  gradient explainer (transfer) and on the random ones.
 
 The maps that are scored are the *real* network's, from captum (:func:`recourse.vision.explain.gradient_attribution`;
 SmoothGrad with fresh noise, IG with 32 nodes), not the attack's surrogate.
@@ -31,9 +33,9 @@ from torch import Tensor
 from benchmarks.common import correct_test_images
 from benchmarks.progress import Steps
 from recourse.vision.adapter import ImageAdapter
-from recourse.vision.explain import axai, gradient_attribution
-from recourse.vision.manipulation import (ATTACK_BETA, EXPLAINERS, ExplainerSettings, default_k, fragility_attack,
-                                          random_perturbation, target_map_attack)
+from recourse.vision.explain import axai_density_map, gradient_attribution
+from recourse.vision.manipulation import (ATTACK_BETA, EXPLAINERS, ExplainerSettings, axai_attack, default_k,
+                                          fragility_attack, random_perturbation, target_map_attack)
 from recourse.vision.map_metrics import fragility, pearson, similarity, to_map
 from recourse.vision.models import demo_vision_bundle, load_bundle
 from recourse.vision.smooth import softplus_copy
@@ -68,10 +70,7 @@ def _stats(prefix: str, d: dict[str, Tensor], mask: Tensor | None = None) -> dic
 
 def _axai_map(ad: ImageAdapter, x: Tensor) -> tuple[Tensor, Tensor]:
     """AXAI's density map (each pixel: the attacked-pixel density of its segment) and its top-3 mask."""
-    res = axai(ad, x)
-    b = len(x)
-    dens = res.density.clamp_min(0).gather(1, res.segments.reshape(b, -1)).view_as(res.segments)
-    return dens, res.mask
+    return axai_density_map(ad, x)
 
 
 def _mask_iou(a: Tensor, b: Tensor) -> Tensor:
@@ -84,7 +83,8 @@ def run_manipulation_benchmark(n: int = 200, *, dataset: str = "mnist", bundle: 
                                eps: Sequence[float] = (0.05, 0.1), norm: str = "linf", steps: int = 20, phases: int = 2,
                                ig_steps: int = 4, sg_samples: int = 4, threshold: float = 0.8,
                                defence_beta: float = DEFENCE_BETA, explainers: Sequence[str] = EXPLAINERS,
-                               defences: bool = True, with_axai: bool = True, out: Path | None = None,
+                               defences: bool = True, with_axai: bool = True, axai_queries: int = 40,
+                               out: Path | None = None,
                                device: str | None = None, seed: int = 0, progress: Any = None) -> dict[str, Any]:
     """Run the benchmark; returns a JSON-able dict (see :func:`format_manipulation_table`).
 
@@ -123,6 +123,18 @@ def run_manipulation_benchmark(n: int = 200, *, dataset: str = "mnist", bundle: 
     if with_axai:
         for e in eps:
             result["axai"].append(_axai_row(ad, "random sign", "random", e, random_x[e], axai_ref, None, None, pred, k))
+            if axai_queries and norm == "linf":  # AXAI itself, black box: random search on its own map
+                step(f"AXAI attacked directly, eps {e:g}, {axai_queries} queries")
+                t0 = time.perf_counter()
+                direct = axai_attack(ad, x, eps=e, queries=axai_queries, k=k, seed=seed)
+                row = _axai_row(ad, f"AXAI attacked directly, fragility ({axai_queries} queries)", "direct", e,
+                                direct.x_adv, axai_ref, None, direct.kept, pred, k)
+                aimed = axai_attack(ad, x, eps=e, queries=axai_queries, k=k, target_map=axai_target, seed=seed)
+                aimed_row = _axai_row(ad, f"AXAI attacked directly, target map ({axai_queries} queries)", "direct-target",
+                                      e, aimed.x_adv, axai_ref, axai_target, aimed.kept, pred, k)
+                aimed_row["success_rate"] = _mean(aimed.kept & (pearson(_axai_map(ad, aimed.x_adv)[0], axai_target) >= threshold))
+                row["seconds"] = aimed_row["seconds"] = round((time.perf_counter() - t0) / 2, 1)
+                result["axai"] += [row, aimed_row]
     specs: list[tuple[str, str, float | None]] = [(m, m, None) for m in explainers]
     if defences:
         specs += [(f"{m}, softplus β={defence_beta:g}", m, defence_beta) for m in ("saliency", "gradxinput") if m in explainers]
@@ -208,6 +220,14 @@ def _summary(result: dict[str, Any]) -> dict[str, Any]:
             s["axai_transfer_mean_frag_spearman"] = _avg(r["frag_spearman"] for r in ax)
             s["axai_transfer_mean_frag_topk"] = _avg(r["frag_topk"] for r in ax)
             s["axai_transfer_mean_mask_iou"] = _avg(r["mask_iou"] for r in ax)
+        direct = [r for r in result["axai"] if r["eps"] == e and r["kind"] == "direct"]
+        aimed = [r for r in result["axai"] if r["eps"] == e and r["kind"] == "direct-target"]
+        if direct:
+            s["axai_direct_frag_spearman"] = direct[0]["frag_spearman"]
+            s["axai_direct_frag_topk"] = direct[0]["frag_topk"]
+            s["axai_direct_mask_iou"] = direct[0]["mask_iou"]
+        if aimed:
+            s["axai_direct_success_rate"] = aimed[0]["success_rate"]
         out[f"eps={e:g}"] = s
     return out
 
@@ -236,13 +256,15 @@ def format_manipulation_table(out: dict[str, Any]) -> str:
         lines += ["", "Smoothed explanations (defence): Pearson of the clean softplus map with the ReLU network's map: "
                   + ", ".join(f"{r['explainer']} {r['clean_pearson_with_relu_map']:.2f}" for r in defended if r["eps"] == out["eps"][0])]
     if out["axai"]:
-        lines += ["", "AXAI (not differentiable; transfer: its density map on the perturbations found against the gradient explainers)", "",
-                  "| perturbation | ε | prediction kept | top-k ∩ | Spearman | CoM shift | top-3 mask IoU | PCC→target map |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines += ["", "AXAI (not differentiable: attacked directly by a black-box random search on its own density map, "
+                  "and by transfer: its map on the perturbations found against the gradient explainers)", "",
+                  "| perturbation | ε | prediction kept | top-k ∩ | Spearman | CoM shift | top-3 mask IoU | PCC→target map | success |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in out["axai"]:
             pcc = f"{r['pearson_target_before']:.2f} → {r['pearson_target_after']:.2f}" if "pearson_target_after" in r else "–"
+            won = f"{100 * r['success_rate']:.1f} %" if "success_rate" in r else "–"
             lines.append(f"| {r['source']} | {r['eps']:g} | {100 * r['prediction_kept']:.0f} % | {r['frag_topk']:.2f} | "
-                         f"{r['frag_spearman']:.2f} | {r['frag_com_shift']:.2f} | {r['mask_iou']:.2f} | {pcc} |")
+                         f"{r['frag_spearman']:.2f} | {r['frag_com_shift']:.2f} | {r['mask_iou']:.2f} | {pcc} | {won} |")
     lines += ["", "Summary: " + "; ".join(f"{e}: " + ", ".join(f"{k} {v:.2f}" for k, v in s.items()) for e, s in out["summary"].items())]
     if out["figures"]:
         lines += ["", "Figures: " + ", ".join(out["figures"])]

@@ -384,18 +384,17 @@ def run_manipulate(*, vb: VisionBundle, image: Path | None, index: int, n: int, 
 
     The images are attacked in one call (SmoothGrad's noise is drawn for the whole batch);
     ``progress(done, total, stage)`` is told before the attack, the maps and each image's files."""
-    from recourse.vision.explain import gradient_attribution
+    from recourse.vision.explain import axai_density_map, gradient_attribution
     from recourse.vision.figures import save_image_png, save_map_png
-    from recourse.vision.manipulation import EXPLAINERS, default_k, fragility_attack, target_map_attack
+    from recourse.vision.manipulation import EXPLAINERS, axai_attack, default_k, fragility_attack, target_map_attack
     from recourse.vision.map_metrics import fragility, similarity, to_map
 
-    names = ", ".join(EXPLAINERS)
+    names = ", ".join(EXPLAINERS) + ", axai"
     if explainer is None:
         raise CommandError(f"--explainer: --method manipulate needs the explainer to attack: {names}")
-    if explainer == "axai":
-        raise CommandError("--explainer: AXAI is not differentiable and cannot be attacked directly; "
-                           "`recourse bench manipulation` measures it on the perturbations found against the gradient explainers")
-    if explainer not in EXPLAINERS:
+    if explainer == "axai" and norm not in (None, "linf"):
+        raise CommandError("--norm: AXAI is attacked by a black-box random search in the linf ball only")
+    if explainer not in EXPLAINERS and explainer != "axai":
         raise CommandError(f"--explainer: unknown explainer {explainer!r}; expected one of {names}")
     if target_map is not None and target_image is not None:
         raise CommandError("--target-map and --target-image: give one of them, not both")
@@ -415,18 +414,23 @@ def run_manipulate(*, vb: VisionBundle, image: Path | None, index: int, n: int, 
         if not 0 <= target_image < len(split.y_test):
             raise CommandError(f"--target-image: {target_image} is outside the test set [0, {len(split.y_test) - 1}]")
         xt = torch.as_tensor(split.x_test[target_image:target_image + 1], device=ad.device)
-        mt = to_map(gradient_attribution(ad, xt, explainer, ad.predict(xt)))[0]
+        mt = (axai_density_map(ad, xt)[0][0] if explainer == "axai"
+              else to_map(gradient_attribution(ad, xt, explainer, ad.predict(xt)))[0])
     prepare_out(out)
     x = x.to(ad.device)
     pred = ad.predict(x)
 
     def report_map(imgs: torch.Tensor) -> torch.Tensor:
         torch.manual_seed(0)
+        if explainer == "axai":
+            return axai_density_map(ad, imgs)[0]
         return to_map(gradient_attribution(ad, imgs, explainer, pred))
 
     tell = progress or (lambda done, total, stage: None)
     tell(0, len(x), f"manipulate-{explainer} attack")
-    if mt is None:
+    if explainer == "axai":  # no gradient: a black-box random search on AXAI's own map
+        res = axai_attack(ad, x, eps=eps, target_map=mt)
+    elif mt is None:
         res = fragility_attack(ad, x, explainer, eps=eps, norm=norm)
     else:
         res = target_map_attack(ad, x, mt, explainer, eps=eps, norm=norm)

@@ -265,9 +265,42 @@ def test_cli_attack_manipulate_writes_images_maps_and_json(bundle, tmp_path):
     assert json.loads(r.output)["mode"] == "fragility (top-k)"
 
 
+def test_axai_attacked_directly_moves_its_map_more_than_noise_and_keeps_the_class(batch):
+    """AXAI has no gradient: the black-box random search on its own map keeps every prediction,
+    stays in the ε ball and the pixel box, and moves the map's top pixels more than noise does."""
+    from recourse.vision.explain import axai_density_map
+    from recourse.vision.manipulation import axai_attack
+
+    ad, x, _ = batch
+    res = axai_attack(ad, x, eps=0.1, queries=15, seed=0)
+    assert bool(res.kept.all())
+    assert float((res.x_adv - x).abs().max()) <= 0.1 + 1e-6 and float(res.x_adv.min()) >= 0 and float(res.x_adv.max()) <= 1
+    k = default_k(x.shape[-2:])
+    attacked = fragility(res.map_before, axai_density_map(ad, res.x_adv)[0], k)
+    noise = random_perturbation(ad, x, eps=0.1, seed=1)
+    base = fragility(res.map_before, axai_density_map(ad, noise)[0], k)
+    assert float(attacked["topk"].mean()) < float(base["topk"].mean())
+    target = axai_density_map(ad, x[1:2])[0][0]
+    aimed = axai_attack(ad, x, eps=0.1, queries=10, target_map=target, seed=0)
+    from recourse.vision.map_metrics import pearson
+
+    before = pearson(res.map_before, target.expand_as(res.map_before))
+    after = pearson(axai_density_map(ad, aimed.x_adv)[0], target.expand_as(res.map_before))
+    assert bool(aimed.kept.all()) and float(after.mean()) > float(before.mean())
+
+
+def test_cli_attack_manipulate_axai(bundle, tmp_path):
+    r = _cli("attack", "--method", "manipulate", "--explainer", "axai", "--bundle", str(bundle.path), "--n", "3",
+             "--out", str(tmp_path / "ax"), "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["mode"] == "fragility (top-k)" and all(i["prediction_kept"] for i in out["images"])
+    assert (tmp_path / "ax" / "000_manipulated_map.png").is_file()
+
+
 def test_cli_attack_manipulate_bad_input(bundle, tmp_path):
     base = ("attack", "--method", "manipulate", "--bundle", str(bundle.path), "--out", str(tmp_path / "o"))
-    cases = [((), "--explainer"), (("--explainer", "axai"), "not differentiable"), (("--explainer", "lime"), "--explainer"),
+    cases = [((), "--explainer"), (("--explainer", "axai", "--norm", "l2"), "linf ball only"), (("--explainer", "lime"), "--explainer"),
              (("--explainer", "ig", "--target-image", "3", "--target-map", str(tmp_path / "t.npy")), "give one"),
              (("--explainer", "ig", "--target-image", "99999"), "--target-image"),
              (("--explainer", "ig", "--target-map", str(tmp_path / "none.npy")), "no such file"),

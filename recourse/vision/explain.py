@@ -138,6 +138,15 @@ def axai(adapter: ImageAdapter, x: Tensor, *, k: int = 3, segmentation: str = "s
     return AxaiResult(segments, density, top, mask, attacked, delta, pred, time.perf_counter() - t0)
 
 
+def axai_density_map(adapter: ImageAdapter, x: Tensor, **options) -> tuple[Tensor, Tensor]:
+    """AXAI's explanation as a map (B, H, W): each pixel scored by the attacked-pixel density of
+    its segment (negative densities as 0), and its top-k segment mask (B, H, W) bool."""
+    res = axai(adapter, x, **options)
+    b = len(x)
+    dens = res.density.clamp_min(0).gather(1, res.segments.reshape(b, -1)).view_as(res.segments)
+    return dens, res.mask
+
+
 # ------------------------------------------------------------------------------ probing
 def concept_probe(adapter: ImageAdapter, classes: Sequence[int] | Tensor, shape: Sequence[int], *,
                   eps: float | None = None, q: float = 0.975, steps: int = 45, c: float = 1.0, seed: int = 0) -> AttackResult:

@@ -333,6 +333,71 @@ def _result(adapter: ImageAdapter, real: DiffExplainer, x: Tensor, x_adv: Tensor
     return ManipulationResult(x, x_adv, before, after, pred, adapter.predict(x_adv), tm, seconds, method, params)
 
 
+def axai_attack(adapter: ImageAdapter, x: Tensor, *, eps: float = 0.1, queries: int = 60, k: int | None = None,
+                target_map: Tensor | None = None, seed: int = 0, square: float = 0.25) -> ManipulationResult:
+    r"""Attack AXAI itself, which has no gradient: a black-box random search in the ℓ∞ ball (in the
+    spirit of the Square Attack, Andriushchenko et al., 2020) on AXAI's density map
+    (:func:`~.explain.axai_density_map`), keeping the predicted class.
+
+    Start from a random sign perturbation of size ε (kept only where the class is unchanged);
+    each of ``queries`` rounds redraws one random square per image (its side shrinking from
+    √``square``·H to 2 pixels) to ±ε per channel, asks AXAI for every image at once, and keeps a
+    proposal where the class is unchanged and the score improves.  Score: without ``target_map``
+    the top-k intersection with the original map (lower is better, the fragility attack); with
+    one, the Pearson correlation with it (higher is better, the target-map attack).
+    """
+    from .explain import axai_density_map
+    from .map_metrics import pearson, top_k_intersection
+
+    if not (eps > 0 and np.isfinite(eps)) or queries < 1:
+        raise ValueError("`eps` must be a positive number and `queries` at least 1")
+    x = adapter.to_device(x)
+    b, c, hgt, wid = x.shape
+    pred = adapter.predict(x)
+    k = default_k(x.shape[-2:]) if k is None else int(k)
+    lo, hi = adapter.delta_box(x)
+    lo, hi = lo.view_as(x), hi.view_as(x)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    t0 = time.perf_counter()
+    m0, _ = axai_density_map(adapter, x)
+    target = None if target_map is None else target_map.to(x.device).expand_as(m0)
+
+    def score(maps: Tensor) -> Tensor:  # lower is better
+        return top_k_intersection(m0, maps, k) if target is None else -pearson(maps, target)
+
+    def sign(shape: tuple[int, ...]) -> Tensor:
+        return (torch.randint(0, 2, shape, generator=gen) * 2 - 1).to(x.device, x.dtype)
+
+    delta = torch.minimum(torch.maximum(eps * sign(tuple(x.shape)), lo), hi)
+    kept = adapter.predict(x + delta) == pred
+    delta[~kept] = 0
+    best_map, _ = axai_density_map(adapter, x + delta)
+    best = score(best_map)
+    for q in range(queries):
+        side = max(2, int(round(hgt * float(np.sqrt(square * (1.0 - q / queries))))))
+        top = torch.randint(0, max(1, hgt - side + 1), (b,), generator=gen).to(x.device)
+        left = torch.randint(0, max(1, wid - side + 1), (b,), generator=gen).to(x.device)
+        ii = torch.arange(hgt, device=x.device)[None, :, None]
+        jj = torch.arange(wid, device=x.device)[None, None, :]
+        patch = ((ii >= top[:, None, None]) & (ii < (top + side)[:, None, None])
+                 & (jj >= left[:, None, None]) & (jj < (left + side)[:, None, None]))[:, None]  # (B, 1, H, W)
+        values = eps * sign((b, c, 1, 1))
+        proposal = torch.minimum(torch.maximum(torch.where(patch, values, delta), lo), hi)
+        keep = adapter.predict(x + proposal) == pred
+        maps, _ = axai_density_map(adapter, x + proposal)
+        now = score(maps)
+        better = keep & (now < best)
+        delta[better] = proposal[better]
+        best = torch.where(better, now, best)
+        best_map[better] = maps[better]
+    x_adv = x + delta
+    params = {"explainer": "axai", "objective": "topk" if target is None else "target", "k": k, "eps": eps,
+              "norm": "linf", "queries": queries, "square": square, "seed": seed}
+    return ManipulationResult(x, x_adv, m0, best_map, pred, adapter.predict(x_adv),
+                              None if target is None else unit_sum(target), time.perf_counter() - t0,
+                              "axai-" + ("fragility" if target is None else "target-map"), params)
+
+
 def default_k(hw) -> int:
     """Top-k size of the fragility metrics: 10 % of the pixels (78 on MNIST, 6 on 8×8 digits)."""
     return max(1, round(0.1 * int(hw[0]) * int(hw[1])))
