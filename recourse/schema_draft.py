@@ -15,7 +15,8 @@ Each column is given a kind by these rules, and every guess is written into the 
 * a column whose name looks like a protected attribute (age, sex, gender, race, nationality,
   religion, marital status, ...) is marked ``immutable``;
 * the target's classes are its distinct values; the favourable class is guessed as the most
-  frequent one and must be checked.
+  frequent one and must be checked; a numeric target with more than :data:`MAX_LEVELS` distinct
+  values is drafted as a score (regression, favourable: at least its median, to be checked).
 
 Missing cells (empty, NaN, or one of the ``na_values`` markers such as '?') are counted per
 column and reported: training needs a value in every cell (``drop_missing``
@@ -154,7 +155,14 @@ def draft_schema(table: pd.DataFrame, target: str | None = None, name: str = "dr
             draft.left_out[str(column)] = why
             continue
         draft.schema["features"].append(feature)
-    if target is not None:
+    if target is not None and _is_score(table[target]):
+        scores = pd.to_numeric(table[target], errors="coerce").dropna()
+        median = float(scores.median())
+        draft.schema["target"] = {"kind": "regression", "name": target, "precision": 2, "at_least": round(median, 4)}
+        draft.notes.append(f"target '{target}': a number with {scores.nunique()} distinct values, drafted as a score "
+                           f"(regression); the favourable side is guessed as at least the median ({median:g}): set "
+                           "at_least or at_most to the threshold your decision uses")
+    elif target is not None:
         labels = table[target].dropna()
         labels = labels.map(lambda v: v.strip() if isinstance(v, str) else v)
         counts = labels.value_counts()
@@ -173,6 +181,14 @@ def draft_schema(table: pd.DataFrame, target: str | None = None, name: str = "dr
         draft.notes.append(f"immutable (protected-looking names): {', '.join(immutable)}")
     FeatureSchema.model_validate(draft.schema)  # the draft is a valid schema as it stands
     return draft
+
+
+def _is_score(column: pd.Series) -> bool:
+    """A target column that is a score rather than classes: every cell a number, and more than
+    :data:`MAX_LEVELS` distinct values."""
+    values = column.dropna()
+    numbers = pd.to_numeric(values, errors="coerce")
+    return bool(len(values)) and not numbers.isna().any() and numbers.nunique() > MAX_LEVELS
 
 
 __all__ = ["Draft", "draft_schema", "draft_feature", "MAX_LEVELS", "RANGE_MARGIN", "PROTECTED"]

@@ -402,3 +402,25 @@ def test_a_value_at_a_split_read_through_an_input_map_is_ambiguous():
     assert not any(abs(float(at[1, f]) - t) < 1e-6 for f, t in others)  # the second row is near no other split
     assert trees.ambiguous(at).tolist() == [True, False]
     assert not trees.with_affine_output(2.0, 1.0).ambiguous(at[1:]).any()
+
+
+def test_schema_infer_drafts_a_score_target_that_trains(tmp_path, diabetes):
+    """A numeric target with many values becomes a score target (at least the median, to review);
+    the draft trains after one documented edit (the side and threshold)."""
+    from cli import app
+
+    table = diabetes.frame.copy()
+    table["progression"] = diabetes.labels
+    path = tmp_path / "patients.csv"
+    table.to_csv(path, index=False)
+    runner = CliRunner()
+    drafted = runner.invoke(app, ["schema", "infer", str(path), "--target", "progression", "--out", str(tmp_path / "s.json")])
+    assert drafted.exit_code == 0, drafted.output
+    schema = json.loads((tmp_path / "s.json").read_text())
+    assert schema["target"]["kind"] == "regression" and schema["target"]["at_least"] == pytest.approx(float(np.median(diabetes.labels)))
+    schema["target"] = {"kind": "regression", "name": "progression", "at_most": 140}  # the reviewer's edit
+    (tmp_path / "s.json").write_text(json.dumps(schema))
+    trained = runner.invoke(app, ["train", "--data", str(path), "--schema", str(tmp_path / "s.json"), "--model", "linear",
+                                  "--out", str(tmp_path / "b"), "--no-progress"])
+    assert trained.exit_code == 0, trained.output
+    assert "held-out: R²" in trained.output
