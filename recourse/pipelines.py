@@ -260,6 +260,7 @@ def raw_pipeline_model(pipeline: Any, encoder: TabularEncoder, train: pd.DataFra
         # splits move down by the slack; the others (x ≤ t) move up
         sign = -1.0 if strict_splits(estimator) else 1.0
         module.widen_thresholds(sign * torch.as_tensor(mapping.rounding_bound()), sign * THRESHOLD_SLACK)
+        module.mark_midpoints(torch.as_tensor(encoder.encode(train), dtype=torch.float64))
         model = TorchClassifier(module, output=module.output, classes=tree_classes(estimator), n_features=encoder.n_columns)
         trees = True
     else:
@@ -295,6 +296,7 @@ def raw_pipeline_regressor(pipeline: Any, encoder: TabularEncoder, train: pd.Dat
                 raise TypeError(f"the estimator reads {model.n_features} features, the preprocessing gives {mapping.out_features}")
             model.set_input_map(mapping)
             model.widen_thresholds(torch.as_tensor(mapping.rounding_bound()), THRESHOLD_SLACK)
+            model.mark_midpoints(torch.as_tensor(encoder.encode(train), dtype=torch.float64))
         else:
             head = list(regressor_module(estimator, mapping.out_features).double())
             first = head[0]

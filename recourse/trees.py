@@ -101,19 +101,45 @@ class TreeEnsemble(nn.Module):
         self.register_buffer("split_slack_bits", slack.contiguous().view(torch.int64))  # bits: a dtype cast cannot touch it
         self._build_step_tables()
 
-    def ambiguous(self, x: Tensor) -> Tensor:
-        """(B,) bool: rows whose split inputs lie within twice the slack of a widened split
-        (:meth:`widen_thresholds`), where this evaluation and the model's own may send them apart;
-        all False for a model read without an input map."""
+    def mark_midpoints(self, train: Tensor) -> None:
+        """Mark the splits (read through the input map) whose threshold is no training row's split
+        input: a midpoint between two training values (scikit-learn's trees split there), which a
+        value on a grid can hit exactly, where the model's own arithmetic and this one may send it
+        apart.  A threshold at a training value (XGBoost, LightGBM) is computed by the model from
+        the same transform as any row's value, and the slack gives its side exactly."""
         bits = getattr(self, "split_slack_bits", None)
-        if bits is None or self.input_map is None:
-            return torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        if bits is None:
+            raise ValueError("mark_midpoints needs the widened thresholds (widen_thresholds first)")
         slack = bits.view(torch.float64)
-        inner = self.feature >= 0
-        feature = self.feature[inner]
-        original = (self.threshold_bits.view(torch.float64) - slack)[inner]
-        band = 2.0 * slack[inner].abs()
-        return ((self.split_inputs(x)[:, feature] - original).abs() <= band).any(1)
+        inputs = self.split_inputs(train)  # (N, n_features)
+        original = self.threshold_bits.view(torch.float64) - slack
+        midpoint = torch.zeros_like(self.feature, dtype=torch.bool)
+        inner = (self.feature >= 0).nonzero(as_tuple=True)
+        for f in torch.unique(self.feature[inner]).tolist():
+            at = (self.feature == f) & (self.feature >= 0)
+            values = torch.unique(inputs[:, f])
+            t = original[at]
+            gap = (values[None, :] - t[:, None]).abs().amin(1)
+            midpoint[at] = gap > 2.0 * slack[at].abs()
+        self.register_buffer("split_midpoint", midpoint)
+
+    def ambiguous(self, x: Tensor, origin: Tensor | None = None) -> Tensor:
+        """(B,) bool: rows with a split input that moved from the ``origin`` row's (all of them
+        without one) onto a midpoint split (:meth:`mark_midpoints`, within twice the slack of
+        :meth:`widen_thresholds`), where this evaluation and the model's own may send them apart;
+        all False for a model read without an input map or without marked midpoints."""
+        bits = getattr(self, "split_slack_bits", None)
+        midpoint = getattr(self, "split_midpoint", None)
+        if bits is None or midpoint is None or self.input_map is None or not bool(midpoint.any()):
+            return torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        slack = bits.view(torch.float64)[midpoint]
+        feature = self.feature[midpoint]
+        original = self.threshold_bits.view(torch.float64)[midpoint] - slack
+        values = self.split_inputs(x)[:, feature]
+        near = (values - original).abs() <= 2.0 * slack.abs()
+        if origin is not None:
+            near &= values != self.split_inputs(origin)[:, feature]
+        return near.any(1)
 
     def with_affine_output(self, a: float, b: float) -> "TreeEnsemble":
         r"""A copy whose boosting output is :math:`a\,F(x) + b` (init :math:`aF_0 + b`, scale :math:`a\eta`):
@@ -243,6 +269,8 @@ class TreeEnsemble(nn.Module):
                **{f"map_{name}": self._map_tensor(name).cpu() for name in self.input_map or {}}}
         if getattr(self, "split_slack_bits", None) is not None:
             out["split_slack"] = self.split_slack_bits.view(torch.float64).cpu()
+        if getattr(self, "split_midpoint", None) is not None:
+            out["split_midpoint"] = self.split_midpoint.to(torch.uint8).cpu()
         return out
 
     def save(self, directory: str | Path, stem: str = "trees") -> list[Path]:
@@ -271,6 +299,10 @@ class TreeEnsemble(nn.Module):
             if tuple(t["split_slack"].shape) != tuple(model.feature.shape):
                 raise ValueError(f"{directory / stem}.safetensors: split_slack does not fit the trees")
             model.register_buffer("split_slack_bits", t["split_slack"].double().contiguous().view(torch.int64))
+        if "split_midpoint" in t:
+            if tuple(t["split_midpoint"].shape) != tuple(model.feature.shape):
+                raise ValueError(f"{directory / stem}.safetensors: split_midpoint does not fit the trees")
+            model.register_buffer("split_midpoint", t["split_midpoint"].bool())
         model.validate()
         return model
 

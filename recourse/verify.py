@@ -129,19 +129,24 @@ class Verification:
         rows = np.flatnonzero(good)
         if rows.size:
             seen = self.outcome_encoded(originals[rows], new[rows], encoded[rows])
-            good[rows] = (self.margin(seen, targets[rows]) > 0) & ~self.ambiguous(seen)
+            good[rows] = self.margin(seen, targets[rows]) > 0
+            unsure = np.flatnonzero(good[rows])
+            if unsure.size:
+                origin = self.encoder.encode_codes(originals[rows[unsure]])
+                good[rows[unsure]] = ~self.ambiguous(seen[unsure], origin)
         return good
 
-    def ambiguous(self, encoded: np.ndarray) -> np.ndarray:
+    def ambiguous(self, encoded: np.ndarray, origin: np.ndarray | None = None) -> np.ndarray:
         """Rows the deciding model cannot place for sure: a tree model read through a pipeline's
-        input map with a split input at a split (:meth:`TreeEnsemble.ambiguous
-        <recourse.trees.TreeEnsemble.ambiguous>`); all False for any other model."""
+        input map whose split input moved (from ``origin``'s) onto a midpoint split
+        (:meth:`TreeEnsemble.ambiguous <recourse.trees.TreeEnsemble.ambiguous>`); all False for
+        any other model."""
         module = getattr(self.model, "module", None)
-        check = getattr(module, "ambiguous", None)
-        if check is None or getattr(module, "input_map", None) is None:
+        if getattr(module, "split_midpoint", None) is None or getattr(module, "input_map", None) is None:
             return np.zeros(len(encoded), dtype=bool)
+        as_tensor = lambda a: torch.as_tensor(a, device=self.device, dtype=torch.float64)  # noqa: E731
         with torch.no_grad():
-            return check(torch.as_tensor(encoded, device=self.device, dtype=torch.float64)).cpu().numpy()
+            return module.ambiguous(as_tensor(encoded), None if origin is None else as_tensor(origin)).cpu().numpy()
 
     def cost(self, a: np.ndarray, b: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         r"""Cost :math:`\sum_j \omega_j |\Delta_j| / s_j` per row between codes ``a`` and ``b`` (ω: the schema's if None)."""

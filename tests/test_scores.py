@@ -382,7 +382,9 @@ def test_a_raw_pipeline_score_model_is_rechecked_by_the_pipeline_itself(tmp_path
 
 
 def test_a_value_at_a_split_read_through_an_input_map_is_ambiguous():
-    """A split input within twice the slack of a widened split is on no sure side: refused."""
+    """A split input that moves onto a midpoint split (within twice the slack) is on no sure side:
+    refused; a row that keeps its value there, a value clearly to one side, and a split at a
+    training value (whose side the slack gives exactly) are not."""
     from sklearn.ensemble import GradientBoostingRegressor
 
     from recourse.pipelines import InputMap
@@ -393,15 +395,24 @@ def test_a_value_at_a_split_read_through_an_input_map_is_ambiguous():
     trees = regressor_trees(model)
     trees.set_input_map(InputMap(None, None, np.eye(2), np.zeros(2)))
     trees.widen_thresholds(torch.full((2,), 1e-12, dtype=torch.float64), 1e-9)
+    train = torch.as_tensor(x, dtype=torch.float64)
+    trees.mark_midpoints(train)
+    assert bool(trees.split_midpoint[trees.feature >= 0].all())  # scikit-learn splits between training values
     feature, threshold = trees.splits()
-    slack_bits = trees.split_slack_bits.view(torch.float64)[trees.feature >= 0]
-    at = torch.tensor([[0.5, 0.5], [0.5, 0.5]], dtype=torch.float64)
-    at[0, int(feature[0])] = float(threshold[0] - slack_bits[0])  # exactly at the original split
-    at[1, int(feature[0])] = float(threshold[0] - slack_bits[0]) + 1e-3  # clearly to one side
-    others = [(int(f), float(t)) for f, t in zip(feature[1:], threshold[1:])]
-    assert not any(abs(float(at[1, f]) - t) < 1e-6 for f, t in others)  # the second row is near no other split
-    assert trees.ambiguous(at).tolist() == [True, False]
-    assert not trees.with_affine_output(2.0, 1.0).ambiguous(at[1:]).any()
+    slack = trees.split_slack_bits.view(torch.float64)[trees.feature >= 0]
+    f, at_split = int(feature[0]), float(threshold[0] - slack[0])
+    others = [(int(g), float(t)) for g, t in zip(feature[1:], threshold[1:])]
+    rows = torch.tensor([[0.5, 0.5]] * 3, dtype=torch.float64)
+    rows[0, f] = at_split  # exactly at the original split
+    rows[1, f] = at_split + 1e-3  # clearly to one side
+    rows[2, f] = at_split
+    assert not any(abs(float(rows[1, g]) - t) < 1e-6 or abs(float(rows[0, 1 - f]) - t) < 1e-6 for g, t in others)
+    origin = torch.tensor([[0.5, 0.5]] * 3, dtype=torch.float64)
+    origin[2, f] = at_split  # already there: the model's own value is what it always was
+    assert trees.ambiguous(rows, origin).tolist() == [True, False, False]
+    assert trees.with_affine_output(2.0, 1.0).ambiguous(rows, origin).tolist() == [True, False, False]
+    trees.mark_midpoints(torch.cat([train, rows[:1]]))  # the split value is now a training value
+    assert not bool(trees.ambiguous(rows, origin).any())
 
 
 def test_schema_infer_drafts_a_score_target_that_trains(tmp_path, diabetes):
