@@ -435,3 +435,17 @@ def test_schema_infer_drafts_a_score_target_that_trains(tmp_path, diabetes):
                                   "--out", str(tmp_path / "b"), "--no-progress"])
     assert trained.exit_code == 0, trained.output
     assert "held-out: R²" in trained.output
+
+
+def test_the_worked_example_in_the_docs_is_the_demo_output(tmp_path):
+    """docs/scores.md shows what the demo network answers for the example patient, word for word."""
+    import re
+    from pathlib import Path
+
+    from recourse.report import format_recourse
+
+    bundle = build_dataset_bundle("diabetes", tmp_path / "diabetes")
+    patient = json.loads(Path("datasets/diabetes/examples/patient.json").read_text())
+    [answer] = bundle.engine().explain(patient)
+    shown = re.search(r"```text\n(Decision: .*?)\n```", Path("docs/scores.md").read_text(), re.S).group(1)
+    assert format_recourse(answer, bundle.schema) == shown
