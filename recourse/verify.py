@@ -130,20 +130,27 @@ class Verification:
         if rows.size:
             seen = self.outcome_encoded(originals[rows], new[rows], encoded[rows])
             good[rows] = self.margin(seen, targets[rows]) > 0
-            unsure = np.flatnonzero(good[rows])
-            if unsure.size:
-                origin = self.encoder.encode_codes(originals[rows[unsure]])
-                good[rows[unsure]] = ~self.ambiguous(seen[unsure], origin)
+            if self.guarded:
+                unsure = np.flatnonzero(good[rows])
+                if unsure.size:
+                    origin = self.encoder.encode_codes(originals[rows[unsure]])
+                    good[rows[unsure]] = ~self.ambiguous(seen[unsure], origin)
         return good
+
+    @property
+    def guarded(self) -> bool:
+        """Whether the deciding model has midpoint splits read through an input map (see :meth:`ambiguous`)."""
+        module = getattr(self.model, "module", None)
+        return getattr(module, "split_midpoint", None) is not None and getattr(module, "input_map", None) is not None
 
     def ambiguous(self, encoded: np.ndarray, origin: np.ndarray | None = None) -> np.ndarray:
         """Rows the deciding model cannot place for sure: a tree model read through a pipeline's
         input map whose split input moved (from ``origin``'s) onto a midpoint split
         (:meth:`TreeEnsemble.ambiguous <recourse.trees.TreeEnsemble.ambiguous>`); all False for
         any other model."""
-        module = getattr(self.model, "module", None)
-        if getattr(module, "split_midpoint", None) is None or getattr(module, "input_map", None) is None:
+        if not self.guarded:
             return np.zeros(len(encoded), dtype=bool)
+        module = self.model.module
         as_tensor = lambda a: torch.as_tensor(a, device=self.device, dtype=torch.float64)  # noqa: E731
         with torch.no_grad():
             return module.ambiguous(as_tensor(encoded), None if origin is None else as_tensor(origin)).cpu().numpy()
