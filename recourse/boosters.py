@@ -53,6 +53,9 @@ from .trees import TreeEnsemble
 
 XGBOOST_OBJECTIVES = ("binary:logistic", "multi:softprob", "multi:softmax")
 LIGHTGBM_OBJECTIVES = ("binary", "multiclass")
+XGBOOST_REGRESSION = ("reg:squarederror", "reg:absoluteerror", "reg:pseudohubererror", "reg:quantileerror")
+LIGHTGBM_REGRESSION = ("regression", "regression_l1", "huber", "fair", "quantile")
+"""Regression objectives whose raw score is the prediction itself (no link function): score models."""
 INIT_TOLERANCE = {"xgboost": 1e-4, "lightgbm": 1e-8}
 """How far the calibrated initial score may vary over the probe rows (per 100 trees and unit of raw
 score): XGBoost sums its leaves in float32 (the exported sum is float64), LightGBM in float64."""
@@ -102,13 +105,15 @@ def _xgb_json(model: Any) -> dict[str, Any]:
     return json.loads(bytes(_xgb_booster(model).save_raw("json")))
 
 
-def _xgb_learner(model: Any) -> tuple[dict[str, Any], int, int]:
-    """(the learner JSON, number of classes K (2 for binary), number of features), checked."""
+def _xgb_learner(model: Any, regression: bool = False) -> tuple[dict[str, Any], int, int]:
+    """(the learner JSON, number of classes K (2 for binary; 2 for a score model, one output),
+    number of features), checked."""
     learner = _xgb_json(model)["learner"]
     objective = learner["objective"]["name"]
-    if objective not in XGBOOST_OBJECTIVES:
-        raise TypeError(f"unsupported XGBoost model {_name(model)} with objective {objective!r}: a classifier "
-                        f"({', '.join(XGBOOST_OBJECTIVES)}) is needed")
+    allowed = XGBOOST_REGRESSION if regression else XGBOOST_OBJECTIVES
+    if objective not in allowed:
+        raise TypeError(f"unsupported XGBoost model {_name(model)} with objective {objective!r}: "
+                        f"{'a score model' if regression else 'a classifier'} ({', '.join(allowed)}) is needed")
     booster = learner["gradient_booster"]
     if booster.get("name") != "gbtree":
         raise TypeError(f"unsupported XGBoost model {_name(model)} with booster {booster.get('name')!r}: only 'gbtree'")
@@ -136,9 +141,10 @@ def _xgb_tree(tree: dict[str, Any], model: Any) -> dict[str, np.ndarray]:
             "default_left": np.asarray(tree["default_left"], dtype=bool)}
 
 
-def from_xgboost(model: Any) -> TreeEnsemble:
-    """Export an ``XGBClassifier`` or a classification ``Booster`` (see the module docstring)."""
-    learner, k, n_features = _xgb_learner(model)
+def from_xgboost(model: Any, regression: bool = False) -> TreeEnsemble:
+    """Export an ``XGBClassifier`` or a classification ``Booster`` (see the module docstring); with
+    ``regression``, an ``XGBRegressor`` whose raw score is its prediction (one output)."""
+    learner, k, n_features = _xgb_learner(model, regression)
     forest = learner["gradient_booster"]["model"]
     groups = [int(g) for g in forest["tree_info"]]
     width = 1 if k == 2 else k
@@ -185,13 +191,16 @@ def _lgb_dump(model: Any) -> dict[str, Any]:
     return _lgb_booster(model).dump_model()
 
 
-def _lgb_objective(dump: dict[str, Any], model: Any) -> tuple[int, float]:
-    """(number of classes K, the sigmoid factor of a binary model), checked."""
+def _lgb_objective(dump: dict[str, Any], model: Any, regression: bool = False) -> tuple[int, float]:
+    """(number of classes K (2 for one output), the sigmoid factor of a binary model), checked."""
     words = str(dump.get("objective", "")).split()
     name = words[0] if words else ""
-    if name not in LIGHTGBM_OBJECTIVES:
-        raise TypeError(f"unsupported LightGBM model {_name(model)} with objective {name or 'custom'!r}: a "
-                        f"classifier ({', '.join(LIGHTGBM_OBJECTIVES)}) is needed")
+    allowed = LIGHTGBM_REGRESSION if regression else LIGHTGBM_OBJECTIVES
+    if name not in allowed:
+        raise TypeError(f"unsupported LightGBM model {_name(model)} with objective {name or 'custom'!r}: "
+                        f"{'a score model' if regression else 'a classifier'} ({', '.join(allowed)}) is needed")
+    if regression:
+        return 2, 1.0
     options = dict(w.split(":", 1) for w in words[1:] if ":" in w)
     if name == "binary":
         return 2, float(options.get("sigmoid", 1.0))
@@ -235,10 +244,11 @@ def _lgb_tree(root: dict[str, Any], num_leaves: int, model: Any) -> dict[str, np
     return arrays
 
 
-def from_lightgbm(model: Any) -> TreeEnsemble:
-    """Export an ``LGBMClassifier`` or a classification ``Booster`` (see the module docstring)."""
+def from_lightgbm(model: Any, regression: bool = False) -> TreeEnsemble:
+    """Export an ``LGBMClassifier`` or a classification ``Booster`` (see the module docstring); with
+    ``regression``, an ``LGBMRegressor`` whose raw score is its prediction (one output)."""
     dump = _lgb_dump(model)
-    k, sigmoid = _lgb_objective(dump, model)
+    k, sigmoid = _lgb_objective(dump, model, regression)
     per_iteration = int(dump["num_tree_per_iteration"])
     width = 1 if k == 2 else k
     if per_iteration != width:
@@ -309,14 +319,23 @@ def _calibrate(model: TreeEnsemble, margin: Any, library: str, estimator: Any) -
     model.init = torch.as_tensor(init.mean(0), dtype=torch.float64)
 
 
-def export_booster(model: Any) -> TreeEnsemble:
-    """A :class:`TreeEnsemble` of an XGBoost or LightGBM classifier."""
+def export_booster(model: Any, regression: bool = False) -> TreeEnsemble:
+    """A :class:`TreeEnsemble` of an XGBoost or LightGBM classifier (``regression``: a score model)."""
     library = _library(model)
     if library == "xgboost":
-        return from_xgboost(model)
+        return from_xgboost(model, regression)
     if library == "lightgbm":
-        return from_lightgbm(model)
+        return from_lightgbm(model, regression)
     raise TypeError(f"not an XGBoost or LightGBM model: {type(model).__name__}")
+
+
+def is_booster_regressor(model: Any) -> bool:
+    """An XGBoost or LightGBM scikit-learn regressor (``XGBRegressor``, ``LGBMRegressor``)."""
+    library = _library(model)
+    if library is None:
+        return False
+    module = sys.modules[library]
+    return isinstance(model, module.XGBRegressor if library == "xgboost" else module.LGBMRegressor)
 
 
 def booster_classes(model: Any) -> list[Any]:

@@ -415,17 +415,22 @@ def from_sklearn_trees(estimator: Any) -> TreeEnsemble:
 
 
 def regressor_trees(estimator: Any) -> TreeEnsemble:
-    r"""Export a fitted scikit-learn tree-ensemble regressor as one boosting output F(x) = its ``predict``:
+    r"""Export a fitted tree-ensemble regressor as one boosting output F(x) = its ``predict`` (XGBoost's and
+    LightGBM's through :func:`recourse.boosters.export_booster`, scikit-learn's here):
     RandomForest / ExtraTrees (:math:`\frac1T\sum_t v_t(x)`: scale 1/T), GradientBoosting and
     HistGradientBoosting (losses whose prediction is the raw score).  The export is checked
     against ``predict`` on probe rows (a model with a link function, e.g. a Poisson loss, is refused)."""
     from sklearn.ensemble import (ExtraTreesRegressor, GradientBoostingRegressor, HistGradientBoostingRegressor,
                                   RandomForestRegressor)
 
+    from .boosters import export_booster, is_booster_regressor
+
     n_features = int(estimator.n_features_in_)
     if getattr(estimator, "n_outputs_", 1) != 1:
         raise TypeError("a score model predicts one value; this regressor predicts several")
-    if isinstance(estimator, (RandomForestRegressor, ExtraTreesRegressor)):
+    if is_booster_regressor(estimator):  # XGBoost / LightGBM, read from their JSON dumps
+        model = export_booster(estimator, regression=True)
+    elif isinstance(estimator, (RandomForestRegressor, ExtraTreesRegressor)):
         trees = [_sk_tree(tree, tree.tree_.value[:, 0, :1]) for tree in estimator.estimators_]
         model = TreeEnsemble("boosting", **_pad(trees, 1), init=torch.zeros(1, dtype=torch.float64),
                              scale=1.0 / len(trees), depth=_depth(trees), n_features=n_features, float32_inputs=True)
@@ -459,19 +464,23 @@ def regressor_trees(estimator: Any) -> TreeEnsemble:
     with torch.no_grad():
         ours = model(torch.as_tensor(probe, dtype=torch.float64)).numpy().reshape(-1)
     theirs = np.asarray(estimator.predict(probe), dtype=np.float64).reshape(-1)
-    if not np.allclose(ours, theirs, rtol=1e-9, atol=1e-9 * max(1.0, float(np.abs(theirs).max()))):
+    tolerance = 1e-5 if is_booster_regressor(estimator) else 1e-9  # XGBoost sums its leaves in float32
+    if not np.allclose(ours, theirs, rtol=tolerance, atol=tolerance * max(1.0, float(np.abs(theirs).max()))):
         raise TypeError(f"{type(estimator).__name__}: its prediction is not the trees' raw sum (a loss with a "
                         "link function?); a score model must predict the score itself")
     return model
 
 
 def is_tree_regressor(model: Any) -> bool:
-    """A fitted scikit-learn tree-ensemble regressor (:func:`regressor_trees`)."""
+    """A fitted tree-ensemble regressor (:func:`regressor_trees`): scikit-learn's, ``XGBRegressor``
+    or ``LGBMRegressor``."""
     from sklearn.ensemble import (ExtraTreesRegressor, GradientBoostingRegressor, HistGradientBoostingRegressor,
                                   RandomForestRegressor)
 
-    return isinstance(model, (RandomForestRegressor, ExtraTreesRegressor, GradientBoostingRegressor,
-                              HistGradientBoostingRegressor))
+    from .boosters import is_booster_regressor
+
+    return is_booster_regressor(model) or isinstance(model, (RandomForestRegressor, ExtraTreesRegressor,
+                                                             GradientBoostingRegressor, HistGradientBoostingRegressor))
 
 
 def _set_init(model: TreeEnsemble, estimator: Any, raw_score: Any = None) -> None:

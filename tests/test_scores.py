@@ -449,3 +449,28 @@ def test_the_worked_example_in_the_docs_is_the_demo_output(tmp_path):
     [answer] = bundle.engine().explain(patient)
     shown = re.search(r"```text\n(Decision: .*?)\n```", Path("docs/scores.md").read_text(), re.S).group(1)
     assert format_recourse(answer, bundle.schema) == shown
+
+
+@pytest.mark.parametrize("library", ["xgboost", "lightgbm"])
+def test_xgboost_and_lightgbm_score_models_read_natively(tmp_path, diabetes, library):
+    """An XGBRegressor / LGBMRegressor on the scaled encoding, read from its own JSON dump: every
+    answer re-scored by the library's own predict is at most the threshold; a link-function
+    objective (Poisson) is refused by name."""
+    module = pytest.importorskip(library)
+    from recourse.encoding import TabularEncoder, complete_schema
+
+    train, y, test, y_test = diabetes.split()
+    x = TabularEncoder(complete_schema(diabetes.schema, train)).encode(train)
+    make = (lambda **kw: module.XGBRegressor(n_estimators=80, max_depth=3, n_jobs=1, random_state=0, **kw)) \
+        if library == "xgboost" else (lambda **kw: module.LGBMRegressor(n_estimators=80, num_leaves=8, verbose=-1, **kw))
+    model = make().fit(x, y)
+    bundle = build_bundle(diabetes.schema, train, y, tmp_path / library, model=model, test=(test, y_test))
+    engine = bundle.engine()
+    answers = engine.explain(test)
+    found = [a for a in answers if a.found]
+    assert len(found) >= 20
+    own = model.predict(engine.encode([a.counterfactual for a in found]))
+    assert (own <= 140).all(), own[own > 140]
+    poisson = make(objective="count:poisson" if library == "xgboost" else "poisson").fit(x, y)
+    with pytest.raises(BundleError, match="a score model"):
+        build_bundle(diabetes.schema, train, y, tmp_path / "poisson", model=poisson)
