@@ -474,3 +474,24 @@ def test_xgboost_and_lightgbm_score_models_read_natively(tmp_path, diabetes, lib
     poisson = make(objective="count:poisson" if library == "xgboost" else "poisson").fit(x, y)
     with pytest.raises(BundleError, match="a score model"):
         build_bundle(diabetes.schema, train, y, tmp_path / "poisson", model=poisson)
+
+
+def test_every_openapi_example_of_a_score_bundle_is_accepted(tmp_path, linear_bundle):
+    """The OpenAPI document of a score bundle (a threshold object as the example target, no
+    min_probability) offers only requests the server accepts."""
+    from api import create_app
+
+    client = create_app({"auth_required": False, "database": str(tmp_path / "log.sqlite3")}, bundle=linear_bundle).test_client()
+    document = client.get("/openapi.json").get_json()
+    seen = 0
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            examples = ((operation.get("requestBody") or {}).get("content", {}).get("application/json", {})
+                        .get("examples", {}))
+            for name, example in examples.items():
+                response = client.open(path, method=method.upper(), json=example["value"])
+                assert response.status_code == 200, (path, name, response.get_json())
+                seen += 1
+    assert seen >= 5
+    options = document["paths"]["/v1/recourse"]["post"]["requestBody"]["content"]["application/json"]["examples"]["options"]
+    assert options["value"]["target"] == {"at_most": 140.0} and "min_probability" not in options["value"]
