@@ -232,8 +232,6 @@ class RecourseService:
                 wanted = requested_target(asked, score_target)
             except OptionsError as exc:
                 raise Problem(422, "invalid target", [field_error(e.field.split(".", 1), e.message) for e in exc.errors]) from None
-            if wanted is None:
-                return self._target(None)
             side = "at_least" if wanted.at_least is not None else "at_most"
             return {side: wanted.threshold}, (side, wanted.threshold)
         return self._class(asked), None

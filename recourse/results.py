@@ -43,7 +43,7 @@ class Decision:
         return out
 
     def describe(self, show_score: Any = None) -> str:
-        """'denied (probability 0.38)', or for a score 'progression above 140 (score 162.3)';
+        """'denied (probability 0.38)', or for a score 'progression above 140 (predicted 162.30)';
         ``show_score`` formats the score (default: two decimals)."""
         if self.score is not None:
             return f"{self.label} (predicted {show_score(self.score) if show_score else f'{self.score:.2f}'})"
@@ -159,21 +159,22 @@ class Recourse:
 
     def summary(self) -> dict[str, Any]:
         """One flat row: status, decision and probability, the new decision's probability, the
-        changed features, the actions in words, ℓ0 and cost (see :func:`answers_frame`)."""
+        changed features, the actions in words, ℓ0 and cost (see :func:`answers_frame`); for a score
+        target also ``score`` and ``new_score``."""
         return {
             "status": self.status,
             "decision": self.decision.label,
             "probability": self.decision.probability,
             "new_decision": self.counterfactual_decision.label if self.counterfactual_decision else None,
             "new_probability": self.counterfactual_decision.probability if self.counterfactual_decision else None,
-            "score": self.decision.score,
-            "new_score": self.counterfactual_decision.score if self.counterfactual_decision else None,
             "changed": ", ".join(a.feature for a in self.actions),
             "actions": "; ".join(a.text for a in self.actions),
             "l0": self.metrics.get("l0") if self.counterfactual is not None else None,
             "cost": self.metrics.get("cost") if self.counterfactual is not None else None,
             "message": self.message,
-        }
+        } | ({"score": self.decision.score,
+              "new_score": self.counterfactual_decision.score if self.counterfactual_decision else None}
+             if self.decision.score is not None else {})
 
     def _repr_html_(self) -> str:
         """A notebook shows an answer as a small table: the decision, each action, the new decision."""
