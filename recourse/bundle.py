@@ -197,47 +197,30 @@ def build_bundle(
         converted, trees = raw_pipeline_model(model, encoder, train)
         if trees:
             verifier = converted
-            clf, fidelity = distill(verifier, x, [fc.slice for fc in encoder.layout], _numeric_columns(encoder), seed=seed)
-            surrogate_info = {"kind": "distilled mlp", **asdict(fidelity)}
+            clf, surrogate_info = _surrogate(verifier, x, encoder, seed)
         else:
             clf = converted
         model = "raw pipeline: " + " → ".join(type(step).__name__ for _, step in model.steps)
     elif kind is not None or is_tree_model(model):
         estimator = kind.train(x, y_idx, seed) if kind is not None else model
         verifier = tree_classifier(estimator)
-        clf, fidelity = distill(verifier, x, [fc.slice for fc in encoder.layout], _numeric_columns(encoder),
-                                seed=seed, teacher=getattr(estimator, "predict_proba", None))  # a bare Booster has none
-        surrogate_info = {"kind": "distilled mlp", **asdict(fidelity)}
+        clf, surrogate_info = _surrogate(verifier, x, encoder, seed,
+                                         teacher=getattr(estimator, "predict_proba", None))  # a bare Booster has none
         model = model if isinstance(model, str) else type(model).__name__
     else:
         clf = to_classifier(model, encoder.n_columns)
     clf.classes = _schema_classes(clf.classes, classes, "the model")
     if verifier is not None:
         verifier.classes = _schema_classes(verifier.classes, classes, "the model")
-    fitted = {}
-    for name in densities:
-        stage(f"fitting the {name} density")
-        fitted[name] = fit_class_conditional(name, x, y_idx, classes=range(len(classes)))
+    fitted = _fit_densities(densities, x, y_idx, len(classes), stage)
     members = _fit_family(kind, family, x, y_idx, classes, stage)
     seconds = time.perf_counter() - started
-    metadata: dict[str, Any] = {
-        "format": FORMAT,
-        "dataset": dataset or schema.name,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "classes": classes,
-        "columns": encoder.columns,
-        "model": model if isinstance(model, str) else type(model).__name__,
-        "densities": list(densities),
-        "defaults": {"max_changes": max_changes, "density": default_density if default_density in densities else (list(densities) or [None])[0],
-                     "min_probability": min_probability},
-        "training": {"rows": len(train), "seconds": round(seconds, 3), "seed": seed, "recipe_version": RECIPE_VERSION,
-                     "accuracy": _accuracy(verifier or clf, x, y_idx)},
-        **({"recipe": dict(kind.options)} if kind is not None and kind.options else {}),
-    }
-    if verifier is not None:
-        metadata["verifier"] = {"format": "recourse-trees/1", "output": verifier.output}
-        metadata["surrogate"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in surrogate_info.items()}
-    elif external_model is not None:  # the real model is a black box given again at load time
+    metadata = _metadata(schema, dataset, classes, encoder, model if isinstance(model, str) else type(model).__name__,
+                         densities, default_density, max_changes, min_probability,
+                         {"rows": len(train), "seconds": round(seconds, 3), "seed": seed, "recipe_version": RECIPE_VERSION,
+                          "accuracy": _accuracy(verifier or clf, x, y_idx)},
+                         dict(kind.options) if kind is not None and kind.options else None, verifier, surrogate_info)
+    if verifier is None and external_model is not None:  # the real model is a black box given again at load time
         metadata["verifier"] = {"format": EXTERNAL, "about": external_model}
     if members:
         metadata["family"] = {"size": len(members), "seed": FAMILY_SEED, "resample": "bootstrap",
@@ -250,11 +233,7 @@ def build_bundle(
         scores = _scores(verifier or clf, encoder.encode(test[0]), np.array([index[str(v)] for v in test[1]]))
         metadata["training"].update({f"test_{k}": v for k, v in scores.items()})
     _check_better_than_majority(metadata["training"], force)
-    bundle = Bundle(None, schema, clf, fitted, x, y_idx, metadata, verifier, members)
-    stage("saving")
-    save_bundle(bundle, out)
-    stage.finish()
-    return bundle
+    return _save(Bundle(None, schema, clf, fitted, x, y_idx, metadata, verifier, members), out, stage)
 
 
 def _build_score_bundle(schema: FeatureSchema, train: pd.DataFrame, labels: Sequence[Any], out: str | Path, model: Any,
@@ -302,15 +281,11 @@ def _build_score_bundle(schema: FeatureSchema, train: pd.DataFrame, labels: Sequ
     surrogate_info = None
     if isinstance(regressor, TreeEnsemble):
         verifier = folded
-        clf, fidelity = distill(verifier, x, [fc.slice for fc in encoder.layout], _numeric_columns(encoder), seed=seed)
+        clf, surrogate_info = _surrogate(verifier, x, encoder, seed)
         clf.classes = classes
-        surrogate_info = {"kind": "distilled mlp", **asdict(fidelity)}
     else:
         clf = folded
-    fitted = {}
-    for name in densities:
-        stage(f"fitting the {name} density")
-        fitted[name] = fit_class_conditional(name, x, y_idx, classes=range(2))
+    fitted = _fit_densities(densities, x, y_idx, 2, stage)
     training: dict[str, Any] = {"rows": len(train), "seconds": 0.0, "seed": seed, "recipe_version": RECIPE_VERSION,
                                 **regression_scores(predict_scores(regressor, x), scores, target)}
     if holdout:
@@ -333,26 +308,62 @@ def _build_score_bundle(schema: FeatureSchema, train: pd.DataFrame, labels: Sequ
             raise BundleError(f"the score model's {'test' if split == 'test' else 'held-out'} R² {r2:.3f} is no better than "
                               "predicting the mean score: it has learned nothing to explain; improve the data or the "
                               "recipe, or pass `force=True` to write it anyway")
+    metadata = _metadata(schema, dataset, classes, encoder,
+                         kind if kind is not None else model if isinstance(model, str) else type(model).__name__,
+                         densities, default_density, max_changes, None, training, dict(model_options) if model_options else None,
+                         verifier, surrogate_info)
+    metadata["score"] = {"name": target.name, "threshold": target.threshold, "direction": target.direction,
+                         "scale": reading.scale}
+    return _save(Bundle(None, schema, clf, fitted, x, y_idx, metadata, verifier, []), out, stage)
+
+
+def _surrogate(verifier: TorchClassifier, x: np.ndarray, encoder: TabularEncoder, seed: int,
+               teacher: Callable | None = None) -> tuple[TorchClassifier, dict[str, Any]]:
+    """The differentiable surrogate distilled from a tree model (the verifier) that steers the solver,
+    and its description for the metadata (kind and fidelity)."""
+    clf, fidelity = distill(verifier, x, [fc.slice for fc in encoder.layout], _numeric_columns(encoder), seed=seed,
+                            teacher=teacher)
+    return clf, {"kind": "distilled mlp", **asdict(fidelity)}
+
+
+def _fit_densities(names: Sequence[str], x: np.ndarray, y_idx: np.ndarray, n_classes: int,
+                   stage: "_Stages") -> dict[str, ClassConditionalDensity]:
+    """Each named class-conditional density fitted on the scaled rows (one stage each)."""
+    fitted = {}
+    for name in names:
+        stage(f"fitting the {name} density")
+        fitted[name] = fit_class_conditional(name, x, y_idx, classes=range(n_classes))
+    return fitted
+
+
+def _metadata(schema: FeatureSchema, dataset: str | None, classes: list, encoder: TabularEncoder, model: str,
+              densities: Sequence[str], default_density: str, max_changes: int, min_probability: float | None,
+              training: dict[str, Any], recipe: dict[str, Any] | None, verifier: TorchClassifier | None,
+              surrogate: dict[str, Any] | None) -> dict[str, Any]:
+    """The metadata.json fields every bundle has (hashes are added on saving), and the tree verifier's
+    format and its surrogate's fidelity when there is one."""
     metadata: dict[str, Any] = {
         "format": FORMAT,
         "dataset": dataset or schema.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "classes": classes,
         "columns": encoder.columns,
-        "model": kind if kind is not None else model if isinstance(model, str) else type(model).__name__,
+        "model": model,
         "densities": list(densities),
         "defaults": {"max_changes": max_changes,
                      "density": default_density if default_density in densities else (list(densities) or [None])[0],
-                     "min_probability": None},
-        "score": {"name": target.name, "threshold": target.threshold, "direction": target.direction,
-                  "scale": reading.scale},
+                     "min_probability": min_probability},
         "training": training,
-        **({"recipe": dict(model_options)} if model_options else {}),
+        **({"recipe": recipe} if recipe else {}),
     }
     if verifier is not None:
         metadata["verifier"] = {"format": "recourse-trees/1", "output": verifier.output}
-        metadata["surrogate"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in surrogate_info.items()}
-    bundle = Bundle(None, schema, clf, fitted, x, y_idx, metadata, verifier, [])
+        metadata["surrogate"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in (surrogate or {}).items()}
+    return metadata
+
+
+def _save(bundle: Bundle, out: str | Path, stage: "_Stages") -> Bundle:
+    """Write the bundle (the last stage) and close the stages."""
     stage("saving")
     save_bundle(bundle, out)
     stage.finish()
