@@ -50,6 +50,16 @@ class ModelKind(str, Enum):
     forest = "forest"
 
 
+class BenchModel(str, Enum):
+    """The model kinds the classification benchmarks build bundles of (no score models)."""
+
+    mlp = "mlp"
+    logistic = "logistic"
+    gbm = "gbm"
+    hgb = "hgb"
+    forest = "forest"
+
+
 class DatasetName(str, Enum):
     german = "german"
     wine = "wine"
@@ -357,15 +367,16 @@ def train(
 @bench_app.command("scfe")
 def bench_scfe(
     dataset: BenchDataset = typer.Option(BenchDataset.german, help="wine (100 held-out rows, each pushed to the other class) or german, adult (denied test applicants)."),
-    density: DensityName = typer.Option(DensityName.kde, help="Plausibility term."),
+    density: DensityName = typer.Option(DensityName.gmm, help="Plausibility term."),
     n: int = typer.Option(100, min=1, help="Number of query points."),
     max_changes: Optional[int] = typer.Option(None, "--max-changes", "-m", min=1, max=MAX_CHANGES_LIMIT, help="m (default 2 for wine, 3 otherwise)."),
     peers: bool = typer.Option(True, help="Also run DiCE random and genetic on the same model and points when dice-ml is installed."),
     device: Optional[str] = typer.Option(None, help="torch device, e.g. cuda (default: cpu)."),
-    model: ModelKind = typer.Option(ModelKind.mlp, help="Bundle model: mlp, logistic, or a tree ensemble gbm, hgb, forest (built under $RECOURSE_HOME on first use)."),
+    model: BenchModel = typer.Option(BenchModel.mlp, help="Bundle model: mlp, logistic, or a tree ensemble gbm, hgb, forest (built under $RECOURSE_HOME on first use)."),
     gradient: GradientKind = typer.Option(GradientKind.surrogate, help="Tree ensembles: steer with the distilled surrogate or zeroth-order estimates on the real model (answers verified on the real model either way)."),
     alternatives: Optional[int] = typer.Option(None, "--alternatives", min=1, help="Also measure explain --alternatives K on the same points (share with >= 2, diversity)."),
     min_probability: Optional[float] = typer.Option(None, "--min-probability", min=0.0, max=1.0, help="Confidence every answer must reach (default: the bundle's)."),
+    density_weight: Optional[float] = typer.Option(None, "--density-weight", min=0.0, help="Weight τ of the plausibility term (default: the density's own: gmm 0.5, kde 2, knn 0.5)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     progress: bool = typer.Option(True, help="Show a progress bar (on stderr, when it is a terminal; RECOURSE_PROGRESS=1 shows it anyway)."),
 ) -> None:
@@ -377,7 +388,8 @@ def bench_scfe(
     with progress_bar(progress, "bench scfe") as bar:
         result = run_scfe_benchmark(dataset.value, density=density.value, n=n, max_changes=max_changes, peers=peers,
                                     device=dev, model=model.value, gradient=gradient.value,
-                                    alternatives=alternatives, min_probability=min_probability, progress=bar)
+                                    alternatives=alternatives, min_probability=min_probability, progress=bar,
+                                    density_weight=density_weight)
     typer.echo(json.dumps(result, indent=2) if as_json else format_table(result))
 
 
@@ -387,6 +399,7 @@ def bench_robustness(
     refits: int = typer.Option(10, min=1, max=100, help="Refits of the bundle's model on bootstrap resamples (new seeds)."),
     n: int = typer.Option(100, min=1, help="Number of query points."),
     family: int = typer.Option(8, "--family", min=0, max=64, help="Refits in the robust mode's committee (fitted with other seeds than the judging refits; 0: no robust mode)."),
+    model: BenchModel = typer.Option(BenchModel.mlp, help="Bundle model: the demo recipe mlp, or logistic; tree ensembles (gbm, hgb, forest) without a robust mode."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     progress: bool = typer.Option(True, help="Show a progress bar (on stderr, when it is a terminal; RECOURSE_PROGRESS=1 shows it anyway)."),
 ) -> None:
@@ -395,16 +408,17 @@ def bench_robustness(
     from commands.progress import progress_bar
 
     with progress_bar(progress, "bench robustness") as bar:
-        result = run_robustness_benchmark(dataset.value, refits=refits, n=n, family=family, progress=bar)
+        result = run_robustness_benchmark(dataset.value, refits=refits, n=n, family=family, progress=bar,
+                                          model=model.value)
     typer.echo(json.dumps(result, indent=2) if as_json else format_robustness_table(result))
 
 
 @bench_app.command("exact")
 def bench_exact(
     dataset: BenchDataset = typer.Option(BenchDataset.german, help="The bench scfe points of german, adult or wine."),
-    model: ModelKind = typer.Option(ModelKind.logistic, help="Bundle model (logistic: also compared with the exact MILP optimum)."),
+    model: BenchModel = typer.Option(BenchModel.logistic, help="Bundle model (logistic: also compared with the exact MILP optimum)."),
     n: int = typer.Option(200, min=1, help="Number of query points."),
-    density: DensityName = typer.Option(DensityName.kde, help="Plausibility term."),
+    density: DensityName = typer.Option(DensityName.gmm, help="Plausibility term."),
     max_changes: Optional[int] = typer.Option(None, "--max-changes", "-m", min=1, max=MAX_CHANGES_LIMIT, help="m (default 2 for wine, 3 otherwise)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     progress: bool = typer.Option(True, help="Show a progress bar (on stderr, when it is a terminal; RECOURSE_PROGRESS=1 shows it anyway)."),
@@ -776,7 +790,7 @@ def bench_audit(
 
 @bench_app.command("engine")
 def bench_engine(
-    density: DensityName = typer.Option(DensityName.kde, help="Plausibility term."),
+    density: DensityName = typer.Option(DensityName.gmm, help="Plausibility term."),
     max_changes: Optional[int] = typer.Option(None, "--max-changes", "-m", min=1, max=MAX_CHANGES_LIMIT, help="m (default: the bundle's, 3)."),
     repeats: Optional[int] = typer.Option(None, min=1, help="Timed calls per batch size (default 30/30/10/5)."),
     device: Optional[str] = typer.Option(None, help="torch device, e.g. cuda (default: cpu)."),

@@ -14,6 +14,7 @@ import torch
 
 from recourse.bundle import Bundle, demo_bundle
 from recourse.data import load_dataset
+from recourse.config import DEFAULT_DENSITY
 from recourse.results import to_jsonable
 from recourse.scfe import RecourseEngine
 
@@ -56,7 +57,7 @@ def denied_applicants(engine: RecourseEngine, n: int, seed: int = 0) -> pd.DataF
 def run_engine_benchmark(
     sizes: tuple[int, ...] = ENGINE_BATCH_SIZES,
     repeats: int | None = None,
-    density: str | None = "kde",
+    density: str | None = DEFAULT_DENSITY,
     max_changes: int | None = None,
     device: str | torch.device | None = None,
     seed: int = 0,

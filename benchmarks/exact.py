@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from recourse.config import DEFAULT_DENSITY
 from recourse.results import to_jsonable
 
 from .progress import Steps
@@ -31,7 +32,7 @@ PROVEN = "an exact check proved"
 MORE = "Allow more changes"
 
 
-def run_exact_benchmark(dataset: str = "german", model: str = "logistic", n: int = 200, density: str | None = "kde",
+def run_exact_benchmark(dataset: str = "german", model: str = "logistic", n: int = 200, density: str | None = DEFAULT_DENSITY,
                         max_changes: int | None = None, progress: Any = None) -> dict[str, Any]:
     """Run the protocol of the module docstring and return a JSON-ready dict (``progress``: told
     ``progress(done, total, stage)`` before each phase, :mod:`benchmarks.progress`; None: silent)."""

@@ -35,6 +35,8 @@ LEVELS = (None, 0.6, 0.7, 0.8)
 """Confidence levels compared by default (None: no minimum beyond the model's decision)."""
 ROBUST_LEVELS = (0.6,)
 """Confidence levels of the robust mode compared by default."""
+ROBUSTNESS_MODELS = ("mlp", "logistic", "gbm", "hgb", "forest")
+"""Model kinds the benchmark refits (classification kinds; a family only for mlp and logistic)."""
 
 
 def refit_models(dataset: str, bundle: Any, refits: int, seed: int = 1, *, step: Steps | None = None) -> list[Any]:
@@ -65,21 +67,28 @@ def _tree(estimator: Any) -> Any:
 
 def run_robustness_benchmark(dataset: str = "german", refits: int = 10, n: int = 100,
                              levels: Sequence[float | None] = LEVELS, seed: int = 1, family: int = 8,
-                             robust_levels: Sequence[float | None] = ROBUST_LEVELS, progress: Any = None) -> dict[str, Any]:
+                             robust_levels: Sequence[float | None] = ROBUST_LEVELS, progress: Any = None,
+                             model: str = "mlp") -> dict[str, Any]:
     """Invalidation rates per mode and confidence level (see the module docstring); a JSON-ready dict.
 
-    ``family``: refits in the robust mode's committee (0: no robust mode).  ``progress``: told
+    ``family``: refits in the robust mode's committee (0: no robust mode).  ``model``: the
+    bundle's model kind (the demo recipe ``mlp``, or ``logistic``; a family needs a
+    differentiable kind, tree ensembles are measured without one).  ``progress``: told
     ``progress(done, total, stage)`` before the bundle, each refit and each mode
     (:mod:`benchmarks.progress`; None: silent)."""
     import tempfile
 
+    if model not in ROBUSTNESS_MODELS:
+        raise ValueError(f"unknown model {model!r}; choose from {', '.join(ROBUSTNESS_MODELS)}")
+    family = family if get_model_kind(model).differentiable else 0
     robust = robust_levels if family else ()
     step = Steps(progress, 2 + refits + len(levels) + len(robust))
-    tmp = tempfile.TemporaryDirectory(prefix="recourse-robust-") if family else None
+    own = family or model != "mlp"  # the demo bundle is the MLP without a family
+    tmp = tempfile.TemporaryDirectory(prefix="recourse-robust-") if own else None
     try:
         step(f"bundle (family of {family})" if family else "bundle")
         built = time.perf_counter()
-        bundle = (build_dataset_bundle(dataset, tmp.name, family=family, progress=step.nested("bundle"))
+        bundle = (build_dataset_bundle(dataset, tmp.name, model=model, family=family, progress=step.nested("bundle"))
                   if tmp is not None else demo_bundle(dataset))
         build_seconds = time.perf_counter() - built
         result = _run(dataset, bundle, refits, n, levels, seed, robust, build_seconds, step)

@@ -44,6 +44,7 @@ import torch
 from recourse.bundle import Bundle, build_dataset_bundle, demo_bundle, load_bundle, recourse_home
 from recourse.data import load_dataset
 from recourse.errors import BundleError
+from recourse.config import DEFAULT_DENSITY
 from recourse.metrics import Evaluator
 from recourse.results import to_jsonable
 from recourse.scfe import RecourseEngine
@@ -131,7 +132,7 @@ def _frame_of(records: list[Any], columns: list[str], found: np.ndarray) -> pd.D
 # ---------------------------------------------------------------------- S-CFE
 def run_scfe_benchmark(
     dataset: str = "wine",
-    density: str | None = "kde",
+    density: str | None = DEFAULT_DENSITY,
     n: int = 100,
     max_changes: int | None = None,
     bundle_dir: str | Path | None = None,
@@ -144,9 +145,11 @@ def run_scfe_benchmark(
     alternatives: int | None = None,
     min_probability: float | None = None,
     progress: Any = None,
+    density_weight: float | None = None,
 ) -> dict[str, Any]:
     """Run the protocol of ``dataset`` (see the module docstring) and return a JSON-ready dict.
 
+    ``density_weight``: τ of the plausibility term (None: the density's default weight).
     ``min_probability``: the confidence every answer must reach (None: the bundle's); the result's
     ``probability`` holds the quantiles (min, 10 %, median, 90 %) of the answers' target-class
     probabilities and ``below_min_probability`` the number of answers under the minimum.
@@ -187,6 +190,8 @@ def run_scfe_benchmark(
     step("bundle")
     bundle = _bundle(dataset, bundle_dir, device, seed, model, progress=step.nested("bundle"))
     engine = _engine(bundle, gradient, device, seed)
+    if density_weight is not None:
+        engine = engine.with_config(density_weight=float(density_weight))
     step("points")
     queries, positions, targets = benchmark_points(dataset, engine, n)
     target_values = [engine.classes[t] for t in targets]
@@ -210,7 +215,8 @@ def run_scfe_benchmark(
     summary = evaluator.summarise(queries, cfs, targets, m, found=found, seconds=seconds)
     result: dict[str, Any] = {"dataset": dataset, "model": bundle.metadata.get("model", model),
                               "gradient": gradient if bundle.verifier is not None else "exact",
-                              "density": density_name or "none", "max_changes": m}
+                              "density": density_name or "none",
+                              "density_weight": engine.config.with_(density=density_name).tau(), "max_changes": m}
     result.update(summary)
     queries_count = getattr(engine.classifier, "queries", None)
     if queries_count is not None:
@@ -439,7 +445,8 @@ def format_table(result: dict[str, Any]) -> str:
         except (ValueError, TypeError):
             return str(v)
 
-    rows = [(f"S-CFE ({result.get('density')}" + (f", {result['gradient']}" if result.get("gradient") not in (None, "exact") else "")
+    tau = f" τ={result['density_weight']:g}" if result.get("density_weight") else ""
+    rows = [(f"S-CFE ({result.get('density')}{tau}" + (f", {result['gradient']}" if result.get("gradient") not in (None, "exact") else "")
               + ")", result)]
     notes = []
     for name, peer in (result.get("peers") or {}).items():

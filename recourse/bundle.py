@@ -41,6 +41,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from .config import DEFAULT_DENSITY
 from .data import Dataset, dataset_schema, load_dataset
 from .density import ClassConditionalDensity, available_densities, fit_class_conditional
 from .encoding import TabularEncoder, complete_schema
@@ -63,9 +64,10 @@ DEFAULT_MIN_PROBABILITY: float | None = 0.6
 on the decision boundary.  Measured with ``recourse bench scfe`` and ``bench robustness`` (README):
 0.6 costs +10 % (German) / +4 % (Wine) over the bare decision; higher levels cost more and, on
 their own, barely protect against a retrained model."""
-RECIPE_VERSION = 2
-"""Version of the model kinds' training recipes (2: the MLP's weight decay chosen on validation
-rows); demo bundles built by another version are built again."""
+RECIPE_VERSION = 3
+"""Version of the bundles' training recipes and defaults (2: the MLP's weight decay chosen on
+validation rows; 3: the Gaussian mixture as the default density); demo bundles built by another
+version are built again."""
 
 
 def recourse_home() -> Path:
@@ -100,7 +102,7 @@ class Bundle:
             raise BundleError(f"{self.path}: this bundle's model is supplied at load time (a black box): "
                               "use recourse.blackbox.with_black_box(bundle, predict_proba) before asking for recourse")
         defaults = self.metadata.get("defaults", {})
-        config = config or SCFEConfig(max_changes=defaults.get("max_changes", 3), density=defaults.get("density", "kde"),
+        config = config or SCFEConfig(max_changes=defaults.get("max_changes", 3), density=defaults.get("density", DEFAULT_DENSITY),
                                       min_probability=defaults.get("min_probability"))
         return RecourseEngine(self.schema, self.classifier, self.densities, self.train_encoded, self.train_labels,
                               config=config, device=device, verifier=self.verifier, family=self.family,
@@ -130,7 +132,7 @@ def build_bundle(
     densities: Sequence[str] | None = None,
     test: tuple[pd.DataFrame, np.ndarray] | None = None,
     max_changes: int = 3,
-    default_density: str = "kde",
+    default_density: str = DEFAULT_DENSITY,
     min_probability: float | None = DEFAULT_MIN_PROBABILITY,
     seed: int = 0,
     dataset: str | None = None,
@@ -578,7 +580,7 @@ class _Defaults(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     max_changes: StrictInt = Field(3, ge=1)
-    density: StrictStr | None = "kde"
+    density: StrictStr | None = DEFAULT_DENSITY
     min_probability: float | None = Field(None, gt=0.0, lt=1.0)
 
 

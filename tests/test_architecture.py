@@ -173,6 +173,10 @@ def test_command_line_choices_match_the_registries():
 
     assert sorted(d.value for d in cli.DensityName) == sorted([*available_densities(), "none"])
     assert [m.value for m in cli.ModelKind] == model_kinds()
+    from benchmarks.robustness import ROBUSTNESS_MODELS
+    from benchmarks.scfe import BENCH_MODELS
+
+    assert tuple(m.value for m in cli.BenchModel) == BENCH_MODELS == ROBUSTNESS_MODELS  # every offered choice runs
     from api.keys import ROLES
 
     assert tuple(r.value for r in cli.KeyRole) == ROLES

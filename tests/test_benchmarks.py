@@ -40,7 +40,7 @@ def test_wine_benchmark_keys_and_figures(wine):
     assert (bundle_dir / "metadata.json").is_file()
     assert not (home / "bundles").exists()  # the given bundle_dir was used, nothing else written
     table = format_table(result)
-    assert "S-CFE (gmm)" in table and "wine: n=10, m=2" in table
+    assert "S-CFE (gmm τ=0.5)" in table and "wine: n=10, m=2" in table
 
 
 def test_peers_without_dice_say_so(wine, monkeypatch):

@@ -138,7 +138,7 @@ def _edit(path: str, value: Any) -> Callable[[Path, dict], None]:
 
 @pytest.mark.parametrize("field, value", [
     ("defaults.max_changes", 5),
-    ("defaults.density", "gmm"),
+    ("defaults.density", "kde"),
     ("defaults.min_probability", 0.9),
     ("defaults.min_probability", None),
     ("classes", lambda classes: list(reversed(classes))),

@@ -425,7 +425,7 @@ def test_default_density_weight_is_the_plugin_class_attribute():
     from recourse.density import UnknownDensityError, available_densities, default_density_weight, get_density
     from recourse.density.base import _REGISTRY, FALLBACK_WEIGHT, BaseDensity, register_density
 
-    assert {n: default_density_weight(n) for n in ("kde", "gmm", "knn")} == {"kde": 0.02, "gmm": 0.02, "knn": 0.5}
+    assert {n: default_density_weight(n) for n in ("kde", "gmm", "knn")} == {"kde": 2.0, "gmm": 0.5, "knn": 0.5}
     for name in available_densities():
         assert default_density_weight(name) == get_density(name).default_weight
     with pytest.raises(UnknownDensityError, match=r"unknown density 'nope'; available densities: .*kde") as info:

@@ -130,8 +130,8 @@ def get_density(name: str) -> type:
 def default_density_weight(name: str) -> float:
     r"""The default weight τ of the plausibility term :math:`-\tau \log \hat q_t(y)` for density ``name``.
 
-    The plugin class's ``default_weight`` (e.g. 0.02 for ``"kde"`` and ``"gmm"``, whose
-    log-densities are large in magnitude, 0.5 for the k-NN gravity term), or
+    The plugin class's ``default_weight`` (0.5 for ``"gmm"``, 2 for ``"kde"``, 0.5 for the k-NN
+    gravity term; chosen by measurement against no density, docs/benchmarks.md), or
     :data:`FALLBACK_WEIGHT` for a plugin that declares none.  An unregistered name raises
     :class:`UnknownDensityError` naming it and listing the registered densities.
     """
