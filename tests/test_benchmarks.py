@@ -179,6 +179,19 @@ def test_robustness_benchmark_reports_invalidation_per_confidence_level():
     assert "invalidated (mean / worst)" in format_robustness_table(result)
 
 
+@pytest.mark.parametrize("model", ["logistic", "forest"])
+def test_robustness_benchmark_refits_the_model_kind_asked_for(model):
+    """--model: the bundle and its refits are of that kind; a tree ensemble is measured without a committee."""
+    from benchmarks.robustness import run_robustness_benchmark
+
+    result = run_robustness_benchmark("wine", refits=1, n=6, levels=(None,), family=2, model=model)
+    assert result["model"] == model and result["refits"] == 1
+    assert result["family"] == (2 if model == "logistic" else 0)
+    assert [e["mode"] for e in result["levels"]] == (["model", "robust"] if model == "logistic" else ["model"])
+    with pytest.raises(ValueError, match="unknown model 'linear'"):
+        run_robustness_benchmark("wine", model="linear")
+
+
 def test_bench_pipeline_rechecks_every_answer_with_the_users_pipeline():
     """The raw-pipeline benchmark: answers re-checked by the pipeline itself, no rule broken."""
     from benchmarks.pipelines import format_pipeline_table, run_pipeline_benchmark
