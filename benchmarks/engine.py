@@ -13,8 +13,8 @@ import pandas as pd
 import torch
 
 from recourse.bundle import Bundle, demo_bundle
-from recourse.data import load_dataset
 from recourse.config import DEFAULT_DENSITY
+from recourse.data import load_dataset
 from recourse.results import to_jsonable
 from recourse.scfe import RecourseEngine
 

@@ -42,9 +42,9 @@ import pandas as pd
 import torch
 
 from recourse.bundle import Bundle, build_dataset_bundle, demo_bundle, load_bundle, recourse_home
+from recourse.config import DEFAULT_DENSITY
 from recourse.data import load_dataset
 from recourse.errors import BundleError
-from recourse.config import DEFAULT_DENSITY
 from recourse.metrics import Evaluator
 from recourse.results import to_jsonable
 from recourse.scfe import RecourseEngine

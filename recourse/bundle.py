@@ -102,7 +102,8 @@ class Bundle:
             raise BundleError(f"{self.path}: this bundle's model is supplied at load time (a black box): "
                               "use recourse.blackbox.with_black_box(bundle, predict_proba) before asking for recourse")
         defaults = self.metadata.get("defaults", {})
-        config = config or SCFEConfig(max_changes=defaults.get("max_changes", 3), density=defaults.get("density", DEFAULT_DENSITY),
+        fallback = DEFAULT_DENSITY if DEFAULT_DENSITY in self.densities else next(iter(self.densities), None)
+        config = config or SCFEConfig(max_changes=defaults.get("max_changes", 3), density=defaults.get("density", fallback),
                                       min_probability=defaults.get("min_probability"))
         return RecourseEngine(self.schema, self.classifier, self.densities, self.train_encoded, self.train_labels,
                               config=config, device=device, verifier=self.verifier, family=self.family,
