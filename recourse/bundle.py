@@ -31,7 +31,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterator, Literal, Sequence
+from typing import Annotated, Any, Callable, Collection, Iterator, Literal, Sequence
 
 import numpy as np
 import pandas as pd
@@ -102,8 +102,8 @@ class Bundle:
             raise BundleError(f"{self.path}: this bundle's model is supplied at load time (a black box): "
                               "use recourse.blackbox.with_black_box(bundle, predict_proba) before asking for recourse")
         defaults = self.metadata.get("defaults", {})
-        fallback = DEFAULT_DENSITY if DEFAULT_DENSITY in self.densities else next(iter(self.densities), None)
-        config = config or SCFEConfig(max_changes=defaults.get("max_changes", 3), density=defaults.get("density", fallback),
+        density = defaults["density"] if "density" in defaults else _default_density(DEFAULT_DENSITY, self.densities)
+        config = config or SCFEConfig(max_changes=defaults.get("max_changes", 3), density=density,
                                       min_probability=defaults.get("min_probability"))
         return RecourseEngine(self.schema, self.classifier, self.densities, self.train_encoded, self.train_labels,
                               config=config, device=device, verifier=self.verifier, family=self.family,
@@ -320,6 +320,11 @@ def _build_score_bundle(schema: FeatureSchema, train: pd.DataFrame, labels: Sequ
     return _save(Bundle(None, schema, clf, fitted, x, y_idx, metadata, verifier, []), out, stage)
 
 
+def _default_density(preferred: str, fitted: Collection[str]) -> str | None:
+    """A bundle's default density: ``preferred`` if it was fitted, else the first fitted one (None: none)."""
+    return preferred if preferred in fitted else next(iter(fitted), None)
+
+
 def _surrogate(verifier: TorchClassifier, x: np.ndarray, encoder: TabularEncoder, seed: int,
                teacher: Callable | None = None) -> tuple[TorchClassifier, dict[str, Any]]:
     """The differentiable surrogate distilled from a tree model (the verifier) that steers the solver,
@@ -354,7 +359,7 @@ def _metadata(schema: FeatureSchema, dataset: str | None, classes: list, encoder
         "model": model,
         "densities": list(densities),
         "defaults": {"max_changes": max_changes,
-                     "density": default_density if default_density in densities else (list(densities) or [None])[0],
+                     "density": _default_density(default_density, densities),
                      "min_probability": min_probability},
         "training": training,
         **({"recipe": recipe} if recipe else {}),

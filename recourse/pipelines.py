@@ -308,7 +308,7 @@ def raw_pipeline_regressor(pipeline: Any, encoder: TabularEncoder, train: pd.Dat
     columns = list(getattr(pipeline, "feature_names_in_", [])) or encoder.schema.names
     expected = np.asarray(pipeline.predict(encoder.frame_from_codes(encoder.to_codes(train))[columns]), dtype=np.float64)
     with torch.no_grad():
-        x = torch.as_tensor(encoder.encode(train), dtype=torch.float64 if isinstance(model, nn.Sequential) is False else torch.float32)
+        x = torch.as_tensor(encoder.encode(train), dtype=torch.float32 if isinstance(model, nn.Sequential) else torch.float64)
         got = model(x).double().reshape(-1).numpy()
     worst = float(np.abs(got - expected).max()) if len(got) else 0.0
     if worst > PROBA_TOLERANCE * max(1.0, float(np.abs(expected).max())) * 10:

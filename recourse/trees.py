@@ -116,7 +116,7 @@ class TreeEnsemble(nn.Module):
         midpoint = torch.zeros_like(self.feature, dtype=torch.bool)
         inner = (self.feature >= 0).nonzero(as_tuple=True)
         for f in torch.unique(self.feature[inner]).tolist():
-            at = (self.feature == f) & (self.feature >= 0)
+            at = self.feature == f  # f ≥ 0: an inner node's feature
             values = torch.unique(inputs[:, f])
             t = original[at]
             gap = (values[None, :] - t[:, None]).abs().amin(1)
