@@ -13,6 +13,7 @@ import errno
 import os
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -95,11 +96,30 @@ class SqliteLog(ExplanationLog):
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
+        self._enter_wal(conn)
         conn.execute(f"PRAGMA synchronous={self.sync.upper()}")
         conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
         conn.execute("PRAGMA secure_delete=ON")  # a deleted row's pages are overwritten with zeros
         return conn
+
+    def _enter_wal(self, conn: sqlite3.Connection) -> None:
+        """Put the file in WAL mode (persistent: later connections only read it).
+
+        Switching a new file's journal mode takes an exclusive lock and SQLite answers "database
+        is locked" at once, without its busy handler, while another connection (another instance
+        starting at the same moment) holds one; so retry until the log's timeout."""
+        deadline = time.monotonic() + self.timeout
+        pause = 0.001
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                    conn.close()
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
 
     @property
     def connection(self) -> sqlite3.Connection:
