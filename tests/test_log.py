@@ -107,6 +107,35 @@ def test_instances_opening_a_new_log_at_once_migrate_it_once(log_database):
         log.close()
 
 
+class _LockedAtFirst:
+    """A connection whose first ``busy`` journal-mode switches find the file locked (as SQLite
+    answers them, without its busy handler, while another instance creating the log holds it)."""
+
+    def __init__(self, busy: int, error: str = "database is locked"):
+        self.busy, self.error, self.calls = busy, error, 0
+
+    def execute(self, sql: str) -> None:
+        assert sql == "PRAGMA journal_mode=WAL"
+        self.calls += 1
+        if self.calls <= self.busy:
+            raise sqlite3.OperationalError(self.error)
+
+
+def test_the_switch_to_wal_is_retried_while_another_instance_holds_the_lock(tmp_path):
+    log = SqliteLog(tmp_path / "log.sqlite3", timeout=2.0)
+    conn = _LockedAtFirst(busy=3)
+    log._enter_wal(conn)
+    assert conn.calls == 4
+    log.timeout = 0.05  # a lock held past the log's timeout: reported, not waited on for ever
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        log._enter_wal(_LockedAtFirst(busy=10**6))
+    other = _LockedAtFirst(busy=1, error="disk I/O error")  # any other error: at once, no retry
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        log._enter_wal(other)
+    assert other.calls == 1
+    log.close()
+
+
 def test_a_log_with_a_newer_schema_is_refused(log_database):
     log = ExplanationLog(log_database)
     log.execute("INSERT INTO schema_version (version, applied, note) VALUES (?, ?, ?)", (99, "2030-01-01T00:00:00Z", "future"))

@@ -96,10 +96,14 @@ class SqliteLog(ExplanationLog):
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
-        self._enter_wal(conn)
-        conn.execute(f"PRAGMA synchronous={self.sync.upper()}")
-        conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
-        conn.execute("PRAGMA secure_delete=ON")  # a deleted row's pages are overwritten with zeros
+        try:
+            self._enter_wal(conn)
+            conn.execute(f"PRAGMA synchronous={self.sync.upper()}")
+            conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+            conn.execute("PRAGMA secure_delete=ON")  # a deleted row's pages are overwritten with zeros
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def _enter_wal(self, conn: sqlite3.Connection) -> None:
@@ -116,7 +120,6 @@ class SqliteLog(ExplanationLog):
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() + pause > deadline:
-                    conn.close()
                     raise
                 time.sleep(pause)
                 pause = min(pause * 2, 0.05)
