@@ -692,9 +692,13 @@ def bench_http(
 
 def _echo_http(result: dict) -> None:
     """One `bench http` run as a table."""
-    typer.echo(f"{'clients':>8} {'requests':>9} {'errors':>7} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
+    typer.echo(f"{'clients':>8} {'requests':>9} {'errors':>7} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}  "
+               "CPU ms per request (server + clients)")
     for lv in result["levels"]:
-        typer.echo(f"{lv['clients']:>8} {lv['requests']:>9} {lv['errors']:>7} {lv['p50_ms']:>8} {lv['p99_ms']:>8} {lv['per_second']:>8}")
+        server, clients = lv.get("server_cpu_ms"), lv.get("client_cpu_ms")
+        cpu = "-" if server is None else f"{server} + {clients}"
+        typer.echo(f"{lv['clients']:>8} {lv['requests']:>9} {lv['errors']:>7} {lv['p50_ms']:>8} {lv['p99_ms']:>8} "
+                   f"{lv['per_second']:>8}  {cpu}")
     b = result["batch"]
     typer.echo(f"batch of {b['batch_size']}: {b['recourses_per_second']} recourses/s (median {b['median_seconds']} s, errors {b['errors']})")
     if "kill_9" in result:

@@ -27,7 +27,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -66,6 +66,11 @@ class Server:
             time.sleep(0.25)
         raise RuntimeError("server did not become ready")
 
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds used so far by the server's processes alive now (master and workers;
+        None where the platform does not tell, see :func:`group_cpu_seconds`)."""
+        return None if self.process is None else group_cpu_seconds(self.process.pid)
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the whole process group (master and workers)."""
         if self.process is not None and self.process.poll() is None:
@@ -80,6 +85,26 @@ def serve_command() -> list[str]:
     if script.is_file() and os.access(script, os.X_OK):
         return [str(script), "serve"]
     return [sys.executable, "-m", "cli", "serve"]
+
+
+def group_cpu_seconds(group: int) -> float | None:
+    """User + system CPU seconds of the live processes in process group ``group``, read from
+    ``/proc/<pid>/stat`` (Linux); None where there is no ``/proc``."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").is_file():
+        return None
+    ticks = 0
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:  # the process ended meanwhile
+            continue
+        fields = text[text.rindex(")") + 2:].split()  # after "pid (name) ": state, ppid, pgrp, …
+        if int(fields[2]) == group:
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -130,14 +155,23 @@ class LevelResult:
     max_ms: float
     per_second: float
     statuses: dict[str, int]
+    server_cpu_ms: float | None = None
+    """CPU milliseconds the server's processes used per answered request (None: not measured)."""
+    client_cpu_ms: float | None = None
+    """CPU milliseconds this load generator's process used per answered request."""
 
     def to_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
 
 
 def run_level(port: int, key: str, pool: Iterator[dict[str, Any]], clients: int, seconds: float,
-              ids: list[tuple[str, bytes]] | None = None, stop: threading.Event | None = None) -> LevelResult:
-    """``clients`` closed-loop clients posting single applicants for ``seconds``."""
+              ids: list[tuple[str, bytes]] | None = None, stop: threading.Event | None = None,
+              cpu: Callable[[], float | None] | None = None) -> LevelResult:
+    """``clients`` closed-loop clients posting single applicants for ``seconds``.
+
+    ``cpu``: the server's CPU seconds so far (:meth:`Server.cpu_seconds`); with it the result
+    tells the server's and the clients' CPU time per answered request, the figure to set against
+    the machine's budget (cores × latency / clients)."""
     lock = threading.Lock()
     latencies: list[float] = []
     statuses: dict[str, int] = {}
@@ -176,6 +210,8 @@ def run_level(port: int, key: str, pool: Iterator[dict[str, Any]], clients: int,
                     ids.append((answer["id"], data))
         conn.close()
 
+    server_cpu = cpu() if cpu is not None else None
+    client_cpu = time.process_time()
     started = time.perf_counter()
     threads = [threading.Thread(target=client) for _ in range(clients)]
     for t in threads:
@@ -183,10 +219,15 @@ def run_level(port: int, key: str, pool: Iterator[dict[str, Any]], clients: int,
     for t in threads:
         t.join()
     took = time.perf_counter() - started
+    client_cpu = time.process_time() - client_cpu
+    server_after = cpu() if cpu is not None else None
+    answered = max(len(latencies), 1)
+    server_ms = None if server_cpu is None or server_after is None else round((server_after - server_cpu) * 1e3 / answered, 2)
     lat = np.asarray(latencies) * 1e3 if latencies else np.zeros(1)
     return LevelResult(clients, len(latencies), errors[0], round(took, 2), round(float(np.percentile(lat, 50)), 2),
                        round(float(np.percentile(lat, 90)), 2), round(float(np.percentile(lat, 99)), 2),
-                       round(float(lat.max()), 2), round(len(latencies) / took, 1), statuses)
+                       round(float(lat.max()), 2), round(len(latencies) / took, 1), statuses,
+                       server_ms, round(client_cpu * 1e3 / answered, 2))
 
 
 def run_batch(port: int, key: str, applicants: list[dict[str, Any]], size: int, repeats: int) -> dict[str, Any]:
@@ -374,7 +415,7 @@ def run_load_test(levels: tuple[int, ...] = (1, 8, 32), seconds: float = 30.0, w
             out["levels"] = []
             for c in levels:
                 step(f"{name}: {c} client{'s' if c != 1 else ''} for {seconds:g} s")
-                out["levels"].append(run_level(server.port, key, stream, c, seconds).to_dict())
+                out["levels"].append(run_level(server.port, key, stream, c, seconds, cpu=server.cpu_seconds).to_dict())
             out["reused_answers"] = "none: each applicant is sent once per pool pass" if sum(
                 lv["requests"] for lv in out["levels"]) <= len(singles) else "some: the pool was exhausted and restarted"
             step(f"{name}: {batch_repeats} batches of {batch_size}")

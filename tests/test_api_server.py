@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 import cli
 from api.keys import new_key
-from benchmarks.http import Server, free_port, request
+from benchmarks.http import Server, free_port, group_cpu_seconds, request, run_level
 
 DENIED = json.loads((Path(__file__).resolve().parent.parent / "datasets/german_credit/examples/denied_applicant.json").read_text())
 
@@ -207,3 +207,28 @@ def test_forty_slow_clients_for_forty_seconds_do_not_slow_a_normal_client(server
     finally:
         stop.set()
     assert rounds >= 40 and worst < 1.0, (rounds, worst)
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_the_load_test_tells_the_cpu_time_per_request(server):
+    """What a closed-loop level costs in CPU per answered request, server and clients apart (the
+    figure to set against the machine's budget: cores × latency / clients)."""
+    pool = iter([{**DENIED, "duration": d} for d in range(6, 72)] * 50)
+    level = run_level(server.port, server.key, pool, 2, 2.0, cpu=server.cpu_seconds).to_dict()
+    assert level["requests"] > 0 and level["errors"] == 0
+    assert level["server_cpu_ms"] > 0 and level["client_cpu_ms"] > 0
+    assert level["server_cpu_ms"] < 2 * 2000.0 / level["requests"] + 50  # at most both cores' time, per request
+    assert run_level(server.port, server.key, pool, 1, 1.0).to_dict()["server_cpu_ms"] is None  # not asked: not measured
+
+
+def test_cpu_seconds_of_a_process_group_count_its_processes():
+    import os
+    import time
+
+    start = time.process_time()
+    while time.process_time() - start < 0.3:
+        pass
+    mine = group_cpu_seconds(os.getpgid(0))
+    assert mine is not None and mine >= 0.25
+    assert group_cpu_seconds(2**22 + 12345) == 0.0  # no such group: nothing counted
