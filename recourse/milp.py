@@ -38,11 +38,13 @@ off the engine's :class:`~recourse.actionset.ActionSet` (:meth:`~recourse.action
 
 **Margin.**  The engine *accepts* a counterfactual when the model's margin on the final decoded
 values is > 0 (κ = ``SCFEConfig.margin`` is only the hinge target of the smooth search; the trim
-step accepts any positive margin).  The exact problem therefore uses the same acceptance set,
-:math:`M > 0`, implemented as :math:`M \ge \varepsilon` with a tiny ε (``EPSILON``, above float32
-round-off), so the exact optimum is a lower bound on the cost of anything the engine can return
-and the optimality gap is fair.  An infeasible MILP certifies that no counterfactual with at most m
-changes reaches margin ε; one with margin in (0, ε) is numerically indistinguishable from none.
+step accepts any positive margin).  The exact problem uses that acceptance set less a thin band:
+:math:`M \ge \varepsilon` with a tiny ε (``EPSILON``, above float32 round-off, so that its own
+answers pass the engine's float32 check).  The exact optimum is therefore a lower bound on the
+cost of every engine answer whose margin exceeds ε; an answer in the band (0, ε] (a probability
+within ~10⁻⁵ of the confidence asked) can be one lattice step cheaper, and the engine may answer
+a row in that band where the MILP finds none.  An infeasible MILP certifies that no
+counterfactual with at most m changes reaches margin ε.
 """
 from __future__ import annotations
 
@@ -362,9 +364,9 @@ def exact_recourse(engine, frame: pd.DataFrame, max_changes: int, target: int | 
     """Exact answers for the rows of ``frame`` (None when the engine's model is not linear, or its
     schema's consequences would need snapping, see :func:`linear_consequences`).
 
-    ``epsilon``: the margin the answers must reach (default: the engine's acceptance rule, i.e.
-    ``EPSILON`` above the margin threshold of its confidence ``min_probability``, so the optimum
-    is a lower bound of what the engine may return); ``margin``: the target's affine margin when
+    ``epsilon``: the margin the answers must reach (default: ``EPSILON`` above the margin threshold
+    of the engine's confidence ``min_probability``, so the optimum is a lower bound of what the
+    engine may return outside that thin band, see the module docstring); ``margin``: the target's affine margin when
     already known (else probed, :func:`linear_margin`).  Every optimal counterfactual is re-checked
     with the engine's own model on the decoded values and its cost recomputed with
     :meth:`TabularEncoder.change_costs`; a row failing the check is marked ``error``.
