@@ -19,13 +19,13 @@ from hypothesis import settings
 from recourse.schema import FeatureSchema
 
 REPO = Path(__file__).resolve().parent.parent
+GERMAN_SCHEMA = REPO / "datasets" / "german_credit" / "schema.json"
 
 # Property tests draw new examples on every run where they are developed (the default profile);
 # the CI entry point (.ci/run) asks for the "ci" profile: the same examples every run, so a
 # commit lands or not on its own merits. A failure found locally prints the example to pin.
 settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
-GERMAN_SCHEMA = REPO / "datasets" / "german_credit" / "schema.json"
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -75,8 +75,8 @@ def test_without_a_density_every_answer_is_the_milp_optimum(tiny_engine, seed, m
     answers = engine.explain(rows, max_changes=m, density=None, min_probability=p)
     exact = exact_recourse(engine, rows, m, target=1)
     for answer, status, cost in zip(answers, exact.status, exact.cost):
-        if answer.found and in_the_band(engine, answer):  # cheaper than the MILP's optimum, or none there
-            assert status == "infeasible" or answer.metrics["cost"] <= cost + 1e-6 * max(1.0, cost)
+        if answer.found and in_the_band(engine, answer):  # may beat the MILP's optimum, or answer where it finds none
+            assert status != "optimal" or answer.metrics["cost"] <= cost + 1e-6 * max(1.0, cost)
         elif status == "optimal":
             assert answer.found and abs(answer.metrics["cost"] - cost) <= 1e-6 * max(1.0, cost), (answer.message, cost)
         elif status == "infeasible":
