@@ -29,14 +29,15 @@ from recourse.data import load_dataset
 from recourse.models import get_model_kind
 
 from .progress import Steps
-from .scfe import benchmark_points
+from .scfe import BENCH_MODELS, benchmark_points
 
 LEVELS = (None, 0.6, 0.7, 0.8)
 """Confidence levels compared by default (None: no minimum beyond the model's decision)."""
 ROBUST_LEVELS = (0.6,)
 """Confidence levels of the robust mode compared by default."""
-ROBUSTNESS_MODELS = ("mlp", "logistic", "gbm", "hgb", "forest")
-"""Model kinds the benchmark refits (classification kinds; a family only for mlp and logistic)."""
+ROBUSTNESS_MODELS = BENCH_MODELS
+"""Model kinds the benchmark refits: the benchmarks' classification kinds (a family only for the
+differentiable ones, mlp and logistic)."""
 
 
 def refit_models(dataset: str, bundle: Any, refits: int, seed: int = 1, *, step: Steps | None = None) -> list[Any]:
